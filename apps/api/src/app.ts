@@ -1,0 +1,85 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Database } from '@kiln/db'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify'
+import type { Redis } from 'ioredis'
+import { registerAuthentication } from './auth.ts'
+import { openApiOptions } from './openapi.ts'
+import { buildValidatorCompiler, registerProblemHandlers } from './problems.ts'
+import { registerCatalogueRoutes } from './routes/catalogue.routes.ts'
+import { registerClusterRoutes } from './routes/clusters.routes.ts'
+import { registerHealthRoutes } from './routes/health.routes.ts'
+import { registerNodeGroupRoutes } from './routes/nodegroups.routes.ts'
+import { registerOperationRoutes } from './routes/operations.routes.ts'
+import { registerProjectRoutes } from './routes/projects.routes.ts'
+import { registerTemplateRoutes } from './routes/templates.routes.ts'
+import { namedSchemas } from './schemas.ts'
+
+export interface AppDeps {
+  db: Database
+  redis: Redis
+  logger?: boolean | { level: string } | FastifyBaseLogger
+  bodyLimitBytes?: number
+  /** How often `?wait=` re-reads an operation. */
+  operationPollMs?: number
+}
+
+export type KilnApp = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>
+
+export interface RouteDeps {
+  db: Database
+  redis: Redis
+  operationPollMs: number
+}
+
+/** Builds the API without listening; tests call `inject()` on it, `main.ts` listens. */
+export async function buildApp(deps: AppDeps): Promise<KilnApp> {
+  const schemas = namedSchemas()
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    bodyLimit: deps.bodyLimitBytes ?? 262_144,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+    routerOptions: { ignoreTrailingSlash: true },
+    schemaController: {
+      compilersFactory: {
+        buildValidator: (external) => buildValidatorCompiler({ ...external }),
+      },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as KilnApp
+
+  for (const schema of schemas) app.addSchema(schema as { $id: string })
+  registerProblemHandlers(app)
+  registerAuthentication(app)
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
+  await app.register(swagger, openApiOptions)
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  app.get('/openapi.json', { schema: { hide: true }, config: { permission: 'public' } }, async () => app.swagger())
+
+  const routeDeps: RouteDeps = { db: deps.db, redis: deps.redis, operationPollMs: deps.operationPollMs ?? 200 }
+  registerHealthRoutes(app, routeDeps)
+  registerCatalogueRoutes(app, routeDeps)
+  registerTemplateRoutes(app, routeDeps)
+  registerProjectRoutes(app, routeDeps)
+  registerClusterRoutes(app, routeDeps)
+  registerNodeGroupRoutes(app, routeDeps)
+  registerOperationRoutes(app, routeDeps)
+  await app.ready()
+  return app
+}

@@ -1,0 +1,47 @@
+import Type from 'typebox'
+import Value from 'typebox/value'
+
+const Env = Type.Object({
+  DATABASE_URL: Type.String({ minLength: 1, description: 'PostgreSQL connection string.' }),
+  REDIS_URL: Type.String({ minLength: 1, description: 'Redis connection string.' }),
+  HOST: Type.String({ default: '127.0.0.1' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  KILN_PUBLIC_URL: Type.String({ default: 'http://127.0.0.1:8080' }),
+  DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+  BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 262_144 }),
+})
+
+export interface ApiConfig {
+  databaseUrl: string
+  redisUrl: string
+  host: string
+  port: number
+  logLevel: string
+  publicUrl: string
+  databasePoolSize: number
+  bodyLimitBytes: number
+}
+
+/** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
+export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
+  const raw = Value.Convert(Env, Value.Default(Env, { ...env }))
+  if (!Value.Check(Env, raw)) {
+    const problems = [...Value.Errors(Env, raw)].map((e) => `${e.instancePath || '/'}: ${e.message}`)
+    throw new Error(`Invalid configuration:\n  ${problems.join('\n  ')}`)
+  }
+  const c = raw as Type.Static<typeof Env>
+  return {
+    databaseUrl: c.DATABASE_URL,
+    redisUrl: c.REDIS_URL,
+    host: c.HOST,
+    port: c.PORT,
+    logLevel: c.LOG_LEVEL,
+    publicUrl: c.KILN_PUBLIC_URL,
+    databasePoolSize: c.DATABASE_POOL_SIZE,
+    bodyLimitBytes: c.BODY_LIMIT_BYTES,
+  }
+}

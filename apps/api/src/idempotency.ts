@@ -1,0 +1,52 @@
+import { type Database, runIdempotent, type StoredResponse, type Tx } from '@kiln/db'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { HttpProblem } from './problems.ts'
+
+const dayMs = 24 * 60 * 60 * 1000
+const keyPattern = /^[\x21-\x7e]{1,255}$/
+
+/**
+ * Runs a POST's writes in one transaction. With an `Idempotency-Key`, the first response is stored in
+ * that same transaction and replayed for 24 h to the same caller sending the same request.
+ */
+export async function respondOnce(
+  db: Database,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  handler: (tx: Tx) => Promise<StoredResponse>,
+) {
+  const key = request.headers['idempotency-key']
+  let response: StoredResponse
+  if (key === undefined) {
+    response = await db.$transaction(handler, { timeout: 20_000, maxWait: 10_000 })
+  } else {
+    if (typeof key !== 'string' || !keyPattern.test(key)) {
+      throw new HttpProblem(400, 'invalid-request', 'Invalid Idempotency-Key', 'Idempotency-Key must be 1–255 visible ASCII characters.', [
+        { pointer: '/Idempotency-Key', in: 'header', message: 'must be 1–255 visible ASCII characters' },
+      ])
+    }
+    const result = await runIdempotent(
+      db,
+      {
+        principal: request.principal.subject,
+        key,
+        fingerprint: { method: request.method, url: request.url, body: request.body ?? null },
+        ttlMs: dayMs,
+      },
+      handler,
+    )
+    if (result.replayed) reply.header('idempotent-replayed', 'true')
+    response = result
+  }
+  for (const [k, v] of Object.entries(response.headers)) reply.header(k, v)
+  return reply.code(response.statusCode).send(response.body)
+}
+
+/** Parses `If-Match: "<revision>"`; `*` (or no header) means any revision. */
+export function expectedRevision(request: FastifyRequest): number | undefined {
+  const value = request.headers['if-match']
+  if (value === undefined || value === '*') return undefined
+  const m = /^(?:W\/)?"(\d+)"$/.exec(String(value).trim())
+  // An If-Match we never issued can match nothing.
+  return m ? Number(m[1]) : -1
+}

@@ -1,0 +1,234 @@
+import { isDatabaseUnavailable } from '@kiln/db'
+import { DomainError, ErrorCode } from '@kiln/domain'
+import Ajv, { type ErrorObject, type Options as AjvOptions } from 'ajv'
+import addFormats from 'ajv-formats'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify'
+
+export const problemBase = 'https://kiln.dev/problems/'
+export const problemContentType = 'application/problem+json'
+
+export interface ProblemError {
+  pointer: string
+  /** Which part of the request the pointer is into. */
+  in: 'body' | 'query' | 'path' | 'header'
+  message: string
+}
+
+export interface Problem {
+  type: string
+  title: string
+  status: number
+  detail: string
+  instance: string
+  requestId: string
+  errors?: ProblemError[]
+  [extension: string]: unknown
+}
+
+const domainStatus: Record<ErrorCode, { status: number; title: string }> = {
+  [ErrorCode.invalidSpec]: { status: 422, title: 'The request breaks a rule' },
+  [ErrorCode.notFound]: { status: 404, title: 'Not found' },
+  [ErrorCode.operationInProgress]: { status: 409, title: 'Another operation is in progress' },
+  [ErrorCode.conflict]: { status: 409, title: 'Conflict' },
+  [ErrorCode.preconditionFailed]: { status: 412, title: 'Precondition failed' },
+  [ErrorCode.idempotencyKeyReused]: { status: 422, title: 'Idempotency-Key reused with another request' },
+  [ErrorCode.quotaExceeded]: { status: 422, title: 'Quota exceeded' },
+  [ErrorCode.forbidden]: { status: 403, title: 'Forbidden' },
+}
+
+/** Thrown by API code for conditions only HTTP knows (a missing header, a bad query value). */
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly slug: string,
+    readonly title: string,
+    detail: string,
+    readonly errors: ProblemError[] = [],
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail)
+  }
+}
+
+const partOf = (context: string | undefined): ProblemError['in'] =>
+  context === 'querystring' ? 'query' : context === 'params' ? 'path' : context === 'headers' ? 'header' : 'body'
+
+/** Ajv's errors as JSON pointers at the offending member (a missing or unknown property is named). */
+export function ajvErrorsToProblemErrors(errors: ErrorObject[], context: string | undefined): ProblemError[] {
+  const seen = new Set<string>()
+  const out: ProblemError[] = []
+  for (const e of errors) {
+    let pointer = e.instancePath
+    let message = e.message ?? 'is invalid'
+    if (e.keyword === 'required') {
+      pointer += `/${(e.params as { missingProperty: string }).missingProperty}`
+      message = 'is required'
+    } else if (e.keyword === 'additionalProperties') {
+      pointer += `/${(e.params as { additionalProperty: string }).additionalProperty}`
+      message = 'is not a known field'
+    } else if (e.keyword === 'enum') {
+      message = `must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`
+    }
+    const key = `${pointer}|${message}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push({ pointer: pointer || '/', in: partOf(context), message })
+  }
+  return out
+}
+
+function problem(
+  request: FastifyRequest,
+  status: number,
+  slug: string,
+  title: string,
+  detail: string,
+  extra: Partial<Problem> = {},
+): Problem {
+  return {
+    type: `${problemBase}${slug}`,
+    title,
+    status,
+    detail,
+    instance: request.url,
+    requestId: request.id,
+    ...extra,
+  }
+}
+
+export function sendProblem(reply: FastifyReply, body: Problem, headers: Record<string, string> = {}) {
+  for (const [k, v] of Object.entries(headers)) reply.header(k, v)
+  // A string payload bypasses the route's response serializer: problems keep their extensions.
+  return reply.code(body.status).type(problemContentType).send(JSON.stringify(body))
+}
+
+/** Maps any error to exactly one problem document. */
+export function toProblem(error: unknown, request: FastifyRequest): { body: Problem; headers: Record<string, string> } {
+  if (error instanceof DomainError) {
+    const { status, title } = domainStatus[error.code]
+    const where = (error.extensions['in'] as ProblemError['in'] | undefined) ?? 'body'
+    const { in: _in, ...extensions } = error.extensions
+    return {
+      body: problem(request, status, error.code, title, error.message, {
+        ...extensions,
+        ...(error.violations.length > 0
+          ? { errors: error.violations.map((v) => ({ pointer: v.pointer, in: where, message: v.message })) }
+          : {}),
+      }),
+      headers: {},
+    }
+  }
+  if (error instanceof HttpProblem) {
+    return {
+      body: problem(request, error.status, error.slug, error.title, error.message, {
+        ...(error.errors.length > 0 ? { errors: error.errors } : {}),
+      }),
+      headers: error.headers,
+    }
+  }
+  const fe = error as FastifyError & { validation?: ErrorObject[]; validationContext?: string }
+  if (fe.validation) {
+    const errors = ajvErrorsToProblemErrors(fe.validation, fe.validationContext)
+    return {
+      body: problem(
+        request,
+        400,
+        'invalid-request',
+        'The request does not match the schema',
+        errors.map((e) => `${e.in} ${e.pointer}: ${e.message}`).join('; '),
+        { errors },
+      ),
+      headers: {},
+    }
+  }
+  switch (fe.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return {
+        body: problem(request, 400, 'malformed-json', 'The body is not valid JSON', fe.message, {
+          errors: [{ pointer: '/', in: 'body', message: fe.message }],
+        }),
+        headers: {},
+      }
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return {
+        body: problem(request, 413, 'payload-too-large', 'The body is too large', fe.message, {
+          errors: [{ pointer: '/', in: 'body', message: fe.message }],
+        }),
+        headers: {},
+      }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return {
+        body: problem(request, 415, 'unsupported-media-type', 'Send application/json', fe.message, {
+          errors: [{ pointer: '/Content-Type', in: 'header', message: 'must be application/json' }],
+        }),
+        headers: {},
+      }
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return {
+      body: problem(request, fe.statusCode, 'bad-request', 'Bad request', fe.message),
+      headers: {},
+    }
+  }
+  if (isDatabaseUnavailable(error) || isRedisUnavailable(error)) {
+    return {
+      body: problem(
+        request,
+        503,
+        'service-unavailable',
+        'A backing service is unavailable',
+        'PostgreSQL or Redis cannot be reached right now; nothing was changed. Retry shortly.',
+      ),
+      headers: { 'retry-after': '5' },
+    }
+  }
+  return {
+    body: problem(
+      request,
+      500,
+      'internal',
+      'Internal error',
+      `An unexpected error occurred. Report request id ${request.id}.`,
+    ),
+    headers: {},
+  }
+}
+
+function isRedisUnavailable(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : ''
+  return /Connection is closed|Stream isn't writeable|ECONNREFUSED.*6379|MaxRetriesPerRequestError/i.test(message)
+}
+
+/**
+ * Body schemas are checked strictly (no type coercion, unknown fields rejected, not stripped);
+ * query, path and header values arrive as strings, so those are coerced.
+ */
+export function buildValidatorCompiler(externalSchemas: Record<string, unknown>): FastifySchemaCompiler<unknown> {
+  const base: AjvOptions = { allErrors: true, strict: false, removeAdditional: false, useDefaults: true }
+  const strictAjv = addFormats(new Ajv({ ...base, coerceTypes: false }))
+  const coercingAjv = addFormats(new Ajv({ ...base, coerceTypes: 'array' }))
+  for (const schema of Object.values(externalSchemas)) {
+    strictAjv.addSchema(schema as object)
+    coercingAjv.addSchema(schema as object)
+  }
+  return ({ schema, httpPart }) =>
+    (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema as object) as ReturnType<
+      FastifySchemaCompiler<unknown>
+    >
+}
+
+/** Registers the one error handler and the 404 handler. */
+export function registerProblemHandlers(app: FastifyInstance) {
+  app.setErrorHandler((error, request, reply) => {
+    const { body, headers } = toProblem(error, request)
+    if (body.status >= 500) request.log.error({ err: error }, 'request failed')
+    return sendProblem(reply, body, headers)
+  })
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      reply,
+      problem(request, 404, 'not-found', 'Not found', `No route ${request.method} ${request.url.split('?')[0]}.`),
+    ),
+  )
+}

@@ -1,0 +1,244 @@
+import { isUuid, recordAudit } from '@kiln/db'
+import {
+  DomainError,
+  ErrorCode,
+  featureCatalogue, featureDefinition, type FeatureName, featureNames, notFound } from '@kiln/domain'
+import Type from 'typebox'
+import type { KilnApp, RouteDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { expectedRevision } from '../idempotency.ts'
+import {
+  BackendSchema,
+  FeatureSchema,
+  KubernetesVersionSchema,
+  MachineClassSchema,
+  ref,
+  VersionLifecycleRef,
+} from '../schemas.ts'
+import { backendView, kubernetesVersionView, machineClassView } from '../views.ts'
+import { problemResponses } from './responses.ts'
+
+const Items = <T extends Type.TSchema>(item: T, description: string) =>
+  Type.Object({ items: Type.Array(item) }, { additionalProperties: false, description })
+
+function featureView(name: FeatureName) {
+  const def = featureDefinition(name)
+  return {
+    name: def.name,
+    title: def.title,
+    description: def.description,
+    schema: def.schema as unknown as Record<string, unknown>,
+    default: def.default as unknown as Record<string, unknown>,
+    kubernetesVersions: def.kubernetesVersions,
+    backends: def.backends,
+    mutable: def.mutable,
+    nodeGroupScoped: def.nodeGroupScoped,
+    conflicts: def.conflicts,
+  }
+}
+
+export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
+  app.get(
+    '/v1/features',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'listFeatures',
+        summary: 'List the feature catalogue',
+        description: 'Every typed switch a template or cluster may set, with its schema, default and rules.',
+        tags: ['features'],
+        response: { 200: Items(ref(FeatureSchema), 'The feature catalogue.'), ...problemResponses() },
+      },
+    },
+    async () => ({ items: featureNames.map(featureView) }),
+  )
+
+  app.get(
+    '/v1/features/:feature',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'getFeature',
+        summary: 'Get one feature',
+        tags: ['features'],
+        params: Type.Object({ feature: Type.String({ maxLength: 63 }) }),
+        response: { 200: ref(FeatureSchema), ...problemResponses(404) },
+      },
+    },
+    async (request) => {
+      const name = request.params.feature
+      if (!(name in featureCatalogue)) throw notFound('feature', name)
+      return featureView(name as FeatureName)
+    },
+  )
+
+  app.get(
+    '/v1/backends',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'listBackends',
+        summary: 'List backends',
+        tags: ['backends'],
+        response: { 200: Items(ref(BackendSchema), 'Backends.'), ...problemResponses() },
+      },
+    },
+    async () => ({ items: (await db.backend.findMany({ orderBy: { name: 'asc' } })).map(backendView) }),
+  )
+
+  app.get(
+    '/v1/backends/:backend',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'getBackend',
+        summary: 'Get a backend by name or id',
+        tags: ['backends'],
+        params: Type.Object({ backend: Type.String({ maxLength: 63 }) }),
+        response: { 200: ref(BackendSchema), ...problemResponses(404) },
+      },
+    },
+    async (request) => {
+      const ref = request.params.backend
+      const backend = await db.backend.findUnique({ where: isUuid(ref) ? { id: ref } : { name: ref } })
+      if (!backend) throw notFound('backend', ref)
+      return backendView(backend)
+    },
+  )
+
+  app.get(
+    '/v1/machine-classes',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'listMachineClasses',
+        summary: 'List machine classes',
+        tags: ['machine-classes'],
+        querystring: Type.Object(
+          {
+            backend: Type.Optional(Type.String({ maxLength: 63, description: 'Only this backend’s classes.' })),
+            gpu: Type.Optional(Type.Boolean({ description: 'Only classes with (true) or without (false) GPUs.' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Items(ref(MachineClassSchema), 'Machine classes.'), ...problemResponses() },
+      },
+    },
+    async (request) => {
+      const { backend, gpu } = request.query
+      const rows = await db.machineClass.findMany({
+        where: {
+          ...(backend ? { backend: { name: backend } } : {}),
+          ...(gpu === undefined ? {} : gpu ? { gpuCount: { gt: 0 } } : { gpuCount: 0 }),
+        },
+        include: { backend: true },
+        orderBy: { name: 'asc' },
+      })
+      return { items: rows.map(machineClassView) }
+    },
+  )
+
+  app.get(
+    '/v1/machine-classes/:machineClass',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'getMachineClass',
+        summary: 'Get a machine class by name or id',
+        tags: ['machine-classes'],
+        params: Type.Object({ machineClass: Type.String({ maxLength: 63 }) }),
+        response: { 200: ref(MachineClassSchema), ...problemResponses(404) },
+      },
+    },
+    async (request) => {
+      const ref = request.params.machineClass
+      const mc = await db.machineClass.findUnique({
+        where: isUuid(ref) ? { id: ref } : { name: ref },
+        include: { backend: true },
+      })
+      if (!mc) throw notFound('machine class', ref)
+      return machineClassView(mc)
+    },
+  )
+
+  app.get(
+    '/v1/kubernetes-versions',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'listKubernetesVersions',
+        summary: 'List Kubernetes versions and their lifecycle',
+        tags: ['kubernetes-versions'],
+        response: { 200: Items(ref(KubernetesVersionSchema), 'Kubernetes versions.'), ...problemResponses() },
+      },
+    },
+    async () => ({
+      items: (await db.kubernetesVersion.findMany({ orderBy: { version: 'desc' } })).map(kubernetesVersionView),
+    }),
+  )
+
+  const VersionParams = Type.Object({ version: Type.String({ maxLength: 32, examples: ['1.31.4'] }) })
+
+  app.get(
+    '/v1/kubernetes-versions/:version',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'getKubernetesVersion',
+        summary: 'Get a Kubernetes version',
+        tags: ['kubernetes-versions'],
+        params: VersionParams,
+        response: { 200: ref(KubernetesVersionSchema), ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      const v = await db.kubernetesVersion.findUnique({ where: { version: request.params.version } })
+      if (!v) throw notFound('Kubernetes version', request.params.version)
+      reply.header('etag', `"${v.revision}"`)
+      return kubernetesVersionView(v)
+    },
+  )
+
+  app.patch(
+    '/v1/kubernetes-versions/:version',
+    {
+      config: { permission: 'catalogue:write' },
+      schema: {
+        operationId: 'updateKubernetesVersion',
+        summary: 'Change a Kubernetes version’s lifecycle (platform admins)',
+        description: 'Expiring a version stops new clusters on it; existing clusters keep running until upgraded.',
+        tags: ['kubernetes-versions'],
+        params: VersionParams,
+        headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
+        body: Type.Object({ lifecycle: VersionLifecycleRef }, { additionalProperties: false }),
+        response: { 200: ref(KubernetesVersionSchema), ...problemResponses(404, 412) },
+      },
+    },
+    async (request, reply) => {
+      const expected = expectedRevision(request)
+      const updated = await db.$transaction(async (tx) => {
+        const current = await tx.kubernetesVersion.findUnique({ where: { version: request.params.version } })
+        if (!current) throw notFound('Kubernetes version', request.params.version)
+        const { count } = await tx.kubernetesVersion.updateMany({
+          where: { version: current.version, ...(expected !== undefined ? { revision: expected } : {}) },
+          data: { lifecycle: request.body.lifecycle, revision: { increment: 1 } },
+        })
+        if (count === 0) {
+          throw new DomainError(ErrorCode.preconditionFailed, 'The version changed since you read it.', {
+            extensions: { currentETag: `"${current.revision}"` },
+          })
+        }
+        await recordAudit(tx, actorOf(request), {
+          projectId: null,
+          action: 'kubernetes-version.update',
+          targetKind: 'kubernetes-version',
+          targetId: current.version,
+          data: { lifecycle: request.body.lifecycle },
+        })
+        return tx.kubernetesVersion.findUniqueOrThrow({ where: { version: current.version } })
+      })
+      reply.header('etag', `"${updated.revision}"`)
+      return kubernetesVersionView(updated)
+    },
+  )
+}

@@ -1,0 +1,269 @@
+import {
+  createCluster,
+  etagOf,
+  findCluster,
+  findProject,
+  listClusters,
+  patchCluster,
+  planCluster,
+  requestClusterDeletion,
+} from '@kiln/db'
+import { type Labels, operationCatalogue } from '@kiln/domain'
+import Type from 'typebox'
+import type { KilnApp, RouteDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { expectedRevision, respondOnce } from '../idempotency.ts'
+import { HttpProblem } from '../problems.ts'
+import {
+  ClusterCreateSchema,
+  ClusterPhaseRef,
+  ClusterPlanSchema,
+  ClusterSchema,
+  FeatureOverridesSchema,
+  ListQuery,
+  OperationSchema,
+  Page,
+  ref,
+} from '../schemas.ts'
+import { clusterSpecView, clusterView, operationView } from '../views.ts'
+import { ProjectParams } from './projects.routes.ts'
+import { problemResponses } from './responses.ts'
+
+export const ClusterParams = Type.Object({
+  project: ProjectParams.properties.project,
+  cluster: Type.String({ maxLength: 63, description: 'Cluster name or id.' }),
+})
+
+const operationLocation = (id: string) => `/v1/operations/${id}`
+
+/** `?label=k=v` (repeatable) → a label map; a malformed one is a 400 naming it. */
+function parseLabelFilters(raw: string[] | undefined): Labels {
+  const out: Labels = {}
+  for (const [i, item] of (raw ?? []).entries()) {
+    const eq = item.indexOf('=')
+    if (eq <= 0) {
+      throw new HttpProblem(400, 'invalid-request', 'Invalid label filter', `'${item}' is not key=value.`, [
+        { pointer: `/label/${i}`, in: 'query', message: 'must be key=value' },
+      ])
+    }
+    out[item.slice(0, eq)] = item.slice(eq + 1)
+  }
+  return out
+}
+
+export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
+  app.post(
+    '/v1/projects/:project/clusters',
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'createCluster',
+        summary: 'Create a cluster from a template',
+        description:
+          'Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. With `?dryRun=true` it answers 200 with the resolved plan and what it would consume, writing nothing.',
+        tags: ['clusters'],
+        params: ProjectParams,
+        querystring: Type.Object(
+          { dryRun: Type.Optional(Type.Boolean({ default: false })) },
+          { additionalProperties: false },
+        ),
+        headers: Type.Object({
+          'idempotency-key': Type.Optional(
+            Type.String({ description: 'Retries with the same key and body return the first response for 24 h.' }),
+          ),
+        }),
+        body: ref(ClusterCreateSchema),
+        response: {
+          200: ref(ClusterPlanSchema),
+          202: ref(OperationSchema),
+          ...problemResponses(404, 409, 413, 415, 422),
+        },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      const { name, template, templateVersion, labels, expiresAt, ...overrides } = request.body
+      const clusterRequest = { name, template, templateVersion, labels, expiresAt, overrides }
+      if (request.query.dryRun) {
+        const plan = await planCluster(db, project.id, clusterRequest)
+        return reply.code(200).send({
+          dryRun: true as const,
+          template: { name: plan.template.name, version: plan.template.version, deprecated: plan.template.deprecated },
+          spec: clusterSpecView(
+            plan.resolved.spec,
+            plan.resolved.nodeGroups.map((ng) => ({
+              ...ng,
+              id: '00000000-0000-0000-0000-000000000000',
+              clusterId: '00000000-0000-0000-0000-000000000000',
+              status: {},
+              generation: 1,
+              revision: 1,
+              createdAt: new Date(0),
+              updatedAt: new Date(0),
+            })),
+          ),
+          consumption: plan.consumption,
+          operation: { kind: 'cluster.create' as const, steps: [...operationCatalogue['cluster.create']] },
+        })
+      }
+      return respondOnce(db, request, reply, async (tx) => {
+        const plan = await planCluster(tx, project.id, clusterRequest)
+        const { operation } = await createCluster(tx, actorOf(request), project.id, clusterRequest, plan)
+        return {
+          statusCode: 202,
+          body: operationView(operation, project.name),
+          headers: { location: operationLocation(operation.id) },
+        }
+      })
+    },
+  )
+
+  app.get(
+    '/v1/projects/:project/clusters',
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'listClusters',
+        summary: 'List clusters',
+        description: 'Oldest first, by cursor. Filters combine with AND.',
+        tags: ['clusters'],
+        params: ProjectParams,
+        querystring: Type.Object(
+          {
+            ...ListQuery,
+            label: Type.Optional(
+              Type.Array(Type.String({ maxLength: 317 }), { description: 'key=value; repeat for several.' }),
+            ),
+            phase: Type.Optional(ClusterPhaseRef),
+            template: Type.Optional(Type.String({ maxLength: 63, description: 'Template name.' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(ref(ClusterSchema), 'A page of clusters.'), ...problemResponses(404) },
+      },
+    },
+    async (request) => {
+      const project = await findProject(db, request.params.project)
+      const q = request.query
+      const limit = q.limit ?? 50
+      const page = await listClusters(db, {
+        projectId: project.id,
+        limit,
+        cursor: q.cursor,
+        labels: parseLabelFilters(q.label),
+        phase: q.phase,
+        template: q.template,
+      })
+      return { items: page.items.map((c) => clusterView(c, project.name)), nextCursor: page.nextCursor }
+    },
+  )
+
+  app.get(
+    '/v1/projects/:project/clusters/:cluster',
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'getCluster',
+        summary: 'Get a cluster by name or id',
+        description: 'Includes the effective configuration and where each value came from (`spec.provenance`).',
+        tags: ['clusters'],
+        params: ClusterParams,
+        response: { 200: ref(ClusterSchema), ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      const cluster = await findCluster(db, project.id, request.params.cluster)
+      reply.header('etag', etagOf(cluster.revision))
+      return clusterView(cluster, project.name)
+    },
+  )
+
+  app.patch(
+    '/v1/projects/:project/clusters/:cluster',
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'updateCluster',
+        summary: 'Change a cluster (JSON merge patch)',
+        description:
+          'Labels and expiry change at once (200). A feature change is checked against the catalogue (some features cannot change on a live cluster) and starts an update-features operation (202).',
+        tags: ['clusters'],
+        params: ClusterParams,
+        headers: Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'An ETag from a GET.' })) }),
+        body: Type.Object(
+          {
+            labels: Type.Optional(
+              Type.Union([
+                Type.Record(Type.String({ maxLength: 253 }), Type.Union([Type.String({ maxLength: 63 }), Type.Null()])),
+                Type.Null(),
+              ]),
+            ),
+            expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
+            features: Type.Optional(ref(FeatureOverridesSchema)),
+          },
+          {
+            additionalProperties: false,
+            minProperties: 1,
+            examples: [{ labels: { team: 'cms' }, features: { monitoring: { enabled: true } } }],
+          },
+        ),
+        response: {
+          200: ref(ClusterSchema),
+          202: ref(OperationSchema),
+          ...problemResponses(404, 409, 412, 422),
+        },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      const { cluster, operation } = await db.$transaction(
+        (tx) =>
+          patchCluster(
+            tx,
+            actorOf(request),
+            project.id,
+            request.params.cluster,
+            request.body as Parameters<typeof patchCluster>[4],
+            expectedRevision(request),
+          ),
+        { timeout: 20_000 },
+      )
+      reply.header('etag', etagOf(cluster.revision))
+      if (operation) {
+        return reply
+          .code(202)
+          .header('location', operationLocation(operation.id))
+          .send(operationView(operation, project.name))
+      }
+      return reply.code(200).send(clusterView(cluster, project.name))
+    },
+  )
+
+  app.delete(
+    '/v1/projects/:project/clusters/:cluster',
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'deleteCluster',
+        summary: 'Delete a cluster',
+        description:
+          'Answers 202 with the delete operation. Idempotent: while the cluster is going, the same operation is returned; once gone, 404. A pending operation on the cluster is superseded; a running one stops at its next step.',
+        tags: ['clusters'],
+        params: ClusterParams,
+        response: { 202: ref(OperationSchema), ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      const { operation } = await db.$transaction(
+        (tx) => requestClusterDeletion(tx, actorOf(request), project.id, request.params.cluster),
+        { timeout: 20_000 },
+      )
+      return reply
+        .code(202)
+        .header('location', operationLocation(operation.id))
+        .send(operationView(operation, project.name))
+    },
+  )
+}

@@ -1,0 +1,74 @@
+import Type from 'typebox'
+import type { KilnApp, RouteDeps } from '../app.ts'
+import { sendProblem } from '../problems.ts'
+
+const Check = Type.Union([Type.Literal('ok'), Type.Literal('unavailable')])
+
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
+  app.get(
+    '/healthz',
+    {
+      config: { permission: 'public' },
+      schema: {
+        operationId: 'getHealth',
+        summary: 'Liveness: the process is up',
+        tags: ['health'],
+        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  )
+
+  app.get(
+    '/readyz',
+    {
+      config: { permission: 'public' },
+      schema: {
+        operationId: 'getReadiness',
+        summary: 'Readiness: PostgreSQL and Redis are reachable',
+        tags: ['health'],
+        response: {
+          200: Type.Object({ status: Type.Literal('ready'), checks: Type.Object({ postgres: Check, redis: Check }) }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const [pgResult, redisResult] = await Promise.allSettled([
+        withTimeout(db.$queryRaw`SELECT 1`, 2_000),
+        withTimeout(redis.ping(), 2_000),
+      ])
+      const checks = {
+        postgres: pgResult.status === 'fulfilled' ? ('ok' as const) : ('unavailable' as const),
+        redis: redisResult.status === 'fulfilled' ? ('ok' as const) : ('unavailable' as const),
+      }
+      if (checks.postgres === 'ok' && checks.redis === 'ok') return { status: 'ready' as const, checks }
+      return sendProblem(
+        reply,
+        {
+          type: 'https://kiln.dev/problems/service-unavailable',
+          title: 'Not ready',
+          status: 503,
+          detail: `postgres: ${checks.postgres}, redis: ${checks.redis}`,
+          instance: request.url,
+          requestId: request.id,
+          checks,
+        },
+        { 'retry-after': '5' },
+      )
+    },
+  )
+}

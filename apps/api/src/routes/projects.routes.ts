@@ -1,0 +1,100 @@
+import { afterCursor, decodeCursor, findProject, isUniqueViolation, recordAudit, toPage } from '@kiln/db'
+import { DnsLabel, DomainError, ErrorCode, Labels } from '@kiln/domain'
+import Type from 'typebox'
+import type { KilnApp, RouteDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { respondOnce } from '../idempotency.ts'
+import { ListQuery, Page, ProjectSchema, ref } from '../schemas.ts'
+import { projectView } from '../views.ts'
+import { problemResponses } from './responses.ts'
+
+export const ProjectParams = Type.Object({
+  project: Type.String({ maxLength: 63, description: 'Project name or id.' }),
+})
+
+export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
+  app.get(
+    '/v1/projects',
+    {
+      config: { permission: 'projects:read' },
+      schema: {
+        operationId: 'listProjects',
+        summary: 'List projects',
+        tags: ['projects'],
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
+        response: { 200: Page(ref(ProjectSchema), 'A page of projects.'), ...problemResponses() },
+      },
+    },
+    async (request) => {
+      const limit = request.query.limit ?? 50
+      const rows = await db.project.findMany({
+        where: afterCursor(decodeCursor(request.query.cursor)),
+        orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+        take: limit + 1,
+      })
+      const page = toPage(rows, limit)
+      return { items: page.items.map(projectView), nextCursor: page.nextCursor }
+    },
+  )
+
+  app.get(
+    '/v1/projects/:project',
+    {
+      config: { permission: 'projects:read' },
+      schema: {
+        operationId: 'getProject',
+        summary: 'Get a project by name or id',
+        tags: ['projects'],
+        params: ProjectParams,
+        response: { 200: ref(ProjectSchema), ...problemResponses(404) },
+      },
+    },
+    async (request) => projectView(await findProject(db, request.params.project)),
+  )
+
+  app.post(
+    '/v1/projects',
+    {
+      config: { permission: 'projects:write' },
+      schema: {
+        operationId: 'createProject',
+        summary: 'Create a project (platform admins)',
+        tags: ['projects'],
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
+        body: Type.Object(
+          {
+            name: DnsLabel,
+            displayName: Type.Optional(Type.String({ maxLength: 200 })),
+            labels: Type.Optional(Labels),
+          },
+          { additionalProperties: false, examples: [{ name: 'atlas', displayName: 'ATLAS experiment' }] },
+        ),
+        response: { 201: ref(ProjectSchema), ...problemResponses(409) },
+      },
+    },
+    async (request, reply) =>
+      respondOnce(db, request, reply, async (tx) => {
+        const { name, displayName, labels } = request.body
+        if (await tx.project.findUnique({ where: { name } })) {
+          throw new DomainError(ErrorCode.conflict, `Project '${name}' already exists.`, {
+            violations: [{ pointer: '/name', message: 'is taken' }],
+          })
+        }
+        try {
+          const project = await tx.project.create({
+            data: { name, displayName: displayName ?? name, labels: labels ?? {} },
+          })
+          await recordAudit(tx, actorOf(request), {
+            projectId: project.id,
+            action: 'project.create',
+            targetKind: 'project',
+            targetId: project.id,
+          })
+          return { statusCode: 201, body: projectView(project), headers: { location: `/v1/projects/${project.name}` } }
+        } catch (e) {
+          if (isUniqueViolation(e)) throw new DomainError(ErrorCode.conflict, `Project '${name}' already exists.`)
+          throw e
+        }
+      }),
+  )
+}

@@ -1,0 +1,300 @@
+import {
+  afterCursor,
+  decodeCursor,
+  findProject,
+  isUniqueViolation,
+  loadResolutionContext,
+  recordAudit,
+  toPage,
+  type Tx,
+} from '@kiln/db'
+import {
+  DnsLabel,
+  DomainError,
+  ErrorCode,
+  featureNames,
+  invalidSpec,
+  Labels,
+  notFound,
+  resolveCluster,
+  type Violation,
+} from '@kiln/domain'
+import Type from 'typebox'
+import type { KilnApp, RouteDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { expectedRevision, respondOnce } from '../idempotency.ts'
+import {
+  ControlPlaneInputSchema,
+  FeatureOverridesSchema,
+  ListQuery,
+  NodeGroupInputSchema,
+  Page,
+  ref,
+  TemplateSchema,
+} from '../schemas.ts'
+import { type TemplateWithRelations, templateView } from '../views.ts'
+import { problemResponses } from './responses.ts'
+
+const include = { backend: true, project: true, k8sVersion: true } as const
+
+const TemplateCreate = Type.Object(
+  {
+    name: DnsLabel,
+    project: Type.Optional(Type.String({ maxLength: 63, description: 'Owning project; omit for a public template.' })),
+    description: Type.Optional(Type.String({ maxLength: 2000 })),
+    kubernetesVersion: Type.String({ maxLength: 32, examples: ['1.31.4'] }),
+    backend: Type.String({ maxLength: 63, examples: ['sim'] }),
+    controlPlane: Type.Intersect([ref(ControlPlaneInputSchema)], {
+      description: 'count (1, 3 or 5) and machineClass; both required here.',
+    }),
+    nodeGroups: Type.Array(ref(NodeGroupInputSchema), { maxItems: 32 }),
+    features: Type.Optional(ref(FeatureOverridesSchema)),
+    lockedFeatures: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { uniqueItems: true, maxItems: 16 })),
+    labels: Type.Optional(Labels),
+  },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        name: 'k8s-1.31',
+        kubernetesVersion: '1.31.4',
+        backend: 'sim',
+        controlPlane: { count: 3, machineClass: 'm1.large' },
+        nodeGroups: [{ name: 'workers', machineClass: 'm1.large', count: 3, minCount: 1, maxCount: 20 }],
+        features: { ingress: { controller: 'traefik' } },
+        lockedFeatures: ['cni'],
+      },
+    ],
+  },
+)
+
+async function templateRow(tx: Tx, name: string, version?: number): Promise<TemplateWithRelations> {
+  const row = await tx.clusterTemplate.findFirst({
+    where: /^[0-9a-f-]{36}$/i.test(name) ? { id: name } : { name, ...(version ? { version } : {}) },
+    include,
+    orderBy: [{ deprecated: 'asc' }, { version: 'desc' }],
+  })
+  if (!row) throw notFound('template', version ? `${name}@${version}` : name)
+  return row
+}
+
+export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
+  app.get(
+    '/v1/templates',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'listTemplates',
+        summary: 'List templates',
+        description: 'Every version of every template, oldest first.',
+        tags: ['templates'],
+        querystring: Type.Object(
+          {
+            ...ListQuery,
+            name: Type.Optional(Type.String({ maxLength: 63 })),
+            project: Type.Optional(Type.String({ maxLength: 63, description: 'Public templates and this project’s.' })),
+            includeDeprecated: Type.Optional(Type.Boolean({ default: true })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(ref(TemplateSchema), 'A page of templates.'), ...problemResponses() },
+      },
+    },
+    async (request) => {
+      const q = request.query
+      const limit = q.limit ?? 50
+      const project = q.project ? await findProject(db, q.project) : undefined
+      const rows = await db.clusterTemplate.findMany({
+        where: {
+          ...(q.name ? { name: q.name } : {}),
+          ...(project ? { OR: [{ projectId: null }, { projectId: project.id }] } : {}),
+          ...(q.includeDeprecated === false ? { deprecated: false } : {}),
+          ...afterCursor(decodeCursor(q.cursor)),
+        },
+        include,
+        orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+        take: limit + 1,
+      })
+      const page = toPage(rows, limit)
+      return { items: page.items.map(templateView), nextCursor: page.nextCursor }
+    },
+  )
+
+  app.get(
+    '/v1/templates/:template',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'getTemplate',
+        summary: 'Get a template: by id, or by name (its latest version that is not deprecated)',
+        tags: ['templates'],
+        params: Type.Object({ template: Type.String({ maxLength: 63 }) }),
+        response: { 200: ref(TemplateSchema), ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      const row = await db.$transaction((tx) => templateRow(tx, request.params.template))
+      reply.header('etag', `"${row.revision}"`)
+      return templateView(row)
+    },
+  )
+
+  const VersionParams = Type.Object({
+    template: Type.String({ maxLength: 63 }),
+    version: Type.Integer({ minimum: 1 }),
+  })
+
+  app.get(
+    '/v1/templates/:template/versions/:version',
+    {
+      config: { permission: 'catalogue:read' },
+      schema: {
+        operationId: 'getTemplateVersion',
+        summary: 'Get one version of a template',
+        tags: ['templates'],
+        params: VersionParams,
+        response: { 200: ref(TemplateSchema), ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      const row = await db.$transaction((tx) => templateRow(tx, request.params.template, request.params.version))
+      reply.header('etag', `"${row.revision}"`)
+      return templateView(row)
+    },
+  )
+
+  app.post(
+    '/v1/templates',
+    {
+      config: { permission: 'catalogue:write' },
+      schema: {
+        operationId: 'createTemplate',
+        summary: 'Publish a template version (platform admins)',
+        description:
+          'Publishes the next version of the named template. Published versions are immutable; clusters keep the version they were created from.',
+        tags: ['templates'],
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
+        body: TemplateCreate,
+        response: { 201: ref(TemplateSchema), ...problemResponses(422) },
+      },
+    },
+    async (request, reply) =>
+      respondOnce(db, request, reply, async (tx) => {
+        const body = request.body
+        const violations: Violation[] = []
+        const [backend, version, project] = await Promise.all([
+          tx.backend.findUnique({ where: { name: body.backend } }),
+          tx.kubernetesVersion.findUnique({ where: { version: body.kubernetesVersion } }),
+          body.project ? tx.project.findUnique({ where: { name: body.project } }) : Promise.resolve(null),
+        ])
+        if (!backend) violations.push({ pointer: '/backend', message: `Backend '${body.backend}' does not exist.` })
+        if (!version) {
+          violations.push({
+            pointer: '/kubernetesVersion',
+            message: `Kubernetes ${body.kubernetesVersion} is not offered; see GET /v1/kubernetes-versions.`,
+          })
+        }
+        if (body.project && !project) {
+          violations.push({ pointer: '/project', message: `Project '${body.project}' does not exist.` })
+        }
+        for (const [i, name] of (body.lockedFeatures ?? []).entries()) {
+          if (!(featureNames as string[]).includes(name)) {
+            violations.push({ pointer: `/lockedFeatures/${i}`, message: `'${name}' is not a feature.` })
+          }
+        }
+        const { count, machineClass } = body.controlPlane
+        if (count === undefined) violations.push({ pointer: '/controlPlane/count', message: 'is required' })
+        if (machineClass === undefined) violations.push({ pointer: '/controlPlane/machineClass', message: 'is required' })
+        if (violations.length > 0 || !backend || !version || count === undefined || machineClass === undefined) {
+          throw invalidSpec(violations)
+        }
+        const latest = await tx.clusterTemplate.findFirst({ where: { name: body.name }, orderBy: { version: 'desc' } })
+        const data = {
+          name: body.name,
+          version: (latest?.version ?? 0) + 1,
+          projectId: project?.id ?? null,
+          description: body.description ?? '',
+          kubernetesVersion: body.kubernetesVersion,
+          backendId: backend.id,
+          controlPlane: { count, machineClass },
+          nodeGroups: body.nodeGroups,
+          features: body.features ?? {},
+          lockedFeatures: body.lockedFeatures ?? [],
+          labels: body.labels ?? {},
+        }
+        // The template must itself resolve: every rule a cluster would meet is checked at publication.
+        const ctx = await loadResolutionContext(
+          tx,
+          { ...data, id: '', deprecated: false, revision: 1, createdAt: new Date(), updatedAt: new Date(), backend },
+          (pointer) => pointer,
+        )
+        resolveCluster(ctx, {})
+        let created: TemplateWithRelations
+        try {
+          created = await tx.clusterTemplate.create({ data, include })
+        } catch (e) {
+          if (isUniqueViolation(e)) {
+            throw new DomainError(ErrorCode.conflict, `Another version of '${body.name}' was published at the same time; retry.`)
+          }
+          throw e
+        }
+        await recordAudit(tx, actorOf(request), {
+          projectId: created.projectId,
+          action: 'template.publish',
+          targetKind: 'template',
+          targetId: created.id,
+          data: { name: created.name, version: created.version },
+        })
+        return {
+          statusCode: 201,
+          body: templateView(created),
+          headers: { location: `/v1/templates/${created.name}/versions/${created.version}`, etag: `"1"` },
+        }
+      }),
+  )
+
+  app.patch(
+    '/v1/templates/:template/versions/:version',
+    {
+      config: { permission: 'catalogue:write' },
+      schema: {
+        operationId: 'updateTemplateVersion',
+        summary: 'Deprecate a template version or change its labels (platform admins)',
+        description: 'Everything else in a published version is immutable: publish a new version instead.',
+        tags: ['templates'],
+        params: VersionParams,
+        headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
+        body: Type.Object(
+          { deprecated: Type.Optional(Type.Boolean()), labels: Type.Optional(Labels) },
+          { additionalProperties: false, minProperties: 1 },
+        ),
+        response: { 200: ref(TemplateSchema), ...problemResponses(404, 412) },
+      },
+    },
+    async (request, reply) => {
+      const expected = expectedRevision(request)
+      const updated = await db.$transaction(async (tx) => {
+        const current = await templateRow(tx, request.params.template, request.params.version)
+        const { count } = await tx.clusterTemplate.updateMany({
+          where: { id: current.id, ...(expected !== undefined ? { revision: expected } : {}) },
+          data: { ...request.body, revision: { increment: 1 } },
+        })
+        if (count === 0) {
+          throw new DomainError(ErrorCode.preconditionFailed, 'The template changed since you read it.', {
+            extensions: { currentETag: `"${current.revision}"` },
+          })
+        }
+        await recordAudit(tx, actorOf(request), {
+          projectId: current.projectId,
+          action: 'template.update',
+          targetKind: 'template',
+          targetId: current.id,
+          data: request.body,
+        })
+        return templateRow(tx, current.id)
+      })
+      reply.header('etag', `"${updated.revision}"`)
+      return templateView(updated)
+    },
+  )
+}

@@ -1,0 +1,458 @@
+import {
+  type ClusterOverrides,
+  type ClusterStatus,
+  type Consumption,
+  derivePhase,
+  checkFeatureChange,
+  clusterConsumption,
+  DomainError,
+  ErrorCode,
+  type FeatureValues,
+  initialClusterStatus,
+  invalidSpec,
+  type Labels,
+  type NodeGroupInput,
+  notFound,
+  type OperationKind,
+  type PartialFeatureValues,
+  type Provenance,
+  type ResolvedCluster,
+  type ResolvedClusterSpec,
+  type ResolvedNodeGroup,
+  resolveCluster,
+  setCondition,
+} from '@kiln/domain'
+import { type Actor, recordAudit } from './audit.ts'
+import { findTemplate, isUuid, loadResolutionContext, type TemplateRow } from './catalogue.ts'
+import type { Queryable, Tx } from './client.ts'
+import type { Cluster, NodeGroup, Operation, Prisma } from './generated/prisma/client.ts'
+import { createOperation } from './operations.ts'
+import { afterCursor, decodeCursor, type Page, toPage } from './pagination.ts'
+
+export type ClusterRow = Cluster & {
+  template: { name: string; version: number }
+  nodeGroups: NodeGroup[]
+}
+
+const clusterInclude = {
+  template: { select: { name: true, version: true } },
+  nodeGroups: { orderBy: [{ createdAt: 'asc' as const }, { name: 'asc' as const }] },
+}
+
+const byRef = (projectId: string, ref: string) =>
+  isUuid(ref) ? { id: ref, projectId } : { projectId_name: { projectId, name: ref } }
+
+/** A cluster by id or name within a project; another project's cluster is simply not found. */
+export async function findCluster(db: Queryable, projectId: string, ref: string): Promise<ClusterRow> {
+  const cluster = await db.cluster.findUnique({ where: byRef(projectId, ref), include: clusterInclude })
+  if (!cluster) throw notFound('cluster', ref)
+  return cluster
+}
+
+export interface ClusterListQuery {
+  projectId: string
+  limit: number
+  cursor?: string
+  labels?: Labels
+  phase?: string
+  template?: string
+}
+
+export async function listClusters(db: Queryable, q: ClusterListQuery): Promise<Page<ClusterRow>> {
+  const labelFilters = Object.entries(q.labels ?? {}).map(([key, value]) => ({
+    labels: { path: [key], equals: value },
+  }))
+  const rows = await db.cluster.findMany({
+    where: {
+      projectId: q.projectId,
+      ...(q.phase ? { status: { path: ['phase'], equals: q.phase } } : {}),
+      ...(q.template ? { template: { name: q.template } } : {}),
+      AND: [...labelFilters, afterCursor(decodeCursor(q.cursor))],
+    },
+    include: clusterInclude,
+    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    take: q.limit + 1,
+  })
+  return toPage(rows, q.limit)
+}
+
+export interface ClusterRequest {
+  name: string
+  template: string
+  templateVersion?: number
+  labels?: Labels
+  expiresAt?: string
+  overrides: ClusterOverrides
+}
+
+export interface ClusterPlan {
+  template: TemplateRow
+  resolved: ResolvedCluster
+  consumption: Consumption
+}
+
+/** Resolves and checks a create request without writing anything (also the `dryRun` answer). */
+export async function planCluster(db: Queryable, projectId: string, request: ClusterRequest): Promise<ClusterPlan> {
+  let template: TemplateRow
+  try {
+    template = await findTemplate(db, projectId, request.template, request.templateVersion)
+  } catch (e) {
+    if (e instanceof DomainError && e.code === ErrorCode.notFound) {
+      throw invalidSpec([{ pointer: '/template', message: e.message }])
+    }
+    throw e
+  }
+  const ctx = await loadResolutionContext(db, template, () => '/template')
+  const resolved = resolveCluster(ctx, request.overrides)
+  const consumption = clusterConsumption(
+    [resolved.spec.controlPlane, ...resolved.nodeGroups],
+    ctx.machineClasses,
+  )
+  return { template, resolved, consumption }
+}
+
+const json = (value: unknown) => value as Prisma.InputJsonValue
+
+function nodeGroupData(ng: ResolvedNodeGroup) {
+  return {
+    name: ng.name,
+    role: ng.role,
+    machineClass: ng.machineClass,
+    count: ng.count,
+    minCount: ng.minCount,
+    maxCount: ng.maxCount,
+    zones: ng.zones,
+    labels: ng.labels,
+    taints: json(ng.taints),
+    maxSurge: ng.maxSurge,
+    maxUnavailable: ng.maxUnavailable,
+    features: json(ng.features),
+    provenance: ng.provenance,
+  }
+}
+
+/** Writes the desired state and its create operation in the caller's transaction. */
+export async function createCluster(
+  tx: Tx,
+  actor: Actor,
+  projectId: string,
+  request: ClusterRequest,
+  plan: ClusterPlan,
+): Promise<{ cluster: ClusterRow; operation: Operation }> {
+  const taken = await tx.cluster.findUnique({ where: { projectId_name: { projectId, name: request.name } } })
+  if (taken) {
+    throw new DomainError(ErrorCode.conflict, `A cluster named '${request.name}' already exists in this project.`, {
+      violations: [{ pointer: '/name', message: 'Choose another name, or delete the existing cluster first.' }],
+      extensions: { clusterId: taken.id },
+    })
+  }
+  const now = new Date()
+  const cluster = await tx.cluster.create({
+    data: {
+      projectId,
+      name: request.name,
+      templateId: plan.template.id,
+      request: json(request.overrides),
+      spec: json(plan.resolved.spec),
+      status: json(initialClusterStatus(now)),
+      labels: request.labels ?? {},
+      expiresAt: request.expiresAt ? new Date(request.expiresAt) : null,
+      nodeGroups: { create: plan.resolved.nodeGroups.map(nodeGroupData) },
+    },
+  })
+  const operation = await createOperation(tx, actor, 'cluster.create', {
+    projectId,
+    clusterId: cluster.id,
+    resource: { kind: 'cluster', id: cluster.id, name: cluster.name },
+  })
+  await tx.cluster.update({ where: { id: cluster.id }, data: { activeOperationId: operation.id } })
+  await recordAudit(tx, actor, {
+    projectId,
+    action: 'cluster.create',
+    targetKind: 'cluster',
+    targetId: cluster.id,
+    data: json({ name: request.name, template: `${plan.template.name}@${plan.template.version}`, operationId: operation.id }),
+  })
+  return { cluster: await findCluster(tx, projectId, cluster.id), operation }
+}
+
+/** Takes the row lock that serialises every change to one cluster, and re-reads under it. */
+export async function lockCluster(tx: Tx, projectId: string, ref: string): Promise<ClusterRow> {
+  const rows = isUuid(ref)
+    ? await tx.$queryRaw<{ id: string }[]>`
+        SELECT id FROM "Cluster" WHERE id = ${ref}::uuid AND "projectId" = ${projectId}::uuid FOR UPDATE`
+    : await tx.$queryRaw<{ id: string }[]>`
+        SELECT id FROM "Cluster" WHERE name = ${ref} AND "projectId" = ${projectId}::uuid FOR UPDATE`
+  const id = rows[0]?.id
+  if (!id) throw notFound('cluster', ref)
+  return findCluster(tx, projectId, id)
+}
+
+export interface ClusterChange {
+  /** The revision the caller last saw (from If-Match); a mismatch is 412. */
+  expectedRevision?: number
+  /** Computes the new state from the locked, current row. */
+  apply(cluster: ClusterRow): {
+    data: Prisma.ClusterUpdateInput
+    audit?: { action: string; data?: unknown }
+  }
+}
+
+/**
+ * The one function that changes a cluster row: locks it, re-reads, checks the expected revision,
+ * writes the change with a new revision, and appends the audit event, all in the caller's transaction.
+ */
+export async function transitionCluster(
+  tx: Tx,
+  actor: Actor,
+  projectId: string,
+  ref: string,
+  change: ClusterChange,
+): Promise<ClusterRow> {
+  const current = await lockCluster(tx, projectId, ref)
+  if (change.expectedRevision !== undefined && change.expectedRevision !== current.revision) {
+    throw new DomainError(
+      ErrorCode.preconditionFailed,
+      `The cluster changed since you read it (revision ${current.revision}, If-Match had ${change.expectedRevision}).`,
+      { extensions: { currentETag: etagOf(current.revision) } },
+    )
+  }
+  const { data, audit } = change.apply(current)
+  await tx.cluster.update({ where: { id: current.id }, data: { ...data, revision: { increment: 1 } } })
+  if (audit) {
+    await recordAudit(tx, actor, {
+      projectId,
+      action: audit.action,
+      targetKind: 'cluster',
+      targetId: current.id,
+      data: json(audit.data ?? {}),
+    })
+  }
+  return findCluster(tx, projectId, current.id)
+}
+
+export const etagOf = (revision: number) => `"${revision}"`
+
+/** Refuses a second mutating operation on a busy cluster, naming the one that runs. */
+export function assertIdle(cluster: ClusterRow) {
+  if (cluster.activeOperationId) {
+    throw new DomainError(
+      ErrorCode.operationInProgress,
+      `Cluster '${cluster.name}' is busy with operation ${cluster.activeOperationId}; wait for it or cancel it.`,
+      { extensions: { operationId: cluster.activeOperationId } },
+    )
+  }
+  if (cluster.deletionRequested) {
+    throw new DomainError(ErrorCode.conflict, `Cluster '${cluster.name}' is being deleted.`)
+  }
+}
+
+/** Starts a mutating operation on a locked, idle cluster and marks it active. */
+export async function startClusterOperation(
+  tx: Tx,
+  actor: Actor,
+  cluster: ClusterRow,
+  kind: OperationKind,
+  params: unknown = {},
+  resource: { kind: string; id: string; name: string } = { kind: 'cluster', id: cluster.id, name: cluster.name },
+): Promise<Operation> {
+  assertIdle(cluster)
+  const operation = await createOperation(
+    tx,
+    actor,
+    kind,
+    { projectId: cluster.projectId, clusterId: cluster.id, resource },
+    json(params),
+  )
+  await tx.cluster.update({
+    where: { id: cluster.id },
+    data: { activeOperationId: operation.id, revision: { increment: 1 } },
+  })
+  return operation
+}
+
+export interface ClusterPatch {
+  labels?: Labels | null
+  expiresAt?: string | null
+  features?: PartialFeatureValues
+}
+
+/** Reads a node group back as the overrides it carries, so the cluster can be re-resolved. */
+function nodeGroupAsOverride(ng: NodeGroup): NodeGroupInput {
+  const provenance = ng.provenance as Provenance
+  const features: Record<string, Record<string, unknown>> = {}
+  for (const [name, value] of Object.entries(ng.features as Record<string, Record<string, unknown>>)) {
+    for (const [field, v] of Object.entries(value)) {
+      const source = provenance[`/features/${name}/${field}`]
+      if (source === 'nodeGroup' || source === 'template') (features[name] ??= {})[field] = v
+    }
+  }
+  return {
+    name: ng.name,
+    role: ng.role,
+    machineClass: ng.machineClass,
+    count: ng.count,
+    minCount: ng.minCount,
+    maxCount: ng.maxCount,
+    zones: ng.zones,
+    labels: ng.labels as Labels,
+    taints: ng.taints as NodeGroupInput['taints'],
+    maxSurge: ng.maxSurge,
+    maxUnavailable: ng.maxUnavailable,
+    features,
+  }
+}
+
+/**
+ * Applies a merge patch. Labels and expiry change at once; a feature change re-resolves the cluster,
+ * refuses features that cannot change live, and starts an `update-features` operation.
+ */
+export async function patchCluster(
+  tx: Tx,
+  actor: Actor,
+  projectId: string,
+  ref: string,
+  patch: ClusterPatch,
+  expectedRevision?: number,
+): Promise<{ cluster: ClusterRow; operation: Operation | null }> {
+  const current = await lockCluster(tx, projectId, ref)
+  if (expectedRevision !== undefined && expectedRevision !== current.revision) {
+    throw new DomainError(
+      ErrorCode.preconditionFailed,
+      `The cluster changed since you read it (revision ${current.revision}, If-Match had ${expectedRevision}).`,
+      { extensions: { currentETag: etagOf(current.revision) } },
+    )
+  }
+  let operation: Operation | null = null
+  let specUpdate: Prisma.ClusterUpdateInput = {}
+  if (patch.features && Object.keys(patch.features).length > 0) {
+    const request = current.request as ClusterOverrides
+    const features = mergeFeaturePatch(request.features ?? {}, patch.features)
+    const template = await findTemplate(tx, projectId, current.templateId)
+    const ctx = await loadResolutionContext(tx, { ...template, nodeGroups: [] }, () => '/features')
+    const resolved = resolveCluster(ctx, {
+      controlPlane: request.controlPlane,
+      features,
+      nodeGroups: current.nodeGroups.map(nodeGroupAsOverride),
+    })
+    const before = (current.spec as unknown as ResolvedClusterSpec).features
+    const violations = checkFeatureChange(before, resolved.spec.features)
+    if (violations.length > 0) throw invalidSpec(violations)
+    if (!sameFeatures(before, resolved.spec.features)) {
+      operation = await startClusterOperation(tx, actor, current, 'cluster.update-features', {
+        features: resolved.spec.features,
+      })
+      specUpdate = {
+        request: json({ ...request, features }),
+        spec: json({ ...resolved.spec, template: (current.spec as unknown as ResolvedClusterSpec).template }),
+        generation: { increment: 1 },
+      }
+      for (const ng of resolved.nodeGroups) {
+        const old = current.nodeGroups.find((n) => n.name === ng.name)!
+        const provenance = { ...(old.provenance as Provenance) }
+        for (const [k, v] of Object.entries(ng.provenance)) if (k.startsWith('/features/')) provenance[k] = v
+        await tx.nodeGroup.update({
+          where: { id: old.id },
+          data: { features: json(ng.features), provenance, generation: { increment: 1 } },
+        })
+      }
+    }
+  }
+  const cluster = await transitionCluster(tx, actor, projectId, current.id, {
+    apply: () => ({
+      data: {
+        ...specUpdate,
+        ...(patch.labels !== undefined ? { labels: mergeLabels(current.labels as Labels, patch.labels) } : {}),
+        ...(patch.expiresAt !== undefined
+          ? { expiresAt: patch.expiresAt === null ? null : new Date(patch.expiresAt) }
+          : {}),
+      },
+      audit: { action: 'cluster.update', data: { patch, operationId: operation?.id ?? null } },
+    }),
+  })
+  return { cluster, operation }
+}
+
+/** JSON merge patch (RFC 7386) on a label map: null removes a label, or all labels. */
+function mergeLabels(current: Labels, patch: Labels | null | Record<string, string | null>): Labels {
+  if (patch === null) return {}
+  const out: Labels = { ...current }
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k]
+    else out[k] = v
+  }
+  return out
+}
+
+function mergeFeaturePatch(current: PartialFeatureValues, patch: PartialFeatureValues): PartialFeatureValues {
+  const out: Record<string, Record<string, unknown>> = {}
+  for (const [k, v] of Object.entries(current)) out[k] = { ...v }
+  for (const [k, v] of Object.entries(patch)) out[k] = { ...(out[k] ?? {}), ...v }
+  return out as PartialFeatureValues
+}
+
+const sameFeatures = (a: FeatureValues, b: FeatureValues) => JSON.stringify(a) === JSON.stringify(b)
+
+/**
+ * Requests deletion. Idempotent: while the cluster is going, the same delete operation is returned.
+ * A pending operation is superseded (cancelled); a running one is asked to stop at its next step,
+ * and the delete waits for it.
+ */
+export async function requestClusterDeletion(
+  tx: Tx,
+  actor: Actor,
+  projectId: string,
+  ref: string,
+): Promise<{ operation: Operation; created: boolean }> {
+  const cluster = await lockCluster(tx, projectId, ref)
+  if (cluster.deletionRequested) {
+    const existing = await tx.operation.findFirst({
+      where: { clusterId: cluster.id, kind: 'cluster.delete', status: { in: ['pending', 'running'] } },
+      orderBy: { createdAt: 'desc' },
+    })
+    if (existing) return { operation: existing, created: false }
+  }
+  if (cluster.activeOperationId) {
+    const active = await tx.operation.findUnique({ where: { id: cluster.activeOperationId } })
+    if (active?.status === 'pending') {
+      await tx.operation.update({
+        where: { id: active.id },
+        data: {
+          status: 'cancelled',
+          cancelRequested: true,
+          finishedAt: new Date(),
+          error: { type: 'superseded', title: 'Superseded by a delete', detail: 'The cluster is being deleted.' },
+        },
+      })
+    } else if (active?.status === 'running') {
+      await tx.operation.update({ where: { id: active.id }, data: { cancelRequested: true } })
+    }
+  }
+  const operation = await createOperation(tx, actor, 'cluster.delete', {
+    projectId,
+    clusterId: cluster.id,
+    resource: { kind: 'cluster', id: cluster.id, name: cluster.name },
+  })
+  const status = cluster.status as unknown as ClusterStatus
+  const conditions = setCondition(
+    status.conditions,
+    { type: 'Deleting', status: 'True', reason: 'DeletionRequested', message: `Operation ${operation.id}` },
+    new Date(),
+  )
+  await transitionCluster(tx, actor, projectId, cluster.id, {
+    apply: () => ({
+      data: {
+        deletionRequested: true,
+        activeOperationId: operation.id,
+        status: json({
+          ...status,
+          conditions,
+          phase: derivePhase(conditions, status.observedGeneration),
+          message: 'Deletion requested',
+        }),
+      },
+      audit: { action: 'cluster.delete', data: { operationId: operation.id } },
+    }),
+  })
+  return { operation, created: true }
+}

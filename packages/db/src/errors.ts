@@ -1,0 +1,32 @@
+/** Postgres SQLSTATE classes that mean "the database is not there right now", not "your query is wrong". */
+const unavailableCodes = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'P1001', 'P1002', 'P1017', 'P2024'])
+
+function codesOf(error: unknown): string[] {
+  const out: string[] = []
+  let e: unknown = error
+  for (let depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    const rec = e as Record<string, unknown>
+    for (const key of ['code', 'originalCode']) if (typeof rec[key] === 'string') out.push(rec[key] as string)
+    const cause = rec['cause'] as Record<string, unknown> | undefined
+    if (cause && typeof cause['originalCode'] === 'string') out.push(cause['originalCode'] as string)
+    if (cause && typeof cause['kind'] === 'string') out.push(cause['kind'] as string)
+    e = rec['cause']
+  }
+  return out
+}
+
+/** True when the error means Postgres is unreachable or restarting (→ 503, retry later). */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const codes = codesOf(error)
+  if (codes.some((c) => unavailableCodes.has(c))) return true
+  const message = error instanceof Error ? error.message : ''
+  return /Connection terminated|connect ECONNREFUSED|database system is (starting up|shutting down)|terminating connection|DatabaseNotReachable|ConnectionClosed|Timed out fetching a new connection/i.test(
+    message,
+  )
+}
+
+/** True for a unique-constraint violation (Prisma P2002 or SQLSTATE 23505). */
+export function isUniqueViolation(error: unknown): boolean {
+  const codes = codesOf(error)
+  return codes.includes('P2002') || codes.includes('23505') || codes.includes('UniqueConstraintViolation')
+}

@@ -1,0 +1,50 @@
+/** The closed set of error codes domain code may throw; apps/api maps each to one HTTP status. */
+export const ErrorCode = {
+  /** The request is well-formed but asks for something the rules forbid (422). */
+  invalidSpec: 'invalid-spec',
+  notFound: 'not-found',
+  /** Another mutating operation runs on the same cluster (409). */
+  operationInProgress: 'operation-in-progress',
+  /** A unique name is taken, or the resource is in a state that forbids the change (409). */
+  conflict: 'conflict',
+  preconditionFailed: 'precondition-failed',
+  idempotencyKeyReused: 'idempotency-key-reused',
+  quotaExceeded: 'quota-exceeded',
+  forbidden: 'forbidden',
+} as const
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+/** One rule violation: a JSON pointer into the request and what is wrong there. */
+export interface Violation {
+  pointer: string
+  message: string
+}
+
+export class DomainError extends Error {
+  readonly code: ErrorCode
+  readonly violations: Violation[]
+  /** Extra members for the problem document (e.g. the running operation's id). */
+  readonly extensions: Record<string, unknown>
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { violations?: Violation[]; extensions?: Record<string, unknown> } = {},
+  ) {
+    super(message)
+    this.name = 'DomainError'
+    this.code = code
+    this.violations = options.violations ?? []
+    this.extensions = options.extensions ?? {}
+  }
+}
+
+export const notFound = (kind: string, ref: string) =>
+  new DomainError(ErrorCode.notFound, `${kind} '${ref}' was not found.`)
+
+export const invalidSpec = (violations: Violation[]) =>
+  new DomainError(
+    ErrorCode.invalidSpec,
+    violations.length === 1 ? violations[0]!.message : `${violations.length} rules are violated.`,
+    { violations },
+  )

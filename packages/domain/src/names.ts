@@ -1,0 +1,20 @@
+import Type from 'typebox'
+
+/** A DNS-1123 label: what Kubernetes accepts as a name, so a cluster's name can name its objects. */
+export const DnsLabel = Type.String({
+  minLength: 1,
+  maxLength: 63,
+  pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+  description: 'A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.',
+  examples: ['ci-run-4711'],
+})
+
+/** Label maps, with Kubernetes' limits for keys and values. */
+export const Labels = Type.Record(
+  Type.String({
+    pattern: '^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$',
+  }),
+  Type.String({ maxLength: 63, pattern: '^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$' }),
+  { description: 'String labels, Kubernetes-style.', examples: [{ team: 'atlas', 'ci-pipeline': '4711' }] },
+)
+export type Labels = Record<string, string>

@@ -1,0 +1,83 @@
+import Type from 'typebox'
+
+export const OperationStatus = Type.Union(
+  [
+    Type.Literal('pending'),
+    Type.Literal('running'),
+    Type.Literal('succeeded'),
+    Type.Literal('failed'),
+    Type.Literal('cancelled'),
+  ],
+  {},
+)
+export type OperationStatus = Type.Static<typeof OperationStatus>
+export const terminalOperationStatuses: OperationStatus[] = ['succeeded', 'failed', 'cancelled']
+export const isTerminal = (status: OperationStatus) => terminalOperationStatuses.includes(status)
+
+export const StepStatus = Type.Union(
+  [
+    Type.Literal('pending'),
+    Type.Literal('running'),
+    Type.Literal('succeeded'),
+    Type.Literal('failed'),
+    Type.Literal('skipped'),
+  ],
+  {},
+)
+export type StepStatus = Type.Static<typeof StepStatus>
+
+export interface OperationStep {
+  name: string
+  status: StepStatus
+  startedAt: string | null
+  finishedAt: string | null
+  message: string
+}
+
+/** Every operation kind and its ordered steps. The worker runs them; the API only creates them. */
+export const operationCatalogue = {
+  'cluster.create': [
+    'reserve-capacity',
+    'allocate-machines',
+    'issue-certificates',
+    'bootstrap-control-plane',
+    'join-workers',
+    'install-addons',
+    'wait-healthy',
+  ],
+  'cluster.delete': [
+    'uninstall-addons',
+    'drain-workers',
+    'release-machines',
+    'revoke-certificates',
+    'forget-cluster',
+  ],
+  'cluster.update-features': ['install-addons', 'wait-healthy'],
+  'nodegroup.create': ['reserve-capacity', 'allocate-machines', 'join-workers', 'wait-healthy'],
+  'nodegroup.resize': [
+    'reserve-capacity',
+    'allocate-machines',
+    'join-workers',
+    'drain-workers',
+    'release-machines',
+    'wait-healthy',
+  ],
+  'nodegroup.delete': ['drain-workers', 'release-machines'],
+} as const satisfies Record<string, readonly string[]>
+
+export type OperationKind = keyof typeof operationCatalogue
+export const operationKinds = Object.keys(operationCatalogue) as OperationKind[]
+export const OperationKindSchema = Type.Union(
+  operationKinds.map((k) => Type.Literal(k)),
+  {},
+)
+
+export function plannedSteps(kind: OperationKind): OperationStep[] {
+  return operationCatalogue[kind].map((name) => ({
+    name,
+    status: 'pending',
+    startedAt: null,
+    finishedAt: null,
+    message: '',
+  }))
+}
