@@ -5,6 +5,7 @@ import type { Database } from '@kiln/db'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  type FastifyServerOptions,
   type RawReplyDefaultExpression,
   type RawRequestDefaultExpression,
   type RawServerDefault,
@@ -56,7 +57,11 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
     routerOptions: { ignoreTrailingSlash: true },
     schemaController: {
       compilersFactory: {
-        buildValidator: (external) => buildValidatorCompiler({ ...external }),
+        // Strict bodies, coerced query/path/header values: see buildValidatorCompiler.
+        buildValidator: ((external: Record<string, unknown>) =>
+          buildValidatorCompiler({ ...external })) as unknown as NonNullable<
+          NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']
+        >['buildValidator'],
       },
     },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as KilnApp
@@ -70,9 +75,15 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
 
   await app.register(swagger, openApiOptions)
   await app.register(swaggerUi, { routePrefix: '/docs' })
-  app.get('/openapi.json', { schema: { hide: true }, config: { permission: 'public' } }, async () => app.swagger())
+  app.get('/openapi.json', { schema: { hide: true }, config: { permission: 'public' } }, async () =>
+    app.swagger(),
+  )
 
-  const routeDeps: RouteDeps = { db: deps.db, redis: deps.redis, operationPollMs: deps.operationPollMs ?? 200 }
+  const routeDeps: RouteDeps = {
+    db: deps.db,
+    redis: deps.redis,
+    operationPollMs: deps.operationPollMs ?? 200,
+  }
   registerHealthRoutes(app, routeDeps)
   registerCatalogueRoutes(app, routeDeps)
   registerTemplateRoutes(app, routeDeps)

@@ -21,9 +21,13 @@ export async function respondOnce(
     response = await db.$transaction(handler, { timeout: 20_000, maxWait: 10_000 })
   } else {
     if (typeof key !== 'string' || !keyPattern.test(key)) {
-      throw new HttpProblem(400, 'invalid-request', 'Invalid Idempotency-Key', 'Idempotency-Key must be 1–255 visible ASCII characters.', [
-        { pointer: '/Idempotency-Key', in: 'header', message: 'must be 1–255 visible ASCII characters' },
-      ])
+      throw new HttpProblem(
+        400,
+        'invalid-request',
+        'Invalid Idempotency-Key',
+        'Idempotency-Key must be 1–255 visible ASCII characters.',
+        [{ pointer: '/Idempotency-Key', in: 'header', message: 'must be 1–255 visible ASCII characters' }],
+      )
     }
     const result = await runIdempotent(
       db,

@@ -28,6 +28,7 @@ export const openApiOptions: SwaggerOptions = {
   },
   refResolver: {
     // Name components after the schemas' $id, so generated clients get `Cluster`, not `def-7`.
-    buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    buildLocalReference: (json, _baseUri, _fragment, i) =>
+      typeof json.$id === 'string' ? json.$id : `def-${i}`,
   },
 }

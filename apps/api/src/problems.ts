@@ -1,8 +1,14 @@
 import { isDatabaseUnavailable } from '@kiln/db'
 import { DomainError, ErrorCode } from '@kiln/domain'
-import Ajv, { type ErrorObject, type Options as AjvOptions } from 'ajv'
+import Ajv, { type Options as AjvOptions, type ErrorObject } from 'ajv'
 import addFormats from 'ajv-formats'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify'
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchemaCompiler,
+} from 'fastify'
 
 export const problemBase = 'https://kiln.dev/problems/'
 export const problemContentType = 'application/problem+json'
@@ -51,7 +57,13 @@ export class HttpProblem extends Error {
 }
 
 const partOf = (context: string | undefined): ProblemError['in'] =>
-  context === 'querystring' ? 'query' : context === 'params' ? 'path' : context === 'headers' ? 'header' : 'body'
+  context === 'querystring'
+    ? 'query'
+    : context === 'params'
+      ? 'path'
+      : context === 'headers'
+        ? 'header'
+        : 'body'
 
 /** Ajv's errors as JSON pointers at the offending member (a missing or unknown property is named). */
 export function ajvErrorsToProblemErrors(errors: ErrorObject[], context: string | undefined): ProblemError[] {
@@ -103,7 +115,10 @@ export function sendProblem(reply: FastifyReply, body: Problem, headers: Record<
 }
 
 /** Maps any error to exactly one problem document. */
-export function toProblem(error: unknown, request: FastifyRequest): { body: Problem; headers: Record<string, string> } {
+export function toProblem(
+  error: unknown,
+  request: FastifyRequest,
+): { body: Problem; headers: Record<string, string> } {
   if (error instanceof DomainError) {
     const { status, title } = domainStatus[error.code]
     const where = (error.extensions['in'] as ProblemError['in'] | undefined) ?? 'body'
@@ -197,14 +212,18 @@ export function toProblem(error: unknown, request: FastifyRequest): { body: Prob
 
 function isRedisUnavailable(error: unknown): boolean {
   const message = error instanceof Error ? error.message : ''
-  return /Connection is closed|Stream isn't writeable|ECONNREFUSED.*6379|MaxRetriesPerRequestError/i.test(message)
+  return /Connection is closed|Stream isn't writeable|ECONNREFUSED.*6379|MaxRetriesPerRequestError/i.test(
+    message,
+  )
 }
 
 /**
  * Body schemas are checked strictly (no type coercion, unknown fields rejected, not stripped);
  * query, path and header values arrive as strings, so those are coerced.
  */
-export function buildValidatorCompiler(externalSchemas: Record<string, unknown>): FastifySchemaCompiler<unknown> {
+export function buildValidatorCompiler(
+  externalSchemas: Record<string, unknown>,
+): FastifySchemaCompiler<unknown> {
   const base: AjvOptions = { allErrors: true, strict: false, removeAdditional: false, useDefaults: true }
   const strictAjv = addFormats(new Ajv({ ...base, coerceTypes: false }))
   const coercingAjv = addFormats(new Ajv({ ...base, coerceTypes: 'array' }))
@@ -228,7 +247,13 @@ export function registerProblemHandlers(app: FastifyInstance) {
   app.setNotFoundHandler((request, reply) =>
     sendProblem(
       reply,
-      problem(request, 404, 'not-found', 'Not found', `No route ${request.method} ${request.url.split('?')[0]}.`),
+      problem(
+        request,
+        404,
+        'not-found',
+        'Not found',
+        `No route ${request.method} ${request.url.split('?')[0]}.`,
+      ),
     ),
   )
 }

@@ -13,6 +13,7 @@ import {
   OperationStatus,
   ProvenanceSource,
   StepStatus,
+  StringEnum,
   Taint,
   VersionLifecycle,
 } from '@kiln/domain'
@@ -75,12 +76,14 @@ export const ProblemSchema = named(
         Type.Array(
           Type.Object({
             pointer: Type.String({ description: 'JSON pointer into the part named by `in`.' }),
-            in: Type.Union([Type.Literal('body'), Type.Literal('query'), Type.Literal('path'), Type.Literal('header')]),
+            in: StringEnum(['body', 'query', 'path', 'header']),
             message: Type.String(),
           }),
         ),
       ),
-      operationId: Type.Optional(Type.String({ description: 'On 409: the operation the cluster is busy with.' })),
+      operationId: Type.Optional(
+        Type.String({ description: 'On 409: the operation the cluster is busy with.' }),
+      ),
     },
     {
       additionalProperties: true,
@@ -93,7 +96,9 @@ export const ProblemSchema = named(
           detail: 'GPU support is enabled, but no node group uses a machine class with GPUs.',
           instance: '/v1/projects/demo/clusters',
           requestId: 'req-1',
-          errors: [{ pointer: '/features/gpu/enabled', in: 'body', message: 'GPU support is enabled, but …' }],
+          errors: [
+            { pointer: '/features/gpu/enabled', in: 'body', message: 'GPU support is enabled, but …' },
+          ],
         },
       ],
     },
@@ -126,7 +131,10 @@ export const BackendSchema = named(
       createdAt: Timestamp,
       updatedAt: Timestamp,
     },
-    { additionalProperties: false, description: 'Where machines come from. Its configuration is never returned.' },
+    {
+      additionalProperties: false,
+      description: 'Where machines come from. Its configuration is never returned.',
+    },
   ),
 )
 
@@ -175,7 +183,10 @@ export const FeatureSchema = named(
       description: Type.String(),
       schema: Type.Record(Type.String(), Type.Unknown(), { description: 'JSON Schema of the value.' }),
       default: Type.Record(Type.String(), Type.Unknown()),
-      kubernetesVersions: Type.Object({ min: Type.Optional(Type.String()), max: Type.Optional(Type.String()) }),
+      kubernetesVersions: Type.Object({
+        min: Type.Optional(Type.String()),
+        max: Type.Optional(Type.String()),
+      }),
       backends: Type.Array(BackendKindRef),
       mutable: Type.Boolean({ description: 'Whether it can change on a live cluster.' }),
       nodeGroupScoped: Type.Boolean({ description: 'Whether node groups may override it.' }),
@@ -293,7 +304,10 @@ export const ClusterSchema = named(
           nodeGroups: Type.Array(ref(NodeGroupSchema)),
           provenance: ref(Provenance),
         },
-        { additionalProperties: false, description: 'The effective desired state, with where each value came from.' },
+        {
+          additionalProperties: false,
+          description: 'The effective desired state, with where each value came from.',
+        },
       ),
       status: ref(ClusterStatusSchema),
       activeOperationId: Type.Union([Id, Type.Null()]),
@@ -352,13 +366,31 @@ export const ConsumptionSchema = named(
   ),
 )
 
+const {
+  id: _id,
+  generation: _g,
+  createdAt: _c,
+  updatedAt: _u,
+  ...plannedNodeGroupFields
+} = NodeGroupSchema.properties
+export const NodeGroupPlanSchema = named(
+  'NodeGroupPlan',
+  Type.Object(plannedNodeGroupFields, {
+    additionalProperties: false,
+    description: 'A node group as it would be created.',
+  }),
+)
+
 export const ClusterPlanSchema = named(
   'ClusterPlan',
   Type.Object(
     {
       dryRun: Type.Literal(true),
       template: Type.Object({ name: Type.String(), version: Type.Integer(), deprecated: Type.Boolean() }),
-      spec: ClusterSchema.properties.spec,
+      spec: Type.Object(
+        { ...ClusterSchema.properties.spec.properties, nodeGroups: Type.Array(ref(NodeGroupPlanSchema)) },
+        { additionalProperties: false },
+      ),
       consumption: ref(ConsumptionSchema),
       operation: Type.Object({ kind: OperationKindRef, steps: Type.Array(Type.String()) }),
     },
@@ -371,12 +403,19 @@ export const ClusterCreateSchema = named(
   Type.Object(
     {
       name: DnsLabel,
-      template: Type.String({ minLength: 1, maxLength: 63, description: 'Template name (or id).', examples: ['k8s-1.31'] }),
+      template: Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description: 'Template name (or id).',
+        examples: ['k8s-1.31'],
+      }),
       templateVersion: Type.Optional(
         Type.Integer({ minimum: 1, description: 'Defaults to the latest version that is not deprecated.' }),
       ),
       labels: Type.Optional(Labels),
-      expiresAt: Type.Optional(Type.String({ format: 'date-time', description: 'Delete the cluster at this time.' })),
+      expiresAt: Type.Optional(
+        Type.String({ format: 'date-time', description: 'Delete the cluster at this time.' }),
+      ),
       controlPlane: Type.Optional(ref(ControlPlaneInputSchema)),
       features: Type.Optional(ref(FeatureOverridesSchema)),
       nodeGroups: Type.Optional(Type.Array(ref(NodeGroupInputSchema), { maxItems: 32 })),
@@ -400,7 +439,9 @@ export const Page = <T extends Type.TSchema>(item: T, description: string) =>
   Type.Object(
     {
       items: Type.Array(item),
-      nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as ?cursor= for the next page.' }),
+      nextCursor: Type.Union([Type.String(), Type.Null()], {
+        description: 'Pass as ?cursor= for the next page.',
+      }),
     },
     { additionalProperties: false, description },
   )

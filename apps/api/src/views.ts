@@ -50,7 +50,9 @@ export function backendView(b: Backend): Type.Static<typeof BackendSchema> {
   }
 }
 
-export function machineClassView(mc: MachineClass & { backend: Backend }): Type.Static<typeof MachineClassSchema> {
+export function machineClassView(
+  mc: MachineClass & { backend: Backend },
+): Type.Static<typeof MachineClassSchema> {
   return {
     id: mc.id,
     name: mc.name,

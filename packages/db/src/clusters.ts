@@ -2,10 +2,10 @@ import {
   type ClusterOverrides,
   type ClusterStatus,
   type Consumption,
-  derivePhase,
   checkFeatureChange,
   clusterConsumption,
   DomainError,
+  derivePhase,
   ErrorCode,
   type FeatureValues,
   initialClusterStatus,
@@ -92,7 +92,11 @@ export interface ClusterPlan {
 }
 
 /** Resolves and checks a create request without writing anything (also the `dryRun` answer). */
-export async function planCluster(db: Queryable, projectId: string, request: ClusterRequest): Promise<ClusterPlan> {
+export async function planCluster(
+  db: Queryable,
+  projectId: string,
+  request: ClusterRequest,
+): Promise<ClusterPlan> {
   let template: TemplateRow
   try {
     template = await findTemplate(db, projectId, request.template, request.templateVersion)
@@ -141,10 +145,16 @@ export async function createCluster(
 ): Promise<{ cluster: ClusterRow; operation: Operation }> {
   const taken = await tx.cluster.findUnique({ where: { projectId_name: { projectId, name: request.name } } })
   if (taken) {
-    throw new DomainError(ErrorCode.conflict, `A cluster named '${request.name}' already exists in this project.`, {
-      violations: [{ pointer: '/name', message: 'Choose another name, or delete the existing cluster first.' }],
-      extensions: { clusterId: taken.id },
-    })
+    throw new DomainError(
+      ErrorCode.conflict,
+      `A cluster named '${request.name}' already exists in this project.`,
+      {
+        violations: [
+          { pointer: '/name', message: 'Choose another name, or delete the existing cluster first.' },
+        ],
+        extensions: { clusterId: taken.id },
+      },
+    )
   }
   const now = new Date()
   const cluster = await tx.cluster.create({
@@ -171,7 +181,11 @@ export async function createCluster(
     action: 'cluster.create',
     targetKind: 'cluster',
     targetId: cluster.id,
-    data: json({ name: request.name, template: `${plan.template.name}@${plan.template.version}`, operationId: operation.id }),
+    data: json({
+      name: request.name,
+      template: `${plan.template.name}@${plan.template.version}`,
+      operationId: operation.id,
+    }),
   })
   return { cluster: await findCluster(tx, projectId, cluster.id), operation }
 }
@@ -254,7 +268,11 @@ export async function startClusterOperation(
   cluster: ClusterRow,
   kind: OperationKind,
   params: unknown = {},
-  resource: { kind: string; id: string; name: string } = { kind: 'cluster', id: cluster.id, name: cluster.name },
+  resource: { kind: string; id: string; name: string } = {
+    kind: 'cluster',
+    id: cluster.id,
+    name: cluster.name,
+  },
 ): Promise<Operation> {
   assertIdle(cluster)
   const operation = await createOperation(
@@ -284,7 +302,9 @@ function nodeGroupAsOverride(ng: NodeGroup): NodeGroupInput {
   for (const [name, value] of Object.entries(ng.features as Record<string, Record<string, unknown>>)) {
     for (const [field, v] of Object.entries(value)) {
       const source = provenance[`/features/${name}/${field}`]
-      if (source === 'nodeGroup' || source === 'template') (features[name] ??= {})[field] = v
+      if (source === 'nodeGroup' || source === 'template') {
+        features[name] = { ...features[name], [field]: v }
+      }
     }
   }
   return {
@@ -362,7 +382,9 @@ export async function patchCluster(
     apply: () => ({
       data: {
         ...specUpdate,
-        ...(patch.labels !== undefined ? { labels: mergeLabels(current.labels as Labels, patch.labels) } : {}),
+        ...(patch.labels !== undefined
+          ? { labels: mergeLabels(current.labels as Labels, patch.labels) }
+          : {}),
         ...(patch.expiresAt !== undefined
           ? { expiresAt: patch.expiresAt === null ? null : new Date(patch.expiresAt) }
           : {}),
@@ -421,7 +443,11 @@ export async function requestClusterDeletion(
           status: 'cancelled',
           cancelRequested: true,
           finishedAt: new Date(),
-          error: { type: 'superseded', title: 'Superseded by a delete', detail: 'The cluster is being deleted.' },
+          error: {
+            type: 'superseded',
+            title: 'Superseded by a delete',
+            detail: 'The cluster is being deleted.',
+          },
         },
       })
     } else if (active?.status === 'running') {

@@ -51,7 +51,12 @@ export async function runIdempotent(
           throw new DomainError(
             ErrorCode.idempotencyKeyReused,
             'This Idempotency-Key was already used with a different request.',
-            { violations: [{ pointer: '/Idempotency-Key', message: 'Use a new key for a different request.' }] },
+            {
+              violations: [
+                { pointer: '/Idempotency-Key', message: 'Use a new key for a different request.' },
+              ],
+              extensions: { in: 'header' },
+            },
           )
         }
         return {

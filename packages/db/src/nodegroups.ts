@@ -9,7 +9,7 @@ import {
   resolveNodeGroup,
   type Violation,
 } from '@kiln/domain'
-import { recordAudit, type Actor } from './audit.ts'
+import { type Actor, recordAudit } from './audit.ts'
 import { findTemplate, isUuid, loadResolutionContext } from './catalogue.ts'
 import type { Tx } from './client.ts'
 import { type ClusterRow, etagOf, lockCluster, startClusterOperation } from './clusters.ts'
@@ -73,7 +73,14 @@ export async function createNodeGroup(
       provenance: resolved.provenance,
     },
   })
-  const operation = await startClusterOperation(tx, actor, cluster, 'nodegroup.create', {}, nodeGroupResource(nodeGroup))
+  const operation = await startClusterOperation(
+    tx,
+    actor,
+    cluster,
+    'nodegroup.create',
+    {},
+    nodeGroupResource(nodeGroup),
+  )
   await recordAudit(tx, actor, {
     projectId,
     action: 'nodegroup.create',
@@ -109,7 +116,10 @@ export async function patchNodeGroup(
   }
   if (patch.features !== undefined) {
     throw invalidSpec([
-      { pointer: '/features', message: 'Change node-group features through the cluster (PATCH …/clusters/{cluster}).' },
+      {
+        pointer: '/features',
+        message: 'Change node-group features through the cluster (PATCH …/clusters/{cluster}).',
+      },
     ])
   }
   const merged: NodeGroupInput = {
@@ -190,7 +200,9 @@ export async function resizeNodeGroup(
       })
     }
     const known = new Set(
-      (await tx.machine.findMany({ where: { nodeGroupId: current.id }, select: { name: true } })).map((m) => m.name),
+      (await tx.machine.findMany({ where: { nodeGroupId: current.id }, select: { name: true } })).map(
+        (m) => m.name,
+      ),
     )
     toRemove.forEach((name, i) => {
       if (!known.has(name)) {
@@ -238,7 +250,14 @@ export async function deleteNodeGroup(
 ): Promise<Operation> {
   const cluster = await lockCluster(tx, projectId, clusterRef)
   const current = findNodeGroup(cluster, ref)
-  const operation = await startClusterOperation(tx, actor, cluster, 'nodegroup.delete', {}, nodeGroupResource(current))
+  const operation = await startClusterOperation(
+    tx,
+    actor,
+    cluster,
+    'nodegroup.delete',
+    {},
+    nodeGroupResource(current),
+  )
   await recordAudit(tx, actor, {
     projectId,
     action: 'nodegroup.delete',

@@ -79,9 +79,13 @@ export async function cancelOperation(tx: Tx, actor: Actor, id: string): Promise
   const op = await tx.operation.findUnique({ where: { id } })
   if (!op) throw notFound('operation', id)
   if (isTerminal(op.status)) {
-    throw new DomainError(ErrorCode.conflict, `Operation ${id} has already ${op.status}; there is nothing to cancel.`, {
-      extensions: { operationStatus: op.status },
-    })
+    throw new DomainError(
+      ErrorCode.conflict,
+      `Operation ${id} has already ${op.status}; there is nothing to cancel.`,
+      {
+        extensions: { operationStatus: op.status },
+      },
+    )
   }
   let updated: Operation
   if (op.status === 'pending') {

@@ -24,7 +24,9 @@ export function decodeCursor(value: string | undefined): Cursor | undefined {
     return { createdAt: date, id }
   } catch {
     throw new DomainError(ErrorCode.invalidSpec, 'The cursor is not one this API issued.', {
-      violations: [{ pointer: '/cursor', message: 'Not a valid cursor; pass nextCursor from a previous page.' }],
+      violations: [
+        { pointer: '/cursor', message: 'Not a valid cursor; pass nextCursor from a previous page.' },
+      ],
       extensions: { in: 'query' },
     })
   }

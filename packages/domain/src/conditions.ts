@@ -1,9 +1,7 @@
 import Type from 'typebox'
+import { StringEnum } from './names.ts'
 
-export const ConditionStatus = Type.Union(
-  [Type.Literal('True'), Type.Literal('False'), Type.Literal('Unknown')],
-  {},
-)
+export const ConditionStatus = StringEnum(['True', 'False', 'Unknown'], {})
 
 export const Condition = Type.Object(
   {
@@ -17,15 +15,8 @@ export const Condition = Type.Object(
 )
 export type Condition = Type.Static<typeof Condition>
 
-export const ClusterPhase = Type.Union(
-  [
-    Type.Literal('Pending'),
-    Type.Literal('Provisioning'),
-    Type.Literal('Ready'),
-    Type.Literal('Updating'),
-    Type.Literal('Degraded'),
-    Type.Literal('Deleting'),
-  ],
+export const ClusterPhase = StringEnum(
+  ['Pending', 'Provisioning', 'Ready', 'Updating', 'Degraded', 'Deleting'],
   {
     description: 'A summary for people, derived from the conditions; code reads the conditions.',
   },

@@ -1,13 +1,11 @@
 import Type from 'typebox'
 import type { VersionRange } from './kubernetes-versions.ts'
+import { StringEnum } from './names.ts'
 
 /** Backend kinds Kiln knows; the driver registry is keyed by these. */
-export const BackendKind = Type.Union(
-  [Type.Literal('simulator'), Type.Literal('ironic'), Type.Literal('capi')],
-  {
-    description: 'simulator: the embedded simulated data centre; ironic: bare metal; capi: Cluster API.',
-  },
-)
+export const BackendKind = StringEnum(['simulator', 'ironic', 'capi'], {
+  description: 'simulator: the embedded simulated data centre; ironic: bare metal; capi: Cluster API.',
+})
 export type BackendKind = Type.Static<typeof BackendKind>
 export const allBackendKinds: BackendKind[] = ['simulator', 'ironic', 'capi']
 
@@ -16,7 +14,7 @@ const GpuValue = Type.Object(
     enabled: Type.Boolean({
       description: 'Install GPU support on node groups whose machine class has GPUs.',
     }),
-    mode: Type.Union([Type.Literal('device-plugin'), Type.Literal('operator')], {
+    mode: StringEnum(['device-plugin', 'operator'], {
       description: 'device-plugin: the NVIDIA device plugin only; operator: the NVIDIA GPU operator.',
     }),
   },
@@ -24,7 +22,7 @@ const GpuValue = Type.Object(
 )
 const IngressValue = Type.Object(
   {
-    controller: Type.Union([Type.Literal('traefik'), Type.Literal('nginx'), Type.Literal('none')], {
+    controller: StringEnum(['traefik', 'nginx', 'none'], {
       description: 'The ingress controller to run on ingress nodes.',
     }),
   },
@@ -38,12 +36,12 @@ const MonitoringValue = Type.Object(
   { additionalProperties: false },
 )
 const CniValue = Type.Object(
-  { plugin: Type.Union([Type.Literal('calico'), Type.Literal('cilium'), Type.Literal('flannel')]) },
+  { plugin: StringEnum(['calico', 'cilium', 'flannel']) },
   { additionalProperties: false },
 )
 const KubeProxyModeValue = Type.Object(
   {
-    mode: Type.Union([Type.Literal('iptables'), Type.Literal('ipvs'), Type.Literal('none')], {
+    mode: StringEnum(['iptables', 'ipvs', 'none'], {
       description: 'none: no kube-proxy; the CNI replaces it (Cilium only).',
     }),
   },
@@ -216,7 +214,9 @@ export function featureOverridesSchema(options: { nodeGroupScopedOnly?: boolean 
   for (const name of featureNames) {
     const def = featureDefinition(name)
     if (options.nodeGroupScopedOnly && !def.nodeGroupScoped) continue
-    properties[name] = Type.Optional(Type.Partial(def.schema, { description: def.title, additionalProperties: false }))
+    properties[name] = Type.Optional(
+      Type.Partial(def.schema, { description: def.title, additionalProperties: false }),
+    )
   }
   return Type.Object(properties, {
     additionalProperties: false,

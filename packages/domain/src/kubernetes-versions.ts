@@ -1,12 +1,10 @@
-import Type from 'typebox'
+import type Type from 'typebox'
+import { StringEnum } from './names.ts'
 
-export const VersionLifecycle = Type.Union(
-  [Type.Literal('supported'), Type.Literal('deprecated'), Type.Literal('expired')],
-  {
-    description:
-      'supported: offered for new clusters; deprecated: still offered, upgrade advised; expired: refused for new clusters.',
-  },
-)
+export const VersionLifecycle = StringEnum(['supported', 'deprecated', 'expired'], {
+  description:
+    'supported: offered for new clusters; deprecated: still offered, upgrade advised; expired: refused for new clusters.',
+})
 export type VersionLifecycle = Type.Static<typeof VersionLifecycle>
 
 /** `1.31.4` → [1, 31, 4]; the `v` prefix is tolerated. */

@@ -18,3 +18,11 @@ export const Labels = Type.Record(
   { description: 'String labels, Kubernetes-style.', examples: [{ team: 'atlas', 'ci-pipeline': '4711' }] },
 )
 export type Labels = Record<string, string>
+
+/** A string enum as JSON Schema `enum` (not `anyOf` of consts), so client generators make enum types. */
+export function StringEnum<const T extends readonly string[]>(
+  values: T,
+  options: Record<string, unknown> = {},
+) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options })
+}

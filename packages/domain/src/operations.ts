@@ -1,29 +1,12 @@
-import Type from 'typebox'
+import type Type from 'typebox'
+import { StringEnum } from './names.ts'
 
-export const OperationStatus = Type.Union(
-  [
-    Type.Literal('pending'),
-    Type.Literal('running'),
-    Type.Literal('succeeded'),
-    Type.Literal('failed'),
-    Type.Literal('cancelled'),
-  ],
-  {},
-)
+export const OperationStatus = StringEnum(['pending', 'running', 'succeeded', 'failed', 'cancelled'], {})
 export type OperationStatus = Type.Static<typeof OperationStatus>
 export const terminalOperationStatuses: OperationStatus[] = ['succeeded', 'failed', 'cancelled']
 export const isTerminal = (status: OperationStatus) => terminalOperationStatuses.includes(status)
 
-export const StepStatus = Type.Union(
-  [
-    Type.Literal('pending'),
-    Type.Literal('running'),
-    Type.Literal('succeeded'),
-    Type.Literal('failed'),
-    Type.Literal('skipped'),
-  ],
-  {},
-)
+export const StepStatus = StringEnum(['pending', 'running', 'succeeded', 'failed', 'skipped'], {})
 export type StepStatus = Type.Static<typeof StepStatus>
 
 export interface OperationStep {
@@ -67,10 +50,7 @@ export const operationCatalogue = {
 
 export type OperationKind = keyof typeof operationCatalogue
 export const operationKinds = Object.keys(operationCatalogue) as OperationKind[]
-export const OperationKindSchema = Type.Union(
-  operationKinds.map((k) => Type.Literal(k)),
-  {},
-)
+export const OperationKindSchema = StringEnum(operationKinds as OperationKind[])
 
 export function plannedSteps(kind: OperationKind): OperationStep[] {
   return operationCatalogue[kind].map((name) => ({

@@ -342,8 +342,8 @@ export function resolveNodeGroup(ctx: ResolutionContext, input: NodeGroupResolut
   // Fresh containers per group: results must never share (and so leak) mutable defaults.
   const base = {
     ...nodeGroupDefaults,
-    labels: {},
-    taints: [],
+    labels: {} as Labels,
+    taints: [] as Taint[],
     machineClass: '',
     count: 0,
     zones: [] as string[],

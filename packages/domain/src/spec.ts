@@ -1,25 +1,18 @@
 import Type from 'typebox'
 import { featureOverridesSchema, type PartialFeatureValues } from './features.ts'
-import { DnsLabel, Labels } from './names.ts'
+import { DnsLabel, Labels, StringEnum } from './names.ts'
 
-export const NodeGroupRole = Type.Union(
-  [Type.Literal('worker'), Type.Literal('ingress'), Type.Literal('infra')],
-  {
-    description:
-      'worker: general workloads; ingress: runs the ingress controller; infra: monitoring and other add-ons.',
-  },
-)
+export const NodeGroupRole = StringEnum(['worker', 'ingress', 'infra'], {
+  description:
+    'worker: general workloads; ingress: runs the ingress controller; infra: monitoring and other add-ons.',
+})
 export type NodeGroupRole = Type.Static<typeof NodeGroupRole>
 
 export const Taint = Type.Object(
   {
     key: Type.String({ minLength: 1, maxLength: 253 }),
     value: Type.Optional(Type.String({ maxLength: 63 })),
-    effect: Type.Union([
-      Type.Literal('NoSchedule'),
-      Type.Literal('PreferNoSchedule'),
-      Type.Literal('NoExecute'),
-    ]),
+    effect: StringEnum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']),
   },
   { additionalProperties: false },
 )
@@ -89,13 +82,10 @@ export const ClusterOverrides = Type.Object(
 )
 export type ClusterOverrides = Type.Static<typeof ClusterOverrides>
 
-export const ProvenanceSource = Type.Union(
-  [Type.Literal('default'), Type.Literal('template'), Type.Literal('cluster'), Type.Literal('nodeGroup')],
-  {
-    description:
-      'Where an effective value came from: the feature catalogue default, the template, the cluster request, or the node group.',
-  },
-)
+export const ProvenanceSource = StringEnum(['default', 'template', 'cluster', 'nodeGroup'], {
+  description:
+    'Where an effective value came from: the feature catalogue default, the template, the cluster request, or the node group.',
+})
 export type ProvenanceSource = Type.Static<typeof ProvenanceSource>
 /** JSON pointer (relative to the object it sits on) → source of the value there. */
 export type Provenance = Record<string, ProvenanceSource>

@@ -691,7 +691,9 @@ const rejections: RejectionCase[] = [
     name: 'a fixed-size group that enables the autoscaler itself',
     overrides: {
       features: { autoscaler: { enabled: true } },
-      nodeGroups: [{ name: 'workers', minCount: 3, maxCount: 3, features: { autoscaler: { enabled: true } } }],
+      nodeGroups: [
+        { name: 'workers', minCount: 3, maxCount: 3, features: { autoscaler: { enabled: true } } },
+      ],
     },
     expected: [
       { pointer: '/nodeGroups/0/maxCount', message: /minCount < maxCount/ },

@@ -2,7 +2,12 @@ import { isUuid, recordAudit } from '@kiln/db'
 import {
   DomainError,
   ErrorCode,
-  featureCatalogue, featureDefinition, type FeatureName, featureNames, notFound } from '@kiln/domain'
+  type FeatureName,
+  featureCatalogue,
+  featureDefinition,
+  featureNames,
+  notFound,
+} from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
@@ -116,8 +121,12 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         tags: ['machine-classes'],
         querystring: Type.Object(
           {
-            backend: Type.Optional(Type.String({ maxLength: 63, description: 'Only this backend’s classes.' })),
-            gpu: Type.Optional(Type.Boolean({ description: 'Only classes with (true) or without (false) GPUs.' })),
+            backend: Type.Optional(
+              Type.String({ maxLength: 63, description: 'Only this backend’s classes.' }),
+            ),
+            gpu: Type.Optional(
+              Type.Boolean({ description: 'Only classes with (true) or without (false) GPUs.' }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -173,7 +182,9 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       },
     },
     async () => ({
-      items: (await db.kubernetesVersion.findMany({ orderBy: { version: 'desc' } })).map(kubernetesVersionView),
+      items: (await db.kubernetesVersion.findMany({ orderBy: { version: 'desc' } })).map(
+        kubernetesVersionView,
+      ),
     }),
   )
 
@@ -206,7 +217,8 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'updateKubernetesVersion',
         summary: 'Change a Kubernetes version’s lifecycle (platform admins)',
-        description: 'Expiring a version stops new clusters on it; existing clusters keep running until upgraded.',
+        description:
+          'Expiring a version stops new clusters on it; existing clusters keep running until upgraded.',
         tags: ['kubernetes-versions'],
         params: VersionParams,
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),

@@ -69,7 +69,9 @@ export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
         ),
         headers: Type.Object({
           'idempotency-key': Type.Optional(
-            Type.String({ description: 'Retries with the same key and body return the first response for 24 h.' }),
+            Type.String({
+              description: 'Retries with the same key and body return the first response for 24 h.',
+            }),
           ),
         }),
         body: ref(ClusterCreateSchema),
@@ -88,20 +90,29 @@ export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
         const plan = await planCluster(db, project.id, clusterRequest)
         return reply.code(200).send({
           dryRun: true as const,
-          template: { name: plan.template.name, version: plan.template.version, deprecated: plan.template.deprecated },
-          spec: clusterSpecView(
-            plan.resolved.spec,
-            plan.resolved.nodeGroups.map((ng) => ({
-              ...ng,
-              id: '00000000-0000-0000-0000-000000000000',
-              clusterId: '00000000-0000-0000-0000-000000000000',
-              status: {},
-              generation: 1,
-              revision: 1,
-              createdAt: new Date(0),
-              updatedAt: new Date(0),
+          template: {
+            name: plan.template.name,
+            version: plan.template.version,
+            deprecated: plan.template.deprecated,
+          },
+          spec: {
+            ...clusterSpecView(plan.resolved.spec, []),
+            nodeGroups: plan.resolved.nodeGroups.map((ng) => ({
+              name: ng.name,
+              role: ng.role,
+              machineClass: ng.machineClass,
+              count: ng.count,
+              minCount: ng.minCount,
+              maxCount: ng.maxCount,
+              zones: ng.zones,
+              labels: ng.labels,
+              taints: ng.taints,
+              maxSurge: ng.maxSurge,
+              maxUnavailable: ng.maxUnavailable,
+              features: ng.features as Record<string, Record<string, unknown>>,
+              provenance: ng.provenance,
             })),
-          ),
+          },
           consumption: plan.consumption,
           operation: { kind: 'cluster.create' as const, steps: [...operationCatalogue['cluster.create']] },
         })
@@ -165,7 +176,8 @@ export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getCluster',
         summary: 'Get a cluster by name or id',
-        description: 'Includes the effective configuration and where each value came from (`spec.provenance`).',
+        description:
+          'Includes the effective configuration and where each value came from (`spec.provenance`).',
         tags: ['clusters'],
         params: ClusterParams,
         response: { 200: ref(ClusterSchema), ...problemResponses(404) },
@@ -190,12 +202,17 @@ export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
           'Labels and expiry change at once (200). A feature change is checked against the catalogue (some features cannot change on a live cluster) and starts an update-features operation (202).',
         tags: ['clusters'],
         params: ClusterParams,
-        headers: Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'An ETag from a GET.' })) }),
+        headers: Type.Object({
+          'if-match': Type.Optional(Type.String({ description: 'An ETag from a GET.' })),
+        }),
         body: Type.Object(
           {
             labels: Type.Optional(
               Type.Union([
-                Type.Record(Type.String({ maxLength: 253 }), Type.Union([Type.String({ maxLength: 63 }), Type.Null()])),
+                Type.Record(
+                  Type.String({ maxLength: 253 }),
+                  Type.Union([Type.String({ maxLength: 63 }), Type.Null()]),
+                ),
                 Type.Null(),
               ]),
             ),

@@ -1,8 +1,9 @@
+import { StringEnum } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { sendProblem } from '../problems.ts'
 
-const Check = Type.Union([Type.Literal('ok'), Type.Literal('unavailable')])
+const Check = StringEnum(['ok', 'unavailable'])
 
 async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -42,7 +43,10 @@ export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
         summary: 'Readiness: PostgreSQL and Redis are reachable',
         tags: ['health'],
         response: {
-          200: Type.Object({ status: Type.Literal('ready'), checks: Type.Object({ postgres: Check, redis: Check }) }),
+          200: Type.Object({
+            status: Type.Literal('ready'),
+            checks: Type.Object({ postgres: Check, redis: Check }),
+          }),
         },
       },
     },

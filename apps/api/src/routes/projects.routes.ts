@@ -90,9 +90,14 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
             targetKind: 'project',
             targetId: project.id,
           })
-          return { statusCode: 201, body: projectView(project), headers: { location: `/v1/projects/${project.name}` } }
+          return {
+            statusCode: 201,
+            body: projectView(project),
+            headers: { location: `/v1/projects/${project.name}` },
+          }
         } catch (e) {
-          if (isUniqueViolation(e)) throw new DomainError(ErrorCode.conflict, `Project '${name}' already exists.`)
+          if (isUniqueViolation(e))
+            throw new DomainError(ErrorCode.conflict, `Project '${name}' already exists.`)
           throw e
         }
       }),

@@ -5,8 +5,8 @@ import {
   isUniqueViolation,
   loadResolutionContext,
   recordAudit,
-  toPage,
   type Tx,
+  toPage,
 } from '@kiln/db'
 import {
   DnsLabel,
@@ -40,7 +40,9 @@ const include = { backend: true, project: true, k8sVersion: true } as const
 const TemplateCreate = Type.Object(
   {
     name: DnsLabel,
-    project: Type.Optional(Type.String({ maxLength: 63, description: 'Owning project; omit for a public template.' })),
+    project: Type.Optional(
+      Type.String({ maxLength: 63, description: 'Owning project; omit for a public template.' }),
+    ),
     description: Type.Optional(Type.String({ maxLength: 2000 })),
     kubernetesVersion: Type.String({ maxLength: 32, examples: ['1.31.4'] }),
     backend: Type.String({ maxLength: 63, examples: ['sim'] }),
@@ -49,7 +51,9 @@ const TemplateCreate = Type.Object(
     }),
     nodeGroups: Type.Array(ref(NodeGroupInputSchema), { maxItems: 32 }),
     features: Type.Optional(ref(FeatureOverridesSchema)),
-    lockedFeatures: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { uniqueItems: true, maxItems: 16 })),
+    lockedFeatures: Type.Optional(
+      Type.Array(Type.String({ maxLength: 63 }), { uniqueItems: true, maxItems: 16 }),
+    ),
     labels: Type.Optional(Labels),
   },
   {
@@ -92,7 +96,9 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           {
             ...ListQuery,
             name: Type.Optional(Type.String({ maxLength: 63 })),
-            project: Type.Optional(Type.String({ maxLength: 63, description: 'Public templates and this project’s.' })),
+            project: Type.Optional(
+              Type.String({ maxLength: 63, description: 'Public templates and this project’s.' }),
+            ),
             includeDeprecated: Type.Optional(Type.Boolean({ default: true })),
           },
           { additionalProperties: false },
@@ -157,7 +163,9 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
       },
     },
     async (request, reply) => {
-      const row = await db.$transaction((tx) => templateRow(tx, request.params.template, request.params.version))
+      const row = await db.$transaction((tx) =>
+        templateRow(tx, request.params.template, request.params.version),
+      )
       reply.header('etag', `"${row.revision}"`)
       return templateView(row)
     },
@@ -187,7 +195,8 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           tx.kubernetesVersion.findUnique({ where: { version: body.kubernetesVersion } }),
           body.project ? tx.project.findUnique({ where: { name: body.project } }) : Promise.resolve(null),
         ])
-        if (!backend) violations.push({ pointer: '/backend', message: `Backend '${body.backend}' does not exist.` })
+        if (!backend)
+          violations.push({ pointer: '/backend', message: `Backend '${body.backend}' does not exist.` })
         if (!version) {
           violations.push({
             pointer: '/kubernetesVersion',
@@ -204,11 +213,21 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
         }
         const { count, machineClass } = body.controlPlane
         if (count === undefined) violations.push({ pointer: '/controlPlane/count', message: 'is required' })
-        if (machineClass === undefined) violations.push({ pointer: '/controlPlane/machineClass', message: 'is required' })
-        if (violations.length > 0 || !backend || !version || count === undefined || machineClass === undefined) {
+        if (machineClass === undefined)
+          violations.push({ pointer: '/controlPlane/machineClass', message: 'is required' })
+        if (
+          violations.length > 0 ||
+          !backend ||
+          !version ||
+          count === undefined ||
+          machineClass === undefined
+        ) {
           throw invalidSpec(violations)
         }
-        const latest = await tx.clusterTemplate.findFirst({ where: { name: body.name }, orderBy: { version: 'desc' } })
+        const latest = await tx.clusterTemplate.findFirst({
+          where: { name: body.name },
+          orderBy: { version: 'desc' },
+        })
         const data = {
           name: body.name,
           version: (latest?.version ?? 0) + 1,
@@ -225,7 +244,15 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
         // The template must itself resolve: every rule a cluster would meet is checked at publication.
         const ctx = await loadResolutionContext(
           tx,
-          { ...data, id: '', deprecated: false, revision: 1, createdAt: new Date(), updatedAt: new Date(), backend },
+          {
+            ...data,
+            id: '',
+            deprecated: false,
+            revision: 1,
+            createdAt: new Date(),
+            updatedAt: new Date(),
+            backend,
+          },
           (pointer) => pointer,
         )
         resolveCluster(ctx, {})
@@ -234,7 +261,10 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           created = await tx.clusterTemplate.create({ data, include })
         } catch (e) {
           if (isUniqueViolation(e)) {
-            throw new DomainError(ErrorCode.conflict, `Another version of '${body.name}' was published at the same time; retry.`)
+            throw new DomainError(
+              ErrorCode.conflict,
+              `Another version of '${body.name}' was published at the same time; retry.`,
+            )
           }
           throw e
         }

@@ -1,0 +1,36 @@
+import { createDatabase } from '@kiln/db'
+import { Redis } from 'ioredis'
+import { buildApp } from './app.ts'
+import { loadApiConfig } from './config.ts'
+
+const config = loadApiConfig()
+const db = createDatabase({ url: config.databaseUrl, maxConnections: config.databasePoolSize })
+const redis = new Redis(config.redisUrl, {
+  maxRetriesPerRequest: 1,
+  enableOfflineQueue: false,
+  lazyConnect: false,
+})
+redis.on('error', () => {
+  // Reported by /readyz and as 503s; ioredis reconnects by itself.
+})
+const app = await buildApp({
+  db,
+  redis,
+  logger: { level: config.logLevel },
+  bodyLimitBytes: config.bodyLimitBytes,
+})
+
+let stopping = false
+async function shutdown(signal: string) {
+  if (stopping) return
+  stopping = true
+  app.log.info({ signal }, 'shutting down')
+  // Stop accepting requests and finish in-flight ones, then release the clients.
+  await app.close()
+  await Promise.allSettled([db.$disconnect(), redis.quit()])
+  process.exit(0)
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'))
+process.on('SIGINT', () => void shutdown('SIGINT'))
+
+await app.listen({ host: config.host, port: config.port })

@@ -1,0 +1,223 @@
+import {
+  createNodeGroup,
+  deleteNodeGroup,
+  etagOf,
+  findCluster,
+  findNodeGroup,
+  findProject,
+  patchNodeGroup,
+  resizeNodeGroup,
+} from '@kiln/db'
+import { NodeGroupInput } from '@kiln/domain'
+import Type from 'typebox'
+import type { KilnApp, RouteDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { expectedRevision, respondOnce } from '../idempotency.ts'
+import { NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
+import { nodeGroupView, operationView } from '../views.ts'
+import { ClusterParams } from './clusters.routes.ts'
+import { problemResponses } from './responses.ts'
+
+const NodeGroupParams = Type.Object({
+  ...ClusterParams.properties,
+  nodegroup: Type.String({ maxLength: 63, description: 'Node group name or id.' }),
+})
+
+const {
+  name: _name,
+  machineClass: _mc,
+  count: _count,
+  features: _features,
+  ...patchable
+} = NodeGroupInput.properties
+
+export function registerNodeGroupRoutes(app: KilnApp, { db }: RouteDeps) {
+  const base = '/v1/projects/:project/clusters/:cluster/nodegroups'
+
+  app.get(
+    base,
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'listNodeGroups',
+        summary: 'List a cluster’s node groups',
+        tags: ['nodegroups'],
+        params: ClusterParams,
+        response: {
+          200: Type.Object({ items: Type.Array(ref(NodeGroupSchema)) }, { additionalProperties: false }),
+          ...problemResponses(404),
+        },
+      },
+    },
+    async (request) => {
+      const project = await findProject(db, request.params.project)
+      const cluster = await findCluster(db, project.id, request.params.cluster)
+      return { items: cluster.nodeGroups.map(nodeGroupView) }
+    },
+  )
+
+  app.get(
+    `${base}/:nodegroup`,
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'getNodeGroup',
+        summary: 'Get a node group',
+        tags: ['nodegroups'],
+        params: NodeGroupParams,
+        response: { 200: ref(NodeGroupSchema), ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      const cluster = await findCluster(db, project.id, request.params.cluster)
+      const ng = findNodeGroup(cluster, request.params.nodegroup)
+      reply.header('etag', etagOf(ng.revision))
+      return nodeGroupView(ng)
+    },
+  )
+
+  app.post(
+    base,
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'createNodeGroup',
+        summary: 'Add a node group',
+        description:
+          'Checked against the cluster’s backend and features; answers 202 with the operation that adds the machines.',
+        tags: ['nodegroups'],
+        params: ClusterParams,
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
+        body: ref(NodeGroupInputSchema),
+        response: { 202: ref(OperationSchema), ...problemResponses(404, 409, 422) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      return respondOnce(db, request, reply, async (tx) => {
+        const { operation } = await createNodeGroup(
+          tx,
+          actorOf(request),
+          project.id,
+          request.params.cluster,
+          request.body,
+        )
+        return {
+          statusCode: 202,
+          body: operationView(operation, project.name),
+          headers: { location: `/v1/operations/${operation.id}` },
+        }
+      })
+    },
+  )
+
+  app.patch(
+    `${base}/:nodegroup`,
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'updateNodeGroup',
+        summary: 'Change a node group’s bounds, labels, taints, zones or rollout settings',
+        description: 'To change the number of machines, use resize.',
+        tags: ['nodegroups'],
+        params: NodeGroupParams,
+        headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
+        body: Type.Object(patchable, { additionalProperties: false, minProperties: 1 }),
+        response: { 200: ref(NodeGroupSchema), ...problemResponses(404, 412, 422) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      const ng = await db.$transaction(
+        (tx) =>
+          patchNodeGroup(
+            tx,
+            actorOf(request),
+            project.id,
+            request.params.cluster,
+            request.params.nodegroup,
+            request.body,
+            expectedRevision(request),
+          ),
+        { timeout: 20_000 },
+      )
+      reply.header('etag', etagOf(ng.revision))
+      return nodeGroupView(ng)
+    },
+  )
+
+  app.post(
+    `${base}/:nodegroup/resize`,
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'resizeNodeGroup',
+        summary: 'Resize a node group',
+        description:
+          'Scale to `count` within [minCount, maxCount]; when scaling down, `machinesToRemove` names machines to remove first.',
+        tags: ['nodegroups'],
+        params: NodeGroupParams,
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
+        body: Type.Object(
+          {
+            count: Type.Integer({ minimum: 0, maximum: 1000 }),
+            machinesToRemove: Type.Optional(
+              Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
+                uniqueItems: true,
+                maxItems: 1000,
+              }),
+            ),
+          },
+          { additionalProperties: false, examples: [{ count: 2, machinesToRemove: ['demo-workers-3'] }] },
+        ),
+        response: { 202: ref(OperationSchema), ...problemResponses(404, 409, 422) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      return respondOnce(db, request, reply, async (tx) => {
+        const { operation } = await resizeNodeGroup(
+          tx,
+          actorOf(request),
+          project.id,
+          request.params.cluster,
+          request.params.nodegroup,
+          request.body,
+        )
+        return {
+          statusCode: 202,
+          body: operationView(operation, project.name),
+          headers: { location: `/v1/operations/${operation.id}` },
+        }
+      })
+    },
+  )
+
+  app.delete(
+    `${base}/:nodegroup`,
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'deleteNodeGroup',
+        summary: 'Delete a node group',
+        description: 'Answers 202 with the operation that drains and releases its machines.',
+        tags: ['nodegroups'],
+        params: NodeGroupParams,
+        response: { 202: ref(OperationSchema), ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      const operation = await db.$transaction(
+        (tx) =>
+          deleteNodeGroup(tx, actorOf(request), project.id, request.params.cluster, request.params.nodegroup),
+        { timeout: 20_000 },
+      )
+      return reply
+        .code(202)
+        .header('location', `/v1/operations/${operation.id}`)
+        .send(operationView(operation, project.name))
+    },
+  )
+}

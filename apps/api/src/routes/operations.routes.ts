@@ -1,0 +1,133 @@
+import { cancelOperation, findCluster, findProject, getOperation, listOperations } from '@kiln/db'
+import { isTerminal } from '@kiln/domain'
+import Type from 'typebox'
+import type { KilnApp, RouteDeps } from '../app.ts'
+import { actorOf } from '../auth.ts'
+import { respondOnce } from '../idempotency.ts'
+import { ListQuery, OperationSchema, OperationStatusRef, Page, ref } from '../schemas.ts'
+import { operationView } from '../views.ts'
+import { ProjectParams } from './projects.routes.ts'
+import { problemResponses } from './responses.ts'
+
+const OperationParams = Type.Object({ operation: Type.String({ format: 'uuid' }) })
+
+/** `30s`, `500ms`, `1m` or plain seconds; at most 60 s so proxies do not cut the request. */
+const WaitPattern = '^[0-9]{1,5}(ms|s|m)?$'
+const maxWaitMs = 60_000
+
+export function parseWait(value: string | undefined): number {
+  if (!value) return 0
+  const m = /^(\d+)(ms|s|m)?$/.exec(value)!
+  const n = Number(m[1])
+  const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000
+  return Math.min(ms, maxWaitMs)
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export function registerOperationRoutes(app: KilnApp, { db, operationPollMs }: RouteDeps) {
+  const projectNames = new Map<string, string>()
+  async function projectName(id: string) {
+    let name = projectNames.get(id)
+    if (!name) {
+      name = (await db.project.findUniqueOrThrow({ where: { id } })).name
+      projectNames.set(id, name)
+    }
+    return name
+  }
+
+  app.get(
+    '/v1/operations/:operation',
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'getOperation',
+        summary: 'Get an operation; optionally wait for it to finish',
+        description:
+          'With `?wait=30s` the request is held until the operation finishes or the time is up (at most 60 s), then answers with its current state: a CI job can loop on it without polling logic.',
+        tags: ['operations'],
+        params: OperationParams,
+        querystring: Type.Object(
+          {
+            wait: Type.Optional(
+              Type.String({
+                pattern: WaitPattern,
+                description: 'How long to wait, e.g. 30s.',
+                examples: ['30s'],
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: ref(OperationSchema), ...problemResponses(404) },
+      },
+    },
+    async (request) => {
+      const deadline = Date.now() + parseWait(request.query.wait)
+      let op = await getOperation(db, request.params.operation)
+      while (!isTerminal(op.status) && Date.now() < deadline && !request.raw.destroyed) {
+        await sleep(Math.min(operationPollMs, deadline - Date.now()))
+        op = await getOperation(db, request.params.operation)
+      }
+      return operationView(op, await projectName(op.projectId))
+    },
+  )
+
+  app.post(
+    '/v1/operations/:operation/cancel',
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'cancelOperation',
+        summary: 'Cancel an operation',
+        description:
+          'A pending operation is cancelled at once. A running one stops at its next step boundary and leaves a consistent state.',
+        tags: ['operations'],
+        params: OperationParams,
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
+        response: { 200: ref(OperationSchema), ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) =>
+      respondOnce(db, request, reply, async (tx) => {
+        const op = await cancelOperation(tx, actorOf(request), request.params.operation)
+        return { statusCode: 200, body: operationView(op, await projectName(op.projectId)), headers: {} }
+      }),
+  )
+
+  app.get(
+    '/v1/projects/:project/operations',
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'listOperations',
+        summary: 'List a project’s operations',
+        tags: ['operations'],
+        params: ProjectParams,
+        querystring: Type.Object(
+          {
+            ...ListQuery,
+            cluster: Type.Optional(Type.String({ maxLength: 63, description: 'Cluster name or id.' })),
+            status: Type.Optional(OperationStatusRef),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(ref(OperationSchema), 'A page of operations.'), ...problemResponses(404) },
+      },
+    },
+    async (request) => {
+      const project = await findProject(db, request.params.project)
+      const q = request.query
+      const clusterId = q.cluster ? (await findCluster(db, project.id, q.cluster)).id : undefined
+      const limit = q.limit ?? 50
+      const page = await listOperations(db, {
+        projectId: project.id,
+        clusterId,
+        status: q.status,
+        limit,
+        cursor: q.cursor,
+      })
+      return { items: page.items.map((op) => operationView(op, project.name)), nextCursor: page.nextCursor }
+    },
+  )
+}
