@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: services, dependencies, lint + format, types, generated-file drift
+# (inside the suite), and every test against real PostgreSQL and Redis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/services.sh
+bash scripts/install.sh
+npx biome ci .
+npx tsc -p tsconfig.json --noEmit
+npx vitest run "$@"
