@@ -1,0 +1,37 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
+import { loadApiConfig } from '../apps/api/src/config.ts'
+import { loadWorkerConfig } from '../apps/worker/src/config.ts'
+
+// No Docker engine runs here, so docker-compose.yml is checked for what would break it: its app
+// services must satisfy the real config loaders and start files that exist.
+interface Service {
+  command?: string[]
+  environment?: Record<string, string>
+  build?: string
+  image?: string
+}
+const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, Service> }
+
+describe('docker-compose.yml', () => {
+  it('has postgres, redis, api and worker', () => {
+    expect(Object.keys(compose.services)).toEqual(expect.arrayContaining(['postgres', 'redis', 'api', 'worker']))
+  })
+
+  it('gives the api and the worker every setting their config requires', () => {
+    const api = compose.services['api']!
+    const worker = compose.services['worker']!
+    expect(() => loadApiConfig(api.environment)).not.toThrow()
+    expect(loadApiConfig(api.environment).host).toBe('0.0.0.0')
+    expect(() => loadWorkerConfig(worker.environment)).not.toThrow()
+  })
+
+  it('starts entry points that exist', () => {
+    for (const name of ['api', 'worker']) {
+      const file = compose.services[name]!.command!.find((part) => part.endsWith('.ts'))!
+      expect(existsSync(file), file).toBe(true)
+    }
+    expect(existsSync('Dockerfile')).toBe(true)
+  })
+})
