@@ -1,0 +1,112 @@
+import type { BackendKind, Taint } from '@kiln/domain'
+
+export type DriverKind = BackendKind
+
+export interface ClusterRef {
+  id: string
+  name: string
+}
+
+/** One machine Kiln wants; `name` is deterministic, so asking twice adopts instead of duplicating. */
+export interface MachineSpec {
+  name: string
+  machineClass: string
+  zone: string
+  role: 'control-plane' | 'worker'
+  kubernetesVersion: string
+  labels: Record<string, string>
+  taints: Taint[]
+}
+
+export interface MachineRef {
+  name: string
+  /** The backend's own id for the machine. */
+  externalId: string
+  zone: string
+  machineClass: string
+}
+
+export interface MachineClassCapacity {
+  name: string
+  cpu: number
+  memoryMiB: number
+  gpuModel: string | null
+  gpuCount: number
+  /** Free machines of this class per zone, right now. */
+  available: Record<string, number>
+}
+
+export interface Capabilities {
+  zones: string[]
+  machineClasses: MachineClassCapacity[]
+}
+
+export interface ClusterEndpoint {
+  /** The Kubernetes API server URL. */
+  server: string
+}
+
+export type MachineHealth = 'Healthy' | 'Unhealthy' | 'Missing'
+
+export interface ObservedMachine {
+  name: string
+  health: MachineHealth
+  reason: string
+}
+
+export interface ObservedState {
+  controlPlaneReachable: boolean
+  machines: ObservedMachine[]
+}
+
+/**
+ * How a failure should be handled, in the spirit of Gardener's ERR_* codes:
+ * `retryable` — transient, the engine retries with backoff; `user` — the request must change;
+ * `platform` — the platform team must act (capacity, configuration).
+ */
+export type ErrorClass = 'retryable' | 'user' | 'platform'
+
+export type DriverErrorCode =
+  | 'ERR_CAPACITY'
+  | 'ERR_TRANSIENT'
+  | 'ERR_UNAVAILABLE'
+  | 'ERR_INVALID_REQUEST'
+  | 'ERR_PROVISION_FAILED'
+  | 'ERR_NOT_SUPPORTED'
+
+const classOf: Record<DriverErrorCode, ErrorClass> = {
+  ERR_CAPACITY: 'platform',
+  ERR_TRANSIENT: 'retryable',
+  ERR_UNAVAILABLE: 'retryable',
+  ERR_INVALID_REQUEST: 'user',
+  ERR_PROVISION_FAILED: 'retryable',
+  ERR_NOT_SUPPORTED: 'user',
+}
+
+export class DriverError extends Error {
+  readonly code: DriverErrorCode
+  readonly errorClass: ErrorClass
+  constructor(code: DriverErrorCode, message: string) {
+    super(message)
+    this.name = 'DriverError'
+    this.code = code
+    this.errorClass = classOf[code]
+  }
+}
+
+/** The contract every backend implements; see CONTRACT.md for the MUST/SHOULD rules. */
+export interface Driver {
+  readonly kind: DriverKind
+  capabilities(): Promise<Capabilities>
+  /** Create-or-adopt every machine by name; all or nothing per machine, never two for one name. */
+  ensureMachines(cluster: ClusterRef, machines: MachineSpec[]): Promise<MachineRef[]>
+  /** Release machines by name; names the backend does not know are already released. */
+  releaseMachines(cluster: ClusterRef, names: string[]): Promise<void>
+  /** Brings the control plane up on its machines; idempotent. */
+  bootstrap(cluster: ClusterRef, controlPlane: MachineRef[]): Promise<ClusterEndpoint>
+  /** Joins worker machines to the cluster; idempotent. */
+  joinMachines(cluster: ClusterRef, machines: MachineRef[]): Promise<void>
+  /** What the backend sees now; reports unhealthy machines as data, never by throwing. */
+  observe(cluster: ClusterRef, machineNames: string[]): Promise<ObservedState>
+  close(): Promise<void>
+}

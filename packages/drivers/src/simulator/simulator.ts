@@ -1,0 +1,319 @@
+import pg from 'pg'
+import {
+  type Capabilities,
+  type ClusterEndpoint,
+  type ClusterRef,
+  type Driver,
+  DriverError,
+  type MachineRef,
+  type MachineSpec,
+  type ObservedState,
+} from '../contract.ts'
+
+export interface SimulatedMachineClass {
+  name: string
+  cpu: number
+  memoryMiB: number
+  gpuModel: string | null
+  gpuCount: number
+  /** Machines of this class in every rack of every zone it is offered in. */
+  perRack: number
+  /** Zones it is offered in; all zones when omitted. */
+  zones?: string[]
+}
+
+export interface LatencyRange {
+  minMs: number
+  maxMs: number
+}
+
+/** A simulated data centre, as stored in a simulator backend's `config`. */
+export interface SimulatorConfig {
+  zones: string[]
+  racksPerZone: number
+  machineClasses: SimulatedMachineClass[]
+  /** Per-call latency; near zero in tests, seconds in the demo. */
+  latency?: Partial<Record<'default' | 'ensureMachines' | 'bootstrap' | 'joinMachines' | 'releaseMachines', LatencyRange>>
+  faults?: {
+    seed: number
+    /** Probability that a mutating call fails with a retryable ERR_TRANSIENT before doing anything. */
+    callFailureRate?: number
+    /** Probability, per observation of a joined machine, that it dies. */
+    machineDeathRate?: number
+  }
+}
+
+/** A small, seeded PRNG (mulberry32): the same seed gives the same faults. */
+function seeded(seed: number) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const schemaSql = `
+CREATE SCHEMA IF NOT EXISTS simulator;
+CREATE TABLE IF NOT EXISTS simulator.machines (
+  id            text PRIMARY KEY,
+  backend       text NOT NULL,
+  zone          text NOT NULL,
+  rack          text NOT NULL,
+  machine_class text NOT NULL,
+  -- The Kiln machine name it is allocated to. UNIQUE: one name can never hold two machines.
+  allocated_to  text UNIQUE,
+  cluster_id    text,
+  state         text NOT NULL DEFAULT 'free' CHECK (state IN ('free', 'allocated', 'joined', 'dead')),
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS machines_free ON simulator.machines (backend, machine_class, zone) WHERE allocated_to IS NULL;
+CREATE TABLE IF NOT EXISTS simulator.clusters (
+  id         text PRIMARY KEY,
+  backend    text NOT NULL,
+  endpoint   text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);`
+
+/**
+ * The embedded default backend: a simulated data centre with zones, racks and machine classes,
+ * finite capacity, latency and seeded faults. Its inventory lives in Postgres (schema `simulator`),
+ * the way a real data centre's lives in its own systems, so it survives worker restarts.
+ */
+export class SimulatorDriver implements Driver {
+  readonly kind = 'simulator' as const
+  private readonly pool: pg.Pool
+  private readonly random: () => number
+  private ready: Promise<void> | undefined
+
+  constructor(
+    readonly backend: string,
+    readonly config: SimulatorConfig,
+    databaseUrl: string,
+  ) {
+    this.pool = new pg.Pool({ connectionString: databaseUrl, max: 4 })
+    this.pool.on('error', () => {
+      // Idle-client errors (a restarting Postgres) surface on the next query instead.
+    })
+    this.random = seeded(config.faults?.seed ?? 1)
+  }
+
+  /** Creates the simulator's tables and racks its inventory; idempotent. */
+  private init(): Promise<void> {
+    this.ready ??= (async () => {
+      const client = await this.pool.connect()
+      try {
+        // Serialise first-time setup across worker processes.
+        await client.query('SELECT pg_advisory_lock(hashtext($1))', ['kiln-simulator-schema'])
+        await client.query(schemaSql)
+        const ids: string[] = []
+        const zones: string[] = []
+        const racks: string[] = []
+        const classes: string[] = []
+        for (const zone of this.config.zones) {
+          for (let r = 1; r <= this.config.racksPerZone; r++) {
+            const rack = `${zone}-r${String(r).padStart(2, '0')}`
+            for (const mc of this.config.machineClasses) {
+              if (mc.zones && !mc.zones.includes(zone)) continue
+              for (let m = 1; m <= mc.perRack; m++) {
+                ids.push(`${this.backend}/${rack}/${mc.name}/${m}`)
+                zones.push(zone)
+                racks.push(rack)
+                classes.push(mc.name)
+              }
+            }
+          }
+        }
+        await client.query(
+          `INSERT INTO simulator.machines (id, backend, zone, rack, machine_class)
+           SELECT id, $5, zone, rack, mc FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, zone, rack, mc)
+           ON CONFLICT (id) DO NOTHING`,
+          [ids, zones, racks, classes, this.backend],
+        )
+        await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['kiln-simulator-schema'])
+      } finally {
+        client.release()
+      }
+    })().catch((e) => {
+      this.ready = undefined
+      throw e
+    })
+    return this.ready
+  }
+
+  private async simulateCall(call: 'ensureMachines' | 'bootstrap' | 'joinMachines' | 'releaseMachines') {
+    const range = this.config.latency?.[call] ?? this.config.latency?.default
+    if (range && range.maxMs > 0) {
+      const ms = range.minMs + this.random() * (range.maxMs - range.minMs)
+      await new Promise((resolve) => setTimeout(resolve, ms))
+    }
+    const rate = this.config.faults?.callFailureRate ?? 0
+    if (rate > 0 && this.random() < rate) {
+      throw new DriverError('ERR_TRANSIENT', `Simulated fault in ${call} (seed ${this.config.faults?.seed}).`)
+    }
+  }
+
+  async capabilities(): Promise<Capabilities> {
+    await this.init()
+    const { rows } = await this.pool.query<{ machine_class: string; zone: string; free: string }>(
+      `SELECT machine_class, zone, count(*) FILTER (WHERE allocated_to IS NULL AND state = 'free') AS free
+       FROM simulator.machines WHERE backend = $1 GROUP BY machine_class, zone`,
+      [this.backend],
+    )
+    return {
+      zones: [...this.config.zones],
+      machineClasses: this.config.machineClasses.map((mc) => ({
+        name: mc.name,
+        cpu: mc.cpu,
+        memoryMiB: mc.memoryMiB,
+        gpuModel: mc.gpuModel,
+        gpuCount: mc.gpuCount,
+        available: Object.fromEntries(
+          rows.filter((r) => r.machine_class === mc.name).map((r) => [r.zone, Number(r.free)]),
+        ),
+      })),
+    }
+  }
+
+  async ensureMachines(cluster: ClusterRef, machines: MachineSpec[]): Promise<MachineRef[]> {
+    await this.init()
+    await this.simulateCall('ensureMachines')
+    const refs: MachineRef[] = []
+    for (const spec of machines) {
+      const known = this.config.machineClasses.find((mc) => mc.name === spec.machineClass)
+      if (!known) {
+        throw new DriverError('ERR_INVALID_REQUEST', `This data centre has no machine class '${spec.machineClass}'.`)
+      }
+      const adopted = await this.pool.query<{ id: string; zone: string; machine_class: string }>(
+        'SELECT id, zone, machine_class FROM simulator.machines WHERE allocated_to = $1',
+        [spec.name],
+      )
+      const existing = adopted.rows[0]
+      if (existing) {
+        refs.push({ name: spec.name, externalId: existing.id, zone: existing.zone, machineClass: existing.machine_class })
+        continue
+      }
+      // One statement: pick a free machine and claim it; SKIP LOCKED lets concurrent workers
+      // claim different machines, and the UNIQUE allocated_to refuses a second claim on a name.
+      const claimed = await this.pool.query<{ id: string; zone: string }>(
+        `UPDATE simulator.machines SET allocated_to = $1, cluster_id = $2, state = 'allocated', updated_at = now()
+         WHERE id = (
+           SELECT id FROM simulator.machines
+           WHERE backend = $3 AND machine_class = $4 AND zone = $5 AND allocated_to IS NULL AND state = 'free'
+           ORDER BY rack, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id, zone`,
+        [spec.name, cluster.id, this.backend, spec.machineClass, spec.zone],
+      )
+      const row = claimed.rows[0]
+      if (!row) {
+        throw new DriverError(
+          'ERR_CAPACITY',
+          `No free '${spec.machineClass}' machine in zone '${spec.zone}' of data centre '${this.backend}'.`,
+        )
+      }
+      refs.push({ name: spec.name, externalId: row.id, zone: row.zone, machineClass: spec.machineClass })
+    }
+    return refs
+  }
+
+  async releaseMachines(_cluster: ClusterRef, names: string[]): Promise<void> {
+    if (names.length === 0) return
+    await this.init()
+    await this.simulateCall('releaseMachines')
+    await this.pool.query(
+      `UPDATE simulator.machines SET allocated_to = NULL, cluster_id = NULL, state = 'free', updated_at = now()
+       WHERE allocated_to = ANY($1::text[])`,
+      [names],
+    )
+  }
+
+  async bootstrap(cluster: ClusterRef, controlPlane: MachineRef[]): Promise<ClusterEndpoint> {
+    await this.init()
+    await this.simulateCall('bootstrap')
+    if (controlPlane.length === 0) throw new DriverError('ERR_INVALID_REQUEST', 'A control plane needs machines.')
+    const endpoint = `https://${cluster.id}.clusters.${this.backend}.sim.kiln.internal:6443`
+    await this.pool.query(
+      `INSERT INTO simulator.clusters (id, backend, endpoint) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+      [cluster.id, this.backend, endpoint],
+    )
+    await this.markJoined(controlPlane.map((m) => m.name))
+    return { server: endpoint }
+  }
+
+  async joinMachines(_cluster: ClusterRef, machines: MachineRef[]): Promise<void> {
+    if (machines.length === 0) return
+    await this.init()
+    await this.simulateCall('joinMachines')
+    await this.markJoined(machines.map((m) => m.name))
+  }
+
+  private async markJoined(names: string[]) {
+    const { rows } = await this.pool.query<{ allocated_to: string }>(
+      `UPDATE simulator.machines SET state = 'joined', updated_at = now()
+       WHERE allocated_to = ANY($1::text[]) AND state = 'allocated' RETURNING allocated_to`,
+      [names],
+    )
+    const present = await this.pool.query<{ n: string }>(
+      'SELECT count(*) AS n FROM simulator.machines WHERE allocated_to = ANY($1::text[])',
+      [names],
+    )
+    if (Number(present.rows[0]!.n) < names.length) {
+      throw new DriverError('ERR_PROVISION_FAILED', `Some machines to join are not allocated (${rows.length} joined).`)
+    }
+  }
+
+  async observe(cluster: ClusterRef, machineNames: string[]): Promise<ObservedState> {
+    await this.init()
+    const deathRate = this.config.faults?.machineDeathRate ?? 0
+    if (deathRate > 0) {
+      for (const name of machineNames) {
+        if (this.random() < deathRate) await this.killMachine(name)
+      }
+    }
+    const [machines, clusters] = await Promise.all([
+      this.pool.query<{ allocated_to: string; state: string }>(
+        'SELECT allocated_to, state FROM simulator.machines WHERE allocated_to = ANY($1::text[])',
+        [machineNames],
+      ),
+      this.pool.query('SELECT 1 FROM simulator.clusters WHERE id = $1', [cluster.id]),
+    ])
+    const byName = new Map(machines.rows.map((r) => [r.allocated_to, r.state]))
+    return {
+      controlPlaneReachable: (clusters.rowCount ?? 0) > 0,
+      machines: machineNames.map((name) => {
+        const state = byName.get(name)
+        if (state === undefined) return { name, health: 'Missing' as const, reason: 'NotAllocated' }
+        if (state === 'dead') return { name, health: 'Unhealthy' as const, reason: 'HardwareFailure' }
+        if (state !== 'joined') return { name, health: 'Unhealthy' as const, reason: 'NotJoined' }
+        return { name, health: 'Healthy' as const, reason: 'Joined' }
+      }),
+    }
+  }
+
+  /** Fault injection for tests and the demo: the machine's hardware fails. */
+  async killMachine(name: string): Promise<void> {
+    await this.pool.query(`UPDATE simulator.machines SET state = 'dead', updated_at = now() WHERE allocated_to = $1`, [name])
+  }
+
+  /** The data centre's own books, for tests and benchmarks. */
+  async inventory(): Promise<{ total: number; allocated: number; allocatedNames: string[]; clusterIds: string[] }> {
+    await this.init()
+    const { rows } = await this.pool.query<{ allocated_to: string | null; cluster_id: string | null }>(
+      'SELECT allocated_to, cluster_id FROM simulator.machines WHERE backend = $1',
+      [this.backend],
+    )
+    const allocated = rows.filter((r) => r.allocated_to !== null)
+    return {
+      total: rows.length,
+      allocated: allocated.length,
+      allocatedNames: allocated.map((r) => r.allocated_to!),
+      clusterIds: [...new Set(allocated.map((r) => r.cluster_id!))],
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end()
+  }
+}
