@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Database } from '@kiln/db'
+import { JobProducer, type QueueSettings } from '@kiln/jobs'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -26,6 +27,8 @@ import { namedSchemas } from './schemas.ts'
 export interface AppDeps {
   db: Database
   redis: Redis
+  /** Where to hand new operations to the workers at once; without it the dispatcher picks them up. */
+  queue?: QueueSettings
   logger?: boolean | { level: string } | FastifyBaseLogger
   bodyLimitBytes?: number
   /** How often `?wait=` re-reads an operation. */
@@ -44,6 +47,11 @@ export interface RouteDeps {
   db: Database
   redis: Redis
   operationPollMs: number
+  /**
+   * Hands a committed operation to the queue. Best effort: Postgres already holds it, and the
+   * worker's dispatcher queues whatever this misses (Redis down, process killed).
+   */
+  dispatch(operationId: string): void
 }
 
 /** Builds the API without listening; tests call `inject()` on it, `main.ts` listens. */
@@ -79,10 +87,26 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
     app.swagger(),
   )
 
+  const producer = deps.queue ? new JobProducer(deps.queue) : null
+  app.addHook('onClose', async () => {
+    await producer?.close()
+  })
+  const dispatch = (operationId: string) => {
+    if (!producer) return
+    producer
+      .enqueue('run-operation', { operationId })
+      .then(() =>
+        deps.db.operation.updateMany({ where: { id: operationId }, data: { enqueuedAt: new Date() } }),
+      )
+      .catch((error) =>
+        app.log.warn({ err: error, operationId }, 'could not queue operation; the dispatcher will'),
+      )
+  }
   const routeDeps: RouteDeps = {
     db: deps.db,
     redis: deps.redis,
     operationPollMs: deps.operationPollMs ?? 200,
+    dispatch,
   }
   registerHealthRoutes(app, routeDeps)
   registerCatalogueRoutes(app, routeDeps)

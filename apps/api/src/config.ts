@@ -13,6 +13,7 @@ const Env = Type.Object({
   KILN_PUBLIC_URL: Type.String({ default: 'http://127.0.0.1:8080' }),
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 262_144 }),
+  KILN_QUEUE_PREFIX: Type.String({ minLength: 1, default: 'kiln' }),
 })
 
 export interface ApiConfig {
@@ -24,6 +25,7 @@ export interface ApiConfig {
   publicUrl: string
   databasePoolSize: number
   bodyLimitBytes: number
+  queuePrefix: string
 }
 
 /** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
@@ -43,5 +45,6 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     publicUrl: c.KILN_PUBLIC_URL,
     databasePoolSize: c.DATABASE_POOL_SIZE,
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
+    queuePrefix: c.KILN_QUEUE_PREFIX,
   }
 }

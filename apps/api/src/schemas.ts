@@ -280,6 +280,8 @@ export const ClusterStatusSchema = named(
       conditions: Type.Array(ConditionSchema),
       observedGeneration: Type.Integer(),
       message: Type.String(),
+      endpoint: Type.Union([Type.String(), Type.Null()], { description: 'The Kubernetes API server URL.' }),
+      lastObservedAt: Type.Union([Timestamp, Type.Null()]),
     },
     { additionalProperties: false, description: 'What was last observed.' },
   ),

@@ -155,6 +155,8 @@ export function clusterView(c: ClusterRow, projectName: string): Type.Static<typ
       conditions: status.conditions,
       observedGeneration: status.observedGeneration,
       message: status.message,
+      endpoint: status.endpoint ?? null,
+      lastObservedAt: status.lastObservedAt ?? null,
     },
     activeOperationId: c.activeOperationId,
     deletionRequested: c.deletionRequested,

@@ -4,19 +4,35 @@ import Value from 'typebox/value'
 const Env = Type.Object({
   DATABASE_URL: Type.String({ minLength: 1 }),
   REDIS_URL: Type.String({ minLength: 1 }),
+  KILN_QUEUE_PREFIX: Type.String({ minLength: 1, default: 'kiln' }),
+  WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
+  OPERATION_LEASE_MS: Type.Integer({ minimum: 1000, default: 15_000 }),
+  HEALTH_INTERVAL_MS: Type.Integer({ minimum: 0, default: 10_000 }),
 })
 
 export interface WorkerConfig {
   databaseUrl: string
   redisUrl: string
+  queuePrefix: string
+  concurrency: number
+  leaseMs: number
+  healthIntervalMs: number
 }
 
 /** Parses the environment once, at boot; refuses to start naming what is missing. */
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const raw = { DATABASE_URL: env.DATABASE_URL, REDIS_URL: env.REDIS_URL }
+  const raw = Value.Convert(Env, Value.Default(Env, { ...env }))
   if (!Value.Check(Env, raw)) {
     const problems = [...Value.Errors(Env, raw)].map((e) => `${e.instancePath || '/'}: ${e.message}`)
     throw new Error(`Invalid configuration:\n  ${problems.join('\n  ')}`)
   }
-  return { databaseUrl: raw.DATABASE_URL as string, redisUrl: raw.REDIS_URL as string }
+  const c = raw as Type.Static<typeof Env>
+  return {
+    databaseUrl: c.DATABASE_URL,
+    redisUrl: c.REDIS_URL,
+    queuePrefix: c.KILN_QUEUE_PREFIX,
+    concurrency: c.WORKER_CONCURRENCY,
+    leaseMs: c.OPERATION_LEASE_MS,
+    healthIntervalMs: c.HEALTH_INTERVAL_MS,
+  }
 }

@@ -1,23 +1,34 @@
 import { createDatabase } from '@kiln/db'
-import { Redis } from 'ioredis'
 import { loadWorkerConfig } from './config.ts'
+import { startEngine } from './engine.ts'
 
-// The provisioning engine (dispatcher, step runner, reconciler) is the next issue. Until then the
-// worker only proves its wiring: it connects to PostgreSQL and Redis, reports ready, and shuts
-// down in order on SIGTERM. Operations stay `pending`, and the API says so.
 const config = loadWorkerConfig()
-const db = createDatabase({ url: config.databaseUrl, maxConnections: 2 })
-const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
+const db = createDatabase({ url: config.databaseUrl, maxConnections: config.concurrency + 4 })
+const log = (event: Record<string, unknown>) =>
+  console.log(JSON.stringify({ time: new Date().toISOString(), ...event }))
 
 await db.$queryRaw`SELECT 1`
-await redis.ping()
-console.log(JSON.stringify({ msg: 'worker ready', engine: 'not yet implemented: operations stay pending' }))
+const engine = await startEngine({
+  db,
+  databaseUrl: config.databaseUrl,
+  // BullMQ workers must never give up on Redis commands: a restarted Redis is waited for.
+  connection: { url: config.redisUrl, maxRetriesPerRequest: null },
+  prefix: config.queuePrefix,
+  concurrency: config.concurrency,
+  leaseMs: config.leaseMs,
+  healthIntervalMs: config.healthIntervalMs,
+  log,
+})
+log({ msg: 'worker ready', workerId: engine.workerId, concurrency: config.concurrency })
 
-const keepAlive = setInterval(() => {}, 60_000)
+let stopping = false
 async function shutdown(signal: string) {
-  clearInterval(keepAlive)
-  await Promise.allSettled([db.$disconnect(), redis.quit()])
-  console.log(JSON.stringify({ msg: 'worker stopped', signal }))
+  if (stopping) return
+  stopping = true
+  log({ msg: 'worker stopping', signal })
+  await engine.stop()
+  await db.$disconnect()
+  log({ msg: 'worker stopped', signal })
   process.exit(0)
 }
 process.once('SIGTERM', () => void shutdown('SIGTERM'))

@@ -326,6 +326,26 @@ export interface paths {
         patch: operations["updateCluster"];
         trace?: never;
     };
+    "/v1/projects/{project}/clusters/{cluster}/upgrade": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Upgrade a cluster to another template version
+         * @description Moves the cluster to a newer version of its template (or another template on the same backend): control plane first, then node group by node group, replacing machines within each group’s maxSurge/maxUnavailable. Downgrades, skipped minor versions and expired targets are refused with 422.
+         */
+        post: operations["upgradeCluster"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{project}/clusters/{cluster}/nodegroups": {
         parameters: {
             query?: never;
@@ -449,6 +469,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/operations/{operation}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry a failed or cancelled operation
+         * @description Resumes from the step that did not finish; steps that succeeded are not run again.
+         */
+        post: operations["retryOperation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/operations/{operation}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow an operation as server-sent events
+         * @description A `text/event-stream`: an `operation` event with the whole Operation whenever it changes (steps, progress, status), ending after it finishes. Comments keep the connection alive.
+         */
+        get: operations["streamOperationEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -476,7 +536,7 @@ export interface components {
         /** @enum {string} */
         OperationStatus: "pending" | "running" | "succeeded" | "failed" | "cancelled";
         /** @enum {string} */
-        OperationKind: "cluster.create" | "cluster.delete" | "cluster.update-features" | "nodegroup.create" | "nodegroup.resize" | "nodegroup.delete";
+        OperationKind: "cluster.create" | "cluster.delete" | "cluster.update-features" | "nodegroup.create" | "nodegroup.resize" | "nodegroup.delete" | "cluster.upgrade" | "cluster.repair";
         /** @enum {string} */
         StepStatus: "pending" | "running" | "succeeded" | "failed" | "skipped";
         /**
@@ -939,6 +999,9 @@ export interface components {
             conditions: components["schemas"]["Condition"][];
             observedGeneration: number;
             message: string;
+            /** @description The Kubernetes API server URL. */
+            endpoint: string | null;
+            lastObservedAt: string | null;
         };
         /** @description A Kubernetes cluster: desired `spec`, observed `status`. */
         Cluster: {
@@ -2586,6 +2649,92 @@ export interface operations {
             };
         };
     };
+    upgradeCluster: {
+        parameters: {
+            query?: never;
+            header?: {
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Cluster name or id. */
+                cluster: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "template": "k8s-1.32"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description Defaults to the cluster’s template. */
+                    template?: string;
+                    /** @description Defaults to the latest version that is not deprecated. */
+                    templateVersion?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Asynchronous work on a resource; watch it to completion. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Operation"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but breaks a rule (each error points at the field). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listNodeGroups: {
         parameters: {
             query?: never;
@@ -3175,6 +3324,115 @@ export interface operations {
                         /** @description Pass as ?cursor= for the next page. */
                         nextCursor: string | null;
                     };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retryOperation: {
+        parameters: {
+            query?: never;
+            header?: {
+                "idempotency-key"?: string;
+            };
+            path: {
+                operation: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Asynchronous work on a resource; watch it to completion. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Operation"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    streamOperationEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                operation: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An event stream; each `data:` line is an Operation as JSON. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
                 };
             };
             /** @description Malformed or schema-invalid request. */

@@ -4,6 +4,7 @@ import {
   type Consumption,
   checkFeatureChange,
   clusterConsumption,
+  compareKubernetesVersions,
   DomainError,
   derivePhase,
   ErrorCode,
@@ -16,11 +17,13 @@ import {
   type OperationKind,
   type PartialFeatureValues,
   type Provenance,
+  parseKubernetesVersion,
   type ResolvedCluster,
   type ResolvedClusterSpec,
   type ResolvedNodeGroup,
   resolveCluster,
   setCondition,
+  type Violation,
 } from '@kiln/domain'
 import { type Actor, recordAudit } from './audit.ts'
 import { findTemplate, isUuid, loadResolutionContext, type TemplateRow } from './catalogue.ts'
@@ -349,12 +352,7 @@ export async function patchCluster(
     const request = current.request as ClusterOverrides
     const features = mergeFeaturePatch(request.features ?? {}, patch.features)
     const template = await findTemplate(tx, projectId, current.templateId)
-    const ctx = await loadResolutionContext(tx, { ...template, nodeGroups: [] }, () => '/features')
-    const resolved = resolveCluster(ctx, {
-      controlPlane: request.controlPlane,
-      features,
-      nodeGroups: current.nodeGroups.map(nodeGroupAsOverride),
-    })
+    const resolved = await reresolveCluster(tx, current, template, features, () => '/features')
     const before = (current.spec as unknown as ResolvedClusterSpec).features
     const violations = checkFeatureChange(before, resolved.spec.features)
     if (violations.length > 0) throw invalidSpec(violations)
@@ -367,15 +365,7 @@ export async function patchCluster(
         spec: json({ ...resolved.spec, template: (current.spec as unknown as ResolvedClusterSpec).template }),
         generation: { increment: 1 },
       }
-      for (const ng of resolved.nodeGroups) {
-        const old = current.nodeGroups.find((n) => n.name === ng.name)!
-        const provenance = { ...(old.provenance as Provenance) }
-        for (const [k, v] of Object.entries(ng.provenance)) if (k.startsWith('/features/')) provenance[k] = v
-        await tx.nodeGroup.update({
-          where: { id: old.id },
-          data: { features: json(ng.features), provenance, generation: { increment: 1 } },
-        })
-      }
+      await writeNodeGroupFeatures(tx, current, resolved)
     }
   }
   const cluster = await transitionCluster(tx, actor, projectId, current.id, {
@@ -390,6 +380,120 @@ export async function patchCluster(
           : {}),
       },
       audit: { action: 'cluster.update', data: { patch, operationId: operation?.id ?? null } },
+    }),
+  })
+  return { cluster, operation }
+}
+
+/**
+ * Resolves a live cluster again against a template (its own, or an upgrade target): the template's
+ * defaults and rules with the cluster's own overrides and its node groups as they are now.
+ */
+async function reresolveCluster(
+  tx: Tx,
+  cluster: ClusterRow,
+  template: TemplateRow,
+  features: PartialFeatureValues,
+  templatePointer: (path: string) => string,
+): Promise<ResolvedCluster> {
+  const request = cluster.request as ClusterOverrides
+  const ctx = await loadResolutionContext(tx, { ...template, nodeGroups: [] }, templatePointer)
+  return resolveCluster(ctx, {
+    controlPlane: request.controlPlane,
+    features,
+    nodeGroups: cluster.nodeGroups.map(nodeGroupAsOverride),
+  })
+}
+
+/** Writes re-resolved node-group features back, keeping each group's own provenance for the rest. */
+async function writeNodeGroupFeatures(tx: Tx, cluster: ClusterRow, resolved: ResolvedCluster) {
+  for (const ng of resolved.nodeGroups) {
+    const old = cluster.nodeGroups.find((n) => n.name === ng.name)!
+    const provenance = { ...(old.provenance as Provenance) }
+    for (const [k, v] of Object.entries(ng.provenance)) if (k.startsWith('/features/')) provenance[k] = v
+    await tx.nodeGroup.update({
+      where: { id: old.id },
+      data: { features: json(ng.features), provenance, generation: { increment: 1 } },
+    })
+  }
+}
+
+export interface UpgradeRequest {
+  template?: string
+  templateVersion?: number
+}
+
+/**
+ * Upgrades to another template version (and so Kubernetes version). Refuses what would dead-end:
+ * another backend, a downgrade, skipping a minor version, an expired target.
+ */
+export async function upgradeCluster(
+  tx: Tx,
+  actor: Actor,
+  projectId: string,
+  ref: string,
+  target: UpgradeRequest,
+): Promise<{ cluster: ClusterRow; operation: Operation }> {
+  const current = await lockCluster(tx, projectId, ref)
+  assertIdle(current)
+  const spec = current.spec as unknown as ResolvedClusterSpec
+  let template: TemplateRow
+  try {
+    template = await findTemplate(
+      tx,
+      projectId,
+      target.template ?? current.template.name,
+      target.templateVersion,
+    )
+  } catch (e) {
+    if (e instanceof DomainError && e.code === ErrorCode.notFound)
+      throw invalidSpec([{ pointer: '/template', message: e.message }])
+    throw e
+  }
+  const violations: Violation[] = []
+  const from = parseKubernetesVersion(spec.kubernetesVersion)
+  const to = parseKubernetesVersion(template.kubernetesVersion)
+  const pointer = target.templateVersion !== undefined ? '/templateVersion' : '/template'
+  if (template.backend.name !== spec.backend.name) {
+    violations.push({
+      pointer: '/template',
+      message: `Template ${template.name}@${template.version} uses backend '${template.backend.name}'; the cluster runs on '${spec.backend.name}'.`,
+    })
+  } else if (template.id === current.templateId) {
+    violations.push({ pointer, message: `The cluster already uses ${template.name}@${template.version}.` })
+  } else if (compareKubernetesVersions(template.kubernetesVersion, spec.kubernetesVersion) < 0) {
+    violations.push({
+      pointer,
+      message: `Kubernetes cannot be downgraded (${spec.kubernetesVersion} → ${template.kubernetesVersion}).`,
+    })
+  } else if (to[0] !== from[0] || to[1] - from[1] > 1) {
+    violations.push({
+      pointer,
+      message: `Kubernetes upgrades one minor version at a time (${spec.kubernetesVersion} → ${template.kubernetesVersion}); upgrade to ${from[0]}.${from[1] + 1} first.`,
+    })
+  }
+  if (violations.length > 0) throw invalidSpec(violations)
+  const request = current.request as ClusterOverrides
+  const resolved = await reresolveCluster(tx, current, template, request.features ?? {}, () => pointer)
+  const operation = await startClusterOperation(tx, actor, current, 'cluster.upgrade', {
+    from: {
+      template: `${current.template.name}@${current.template.version}`,
+      kubernetesVersion: spec.kubernetesVersion,
+    },
+    to: { template: `${template.name}@${template.version}`, kubernetesVersion: template.kubernetesVersion },
+  })
+  await writeNodeGroupFeatures(tx, current, resolved)
+  const cluster = await transitionCluster(tx, actor, projectId, current.id, {
+    apply: () => ({
+      data: {
+        template: { connect: { id: template.id } },
+        spec: json(resolved.spec),
+        generation: { increment: 1 },
+      },
+      audit: {
+        action: 'cluster.upgrade',
+        data: { to: `${template.name}@${template.version}`, operationId: operation.id },
+      },
     }),
   })
   return { cluster, operation }

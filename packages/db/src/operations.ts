@@ -5,11 +5,12 @@ import {
   notFound,
   type OperationKind,
   type OperationStatus,
+  type OperationStep,
   plannedSteps,
 } from '@kiln/domain'
 import { type Actor, recordAudit } from './audit.ts'
 import type { Queryable, Tx } from './client.ts'
-import type { Operation, Prisma } from './generated/prisma/client.ts'
+import { type Operation, Prisma } from './generated/prisma/client.ts'
 import { afterCursor, decodeCursor, type Page, toPage } from './pagination.ts'
 
 export interface OperationTarget {
@@ -111,6 +112,74 @@ export async function cancelOperation(tx: Tx, actor: Actor, id: string): Promise
   await recordAudit(tx, actor, {
     projectId: op.projectId,
     action: 'operation.cancel',
+    targetKind: 'operation',
+    targetId: id,
+  })
+  return updated
+}
+
+/**
+ * Retries a failed (or cancelled) operation from the step that did not finish: steps that succeeded
+ * stay done. The cluster must be free (or already held by this operation).
+ */
+export async function retryOperation(tx: Tx, actor: Actor, id: string): Promise<Operation> {
+  await tx.$queryRaw`SELECT id FROM "Operation" WHERE id = ${id}::uuid FOR UPDATE`
+  const op = await tx.operation.findUnique({ where: { id } })
+  if (!op) throw notFound('operation', id)
+  if (op.status !== 'failed' && op.status !== 'cancelled') {
+    throw new DomainError(
+      ErrorCode.conflict,
+      `Operation ${id} is ${op.status}; only failed or cancelled operations can be retried.`,
+      {
+        extensions: { operationStatus: op.status },
+      },
+    )
+  }
+  if (op.clusterId) {
+    const rows = await tx.$queryRaw<{ activeOperationId: string | null; deletionRequested: boolean }[]>`
+      SELECT "activeOperationId", "deletionRequested" FROM "Cluster" WHERE id = ${op.clusterId}::uuid FOR UPDATE`
+    const cluster = rows[0]
+    if (!cluster) throw new DomainError(ErrorCode.conflict, 'The cluster of this operation no longer exists.')
+    if (cluster.activeOperationId && cluster.activeOperationId !== id) {
+      throw new DomainError(
+        ErrorCode.operationInProgress,
+        `The cluster is busy with operation ${cluster.activeOperationId}.`,
+        {
+          extensions: { operationId: cluster.activeOperationId },
+        },
+      )
+    }
+    if (cluster.deletionRequested && op.kind !== 'cluster.delete') {
+      throw new DomainError(
+        ErrorCode.conflict,
+        'The cluster is being deleted; only its delete can be retried.',
+      )
+    }
+    await tx.cluster.update({
+      where: { id: op.clusterId },
+      data: { activeOperationId: id, revision: { increment: 1 } },
+    })
+  }
+  const steps = (op.steps as unknown as OperationStep[]).map((s) =>
+    s.status === 'succeeded' ? s : { ...s, status: 'pending' as const, finishedAt: null, message: '' },
+  )
+  const updated = await tx.operation.update({
+    where: { id },
+    data: {
+      status: 'pending',
+      error: Prisma.DbNull,
+      finishedAt: null,
+      cancelRequested: false,
+      attempts: 0,
+      leaseOwner: null,
+      leaseUntil: null,
+      enqueuedAt: null,
+      steps: steps as unknown as Prisma.InputJsonValue,
+    },
+  })
+  await recordAudit(tx, actor, {
+    projectId: op.projectId,
+    action: 'operation.retry',
     targetKind: 'operation',
     targetId: id,
   })

@@ -28,6 +28,10 @@ export interface ClusterStatus {
   conditions: Condition[]
   observedGeneration: number
   message: string
+  /** The Kubernetes API server, once the control plane is up. */
+  endpoint?: string | null
+  /** When the health checker last observed the cluster. */
+  lastObservedAt?: string | null
 }
 
 export function setCondition(
@@ -42,17 +46,18 @@ export function setCondition(
 }
 
 /**
- * The phase people see, derived from conditions. `deleting` and `ready` come from the
- * `Deleting` and `Ready` conditions; an operation in flight shows as Provisioning or Updating.
+ * The phase people see, derived from conditions (code reads the conditions). There is no terminal
+ * "Failed": a failure is `Ready=False` with a reason, and a retry or repair moves the cluster on.
+ * `observedGeneration` 0 means the cluster was never built.
  */
 export function derivePhase(conditions: Condition[], observedGeneration: number): ClusterPhase {
   const is = (type: string, status: Condition['status']) =>
     conditions.some((c) => c.type === type && c.status === status)
   if (is('Deleting', 'True')) return 'Deleting'
+  if (is('Progressing', 'True')) return observedGeneration === 0 ? 'Provisioning' : 'Updating'
   if (is('Ready', 'True')) return 'Ready'
-  if (observedGeneration === 0) return conditions.length === 0 ? 'Pending' : 'Provisioning'
-  if (is('Ready', 'False') && !is('Progressing', 'True')) return 'Degraded'
-  return 'Updating'
+  if (is('Ready', 'False')) return 'Degraded'
+  return observedGeneration === 0 ? 'Pending' : 'Updating'
 }
 
 /** The status of a cluster that was just accepted: nothing observed yet. */

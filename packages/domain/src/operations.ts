@@ -46,6 +46,8 @@ export const operationCatalogue = {
     'wait-healthy',
   ],
   'nodegroup.delete': ['drain-workers', 'release-machines'],
+  'cluster.upgrade': ['reserve-capacity', 'upgrade-control-plane', 'upgrade-node-groups', 'wait-healthy'],
+  'cluster.repair': ['replace-unhealthy-machines', 'wait-healthy'],
 } as const satisfies Record<string, readonly string[]>
 
 export type OperationKind = keyof typeof operationCatalogue

@@ -26,8 +26,15 @@ describe('derivePhase', () => {
       phase: 'Provisioning',
     },
     {
-      name: 'nothing observed, Ready False',
+      // A create that failed: a condition with a reason, not a terminal phase.
+      name: 'never built, Ready False',
       conditions: [cond('Ready', 'False')],
+      generation: 0,
+      phase: 'Degraded',
+    },
+    {
+      name: 'first build in progress',
+      conditions: [cond('Ready', 'Unknown'), cond('Progressing', 'True')],
       generation: 0,
       phase: 'Provisioning',
     },
@@ -36,7 +43,7 @@ describe('derivePhase', () => {
       name: 'ready while a change progresses',
       conditions: [cond('Ready', 'True'), cond('Progressing', 'True')],
       generation: 2,
-      phase: 'Ready',
+      phase: 'Updating',
     },
     {
       name: 'ready on the first generation even if generation 0',

@@ -20,7 +20,10 @@ const notInThisBuild =
   (kind: BackendKind, plannedIn: string): DriverFactory =>
   () => {
     const fail = async (): Promise<never> => {
-      throw new DriverError('ERR_NOT_SUPPORTED', `Backends of kind '${kind}' are not supported yet (${plannedIn}).`)
+      throw new DriverError(
+        'ERR_NOT_SUPPORTED',
+        `Backends of kind '${kind}' are not supported yet (${plannedIn}).`,
+      )
     }
     return {
       kind,
@@ -36,7 +39,8 @@ const notInThisBuild =
 
 /** Every backend kind maps to a factory: adding a kind without a driver does not compile. */
 export const driverRegistry: Record<BackendKind, DriverFactory> = {
-  simulator: (backend, deps) => new SimulatorDriver(backend.name, backend.config as SimulatorConfig, deps.databaseUrl),
+  simulator: (backend, deps) =>
+    new SimulatorDriver(backend.name, backend.config as SimulatorConfig, deps.databaseUrl),
   ironic: notInThisBuild('ironic', 'the Ironic driver'),
   capi: notInThisBuild('capi', 'the Cluster API driver'),
 }

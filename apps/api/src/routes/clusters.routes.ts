@@ -7,6 +7,7 @@ import {
   patchCluster,
   planCluster,
   requestClusterDeletion,
+  upgradeCluster,
 } from '@kiln/db'
 import { type Labels, operationCatalogue } from '@kiln/domain'
 import Type from 'typebox'
@@ -51,7 +52,7 @@ function parseLabelFilters(raw: string[] | undefined): Labels {
   return out
 }
 
-export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
+export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps) {
   app.post(
     '/v1/projects/:project/clusters',
     {
@@ -117,15 +118,19 @@ export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
           operation: { kind: 'cluster.create' as const, steps: [...operationCatalogue['cluster.create']] },
         })
       }
-      return respondOnce(db, request, reply, async (tx) => {
+      let created: string | undefined
+      const sent = await respondOnce(db, request, reply, async (tx) => {
         const plan = await planCluster(tx, project.id, clusterRequest)
         const { operation } = await createCluster(tx, actorOf(request), project.id, clusterRequest, plan)
+        created = operation.id
         return {
           statusCode: 202,
           body: operationView(operation, project.name),
           headers: { location: operationLocation(operation.id) },
         }
       })
+      if (created) dispatch(created)
+      return sent
     },
   )
 
@@ -248,6 +253,7 @@ export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
       )
       reply.header('etag', etagOf(cluster.revision))
       if (operation) {
+        dispatch(operation.id)
         return reply
           .code(202)
           .header('location', operationLocation(operation.id))
@@ -277,10 +283,63 @@ export function registerClusterRoutes(app: KilnApp, { db }: RouteDeps) {
         (tx) => requestClusterDeletion(tx, actorOf(request), project.id, request.params.cluster),
         { timeout: 20_000 },
       )
+      dispatch(operation.id)
       return reply
         .code(202)
         .header('location', operationLocation(operation.id))
         .send(operationView(operation, project.name))
+    },
+  )
+
+  app.post(
+    '/v1/projects/:project/clusters/:cluster/upgrade',
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'upgradeCluster',
+        summary: 'Upgrade a cluster to another template version',
+        description:
+          'Moves the cluster to a newer version of its template (or another template on the same backend): control plane first, then node group by node group, replacing machines within each group’s maxSurge/maxUnavailable. Downgrades, skipped minor versions and expired targets are refused with 422.',
+        tags: ['clusters'],
+        params: ClusterParams,
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
+        body: Type.Object(
+          {
+            template: Type.Optional(
+              Type.String({ maxLength: 63, description: 'Defaults to the cluster’s template.' }),
+            ),
+            templateVersion: Type.Optional(
+              Type.Integer({
+                minimum: 1,
+                description: 'Defaults to the latest version that is not deprecated.',
+              }),
+            ),
+          },
+          { additionalProperties: false, examples: [{ template: 'k8s-1.32' }] },
+        ),
+        response: { 202: ref(OperationSchema), ...problemResponses(404, 409, 422) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      let created: string | undefined
+      const sent = await respondOnce(db, request, reply, async (tx) => {
+        const { operation } = await upgradeCluster(
+          tx,
+          actorOf(request),
+          project.id,
+          request.params.cluster,
+          request.body,
+        )
+        created = operation.id
+        return {
+          statusCode: 202,
+          body: operationView(operation, project.name),
+          headers: { location: operationLocation(operation.id) },
+        }
+      })
+      if (created) dispatch(created)
+      return sent
     },
   )
 }

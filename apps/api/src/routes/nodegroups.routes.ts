@@ -31,7 +31,7 @@ const {
   ...patchable
 } = NodeGroupInput.properties
 
-export function registerNodeGroupRoutes(app: KilnApp, { db }: RouteDeps) {
+export function registerNodeGroupRoutes(app: KilnApp, { db, dispatch }: RouteDeps) {
   const base = '/v1/projects/:project/clusters/:cluster/nodegroups'
 
   app.get(
@@ -95,7 +95,8 @@ export function registerNodeGroupRoutes(app: KilnApp, { db }: RouteDeps) {
     },
     async (request, reply) => {
       const project = await findProject(db, request.params.project)
-      return respondOnce(db, request, reply, async (tx) => {
+      let created: string | undefined
+      const sent = await respondOnce(db, request, reply, async (tx) => {
         const { operation } = await createNodeGroup(
           tx,
           actorOf(request),
@@ -103,12 +104,15 @@ export function registerNodeGroupRoutes(app: KilnApp, { db }: RouteDeps) {
           request.params.cluster,
           request.body,
         )
+        created = operation.id
         return {
           statusCode: 202,
           body: operationView(operation, project.name),
           headers: { location: `/v1/operations/${operation.id}` },
         }
       })
+      if (created) dispatch(created)
+      return sent
     },
   )
 
@@ -176,7 +180,8 @@ export function registerNodeGroupRoutes(app: KilnApp, { db }: RouteDeps) {
     },
     async (request, reply) => {
       const project = await findProject(db, request.params.project)
-      return respondOnce(db, request, reply, async (tx) => {
+      let created: string | undefined
+      const sent = await respondOnce(db, request, reply, async (tx) => {
         const { operation } = await resizeNodeGroup(
           tx,
           actorOf(request),
@@ -185,12 +190,15 @@ export function registerNodeGroupRoutes(app: KilnApp, { db }: RouteDeps) {
           request.params.nodegroup,
           request.body,
         )
+        created = operation.id
         return {
           statusCode: 202,
           body: operationView(operation, project.name),
           headers: { location: `/v1/operations/${operation.id}` },
         }
       })
+      if (created) dispatch(created)
+      return sent
     },
   )
 
@@ -214,6 +222,7 @@ export function registerNodeGroupRoutes(app: KilnApp, { db }: RouteDeps) {
           deleteNodeGroup(tx, actorOf(request), project.id, request.params.cluster, request.params.nodegroup),
         { timeout: 20_000 },
       )
+      dispatch(operation.id)
       return reply
         .code(202)
         .header('location', `/v1/operations/${operation.id}`)

@@ -1,4 +1,11 @@
-import { cancelOperation, findCluster, findProject, getOperation, listOperations } from '@kiln/db'
+import {
+  cancelOperation,
+  findCluster,
+  findProject,
+  getOperation,
+  listOperations,
+  retryOperation,
+} from '@kiln/db'
 import { isTerminal } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
@@ -25,7 +32,7 @@ export function parseWait(value: string | undefined): number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-export function registerOperationRoutes(app: KilnApp, { db, operationPollMs }: RouteDeps) {
+export function registerOperationRoutes(app: KilnApp, { db, operationPollMs, dispatch }: RouteDeps) {
   const projectNames = new Map<string, string>()
   async function projectName(id: string) {
     let name = projectNames.get(id)
@@ -128,6 +135,95 @@ export function registerOperationRoutes(app: KilnApp, { db, operationPollMs }: R
         cursor: q.cursor,
       })
       return { items: page.items.map((op) => operationView(op, project.name)), nextCursor: page.nextCursor }
+    },
+  )
+
+  app.post(
+    '/v1/operations/:operation/retry',
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'retryOperation',
+        summary: 'Retry a failed or cancelled operation',
+        description: 'Resumes from the step that did not finish; steps that succeeded are not run again.',
+        tags: ['operations'],
+        params: OperationParams,
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
+        response: { 202: ref(OperationSchema), ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      let retried: string | undefined
+      const sent = await respondOnce(db, request, reply, async (tx) => {
+        const op = await retryOperation(tx, actorOf(request), request.params.operation)
+        retried = op.id
+        return {
+          statusCode: 202,
+          body: operationView(op, await projectName(op.projectId)),
+          headers: { location: `/v1/operations/${op.id}` },
+        }
+      })
+      if (retried) dispatch(retried)
+      return sent
+    },
+  )
+
+  app.get(
+    '/v1/operations/:operation/events',
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'streamOperationEvents',
+        summary: 'Follow an operation as server-sent events',
+        description:
+          'A `text/event-stream`: an `operation` event with the whole Operation whenever it changes (steps, progress, status), ending after it finishes. Comments keep the connection alive.',
+        tags: ['operations'],
+        params: OperationParams,
+        response: {
+          200: {
+            description: 'An event stream; each `data:` line is an Operation as JSON.',
+            content: { 'text/event-stream': { schema: Type.String() } },
+          },
+          ...problemResponses(404),
+        },
+      },
+    },
+    async (request, reply) => {
+      let op = await getOperation(db, request.params.operation)
+      const name = await projectName(op.projectId)
+      reply.hijack()
+      const out = reply.raw
+      out.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-request-id': request.id,
+      })
+      let closed = false
+      request.raw.on('close', () => {
+        closed = true
+      })
+      let last = ''
+      let lastWrite = Date.now()
+      while (!closed) {
+        const body = JSON.stringify(operationView(op, name))
+        if (body !== last) {
+          out.write(`event: operation\nid: ${op.updatedAt.getTime()}\ndata: ${body}\n\n`)
+          last = body
+          lastWrite = Date.now()
+        } else if (Date.now() - lastWrite > 15_000) {
+          out.write(': keep-alive\n\n')
+          lastWrite = Date.now()
+        }
+        if (isTerminal(op.status)) break
+        await sleep(operationPollMs)
+        try {
+          op = await getOperation(db, request.params.operation)
+        } catch {
+          break
+        }
+      }
+      out.end()
     },
   )
 }

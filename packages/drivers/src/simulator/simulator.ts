@@ -33,7 +33,9 @@ export interface SimulatorConfig {
   racksPerZone: number
   machineClasses: SimulatedMachineClass[]
   /** Per-call latency; near zero in tests, seconds in the demo. */
-  latency?: Partial<Record<'default' | 'ensureMachines' | 'bootstrap' | 'joinMachines' | 'releaseMachines', LatencyRange>>
+  latency?: Partial<
+    Record<'default' | 'ensureMachines' | 'bootstrap' | 'joinMachines' | 'releaseMachines', LatencyRange>
+  >
   faults?: {
     seed: number
     /** Probability that a mutating call fails with a retryable ERR_TRANSIENT before doing anything. */
@@ -107,32 +109,12 @@ export class SimulatorDriver implements Driver {
       try {
         // Serialise first-time setup across worker processes.
         await client.query('SELECT pg_advisory_lock(hashtext($1))', ['kiln-simulator-schema'])
-        await client.query(schemaSql)
-        const ids: string[] = []
-        const zones: string[] = []
-        const racks: string[] = []
-        const classes: string[] = []
-        for (const zone of this.config.zones) {
-          for (let r = 1; r <= this.config.racksPerZone; r++) {
-            const rack = `${zone}-r${String(r).padStart(2, '0')}`
-            for (const mc of this.config.machineClasses) {
-              if (mc.zones && !mc.zones.includes(zone)) continue
-              for (let m = 1; m <= mc.perRack; m++) {
-                ids.push(`${this.backend}/${rack}/${mc.name}/${m}`)
-                zones.push(zone)
-                racks.push(rack)
-                classes.push(mc.name)
-              }
-            }
-          }
+        try {
+          await client.query(schemaSql)
+          await this.rackInventory(client)
+        } finally {
+          await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['kiln-simulator-schema'])
         }
-        await client.query(
-          `INSERT INTO simulator.machines (id, backend, zone, rack, machine_class)
-           SELECT id, $5, zone, rack, mc FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, zone, rack, mc)
-           ON CONFLICT (id) DO NOTHING`,
-          [ids, zones, racks, classes, this.backend],
-        )
-        await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['kiln-simulator-schema'])
       } finally {
         client.release()
       }
@@ -141,6 +123,33 @@ export class SimulatorDriver implements Driver {
       throw e
     })
     return this.ready
+  }
+
+  private async rackInventory(client: pg.PoolClient) {
+    const ids: string[] = []
+    const zones: string[] = []
+    const racks: string[] = []
+    const classes: string[] = []
+    for (const zone of this.config.zones) {
+      for (let r = 1; r <= this.config.racksPerZone; r++) {
+        const rack = `${zone}-r${String(r).padStart(2, '0')}`
+        for (const mc of this.config.machineClasses) {
+          if (mc.zones && !mc.zones.includes(zone)) continue
+          for (let m = 1; m <= mc.perRack; m++) {
+            ids.push(`${this.backend}/${rack}/${mc.name}/${m}`)
+            zones.push(zone)
+            racks.push(rack)
+            classes.push(mc.name)
+          }
+        }
+      }
+    }
+    await client.query(
+      `INSERT INTO simulator.machines (id, backend, zone, rack, machine_class)
+       SELECT id, $5, zone, rack, mc FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, zone, rack, mc)
+       ON CONFLICT (id) DO NOTHING`,
+      [ids, zones, racks, classes, this.backend],
+    )
   }
 
   private async simulateCall(call: 'ensureMachines' | 'bootstrap' | 'joinMachines' | 'releaseMachines') {
@@ -184,20 +193,63 @@ export class SimulatorDriver implements Driver {
     for (const spec of machines) {
       const known = this.config.machineClasses.find((mc) => mc.name === spec.machineClass)
       if (!known) {
-        throw new DriverError('ERR_INVALID_REQUEST', `This data centre has no machine class '${spec.machineClass}'.`)
+        throw new DriverError(
+          'ERR_INVALID_REQUEST',
+          `This data centre has no machine class '${spec.machineClass}'.`,
+        )
       }
-      const adopted = await this.pool.query<{ id: string; zone: string; machine_class: string }>(
-        'SELECT id, zone, machine_class FROM simulator.machines WHERE allocated_to = $1',
-        [spec.name],
-      )
-      const existing = adopted.rows[0]
+      if (!this.config.zones.includes(spec.zone) || (known.zones && !known.zones.includes(spec.zone))) {
+        throw new DriverError(
+          'ERR_INVALID_REQUEST',
+          `Machine class '${spec.machineClass}' is not offered in zone '${spec.zone}'.`,
+        )
+      }
+      const existing = await this.adopt(spec.name)
       if (existing) {
-        refs.push({ name: spec.name, externalId: existing.id, zone: existing.zone, machineClass: existing.machine_class })
+        refs.push(existing)
         continue
       }
-      // One statement: pick a free machine and claim it; SKIP LOCKED lets concurrent workers
-      // claim different machines, and the UNIQUE allocated_to refuses a second claim on a name.
-      const claimed = await this.pool.query<{ id: string; zone: string }>(
+      const claimed = await this.claim(spec, cluster)
+      if (claimed === 'taken') {
+        // A concurrent call claimed this very name a moment ago: adopt what it claimed.
+        refs.push((await this.adopt(spec.name))!)
+        continue
+      }
+      if (!claimed) {
+        throw new DriverError(
+          'ERR_CAPACITY',
+          `No free '${spec.machineClass}' machine in zone '${spec.zone}' of data centre '${this.backend}'.`,
+        )
+      }
+      refs.push({
+        name: spec.name,
+        externalId: claimed.id,
+        zone: claimed.zone,
+        machineClass: spec.machineClass,
+      })
+    }
+    return refs
+  }
+
+  private async adopt(name: string): Promise<MachineRef | undefined> {
+    const { rows } = await this.pool.query<{ id: string; zone: string; machine_class: string }>(
+      'SELECT id, zone, machine_class FROM simulator.machines WHERE backend = $1 AND allocated_to = $2',
+      [this.backend, name],
+    )
+    const row = rows[0]
+    return row && { name, externalId: row.id, zone: row.zone, machineClass: row.machine_class }
+  }
+
+  /**
+   * Picks a free machine and claims it in one statement: SKIP LOCKED lets concurrent workers claim
+   * different machines, and the UNIQUE allocated_to refuses a second claim on one name ('taken').
+   */
+  private async claim(
+    spec: MachineSpec,
+    cluster: ClusterRef,
+  ): Promise<{ id: string; zone: string } | undefined | 'taken'> {
+    try {
+      const { rows } = await this.pool.query<{ id: string; zone: string }>(
         `UPDATE simulator.machines SET allocated_to = $1, cluster_id = $2, state = 'allocated', updated_at = now()
          WHERE id = (
            SELECT id FROM simulator.machines
@@ -206,16 +258,11 @@ export class SimulatorDriver implements Driver {
          RETURNING id, zone`,
         [spec.name, cluster.id, this.backend, spec.machineClass, spec.zone],
       )
-      const row = claimed.rows[0]
-      if (!row) {
-        throw new DriverError(
-          'ERR_CAPACITY',
-          `No free '${spec.machineClass}' machine in zone '${spec.zone}' of data centre '${this.backend}'.`,
-        )
-      }
-      refs.push({ name: spec.name, externalId: row.id, zone: row.zone, machineClass: spec.machineClass })
+      return rows[0]
+    } catch (error) {
+      if ((error as { code?: string }).code === '23505') return 'taken'
+      throw error
     }
-    return refs
   }
 
   async releaseMachines(_cluster: ClusterRef, names: string[]): Promise<void> {
@@ -223,16 +270,19 @@ export class SimulatorDriver implements Driver {
     await this.init()
     await this.simulateCall('releaseMachines')
     await this.pool.query(
-      `UPDATE simulator.machines SET allocated_to = NULL, cluster_id = NULL, state = 'free', updated_at = now()
-       WHERE allocated_to = ANY($1::text[])`,
-      [names],
+      // Dead hardware goes to repair, not back into the pool.
+      `UPDATE simulator.machines SET allocated_to = NULL, cluster_id = NULL,
+         state = CASE WHEN state = 'dead' THEN 'dead' ELSE 'free' END, updated_at = now()
+       WHERE backend = $2 AND allocated_to = ANY($1::text[])`,
+      [names, this.backend],
     )
   }
 
   async bootstrap(cluster: ClusterRef, controlPlane: MachineRef[]): Promise<ClusterEndpoint> {
     await this.init()
     await this.simulateCall('bootstrap')
-    if (controlPlane.length === 0) throw new DriverError('ERR_INVALID_REQUEST', 'A control plane needs machines.')
+    if (controlPlane.length === 0)
+      throw new DriverError('ERR_INVALID_REQUEST', 'A control plane needs machines.')
     const endpoint = `https://${cluster.id}.clusters.${this.backend}.sim.kiln.internal:6443`
     await this.pool.query(
       `INSERT INTO simulator.clusters (id, backend, endpoint) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
@@ -252,15 +302,18 @@ export class SimulatorDriver implements Driver {
   private async markJoined(names: string[]) {
     const { rows } = await this.pool.query<{ allocated_to: string }>(
       `UPDATE simulator.machines SET state = 'joined', updated_at = now()
-       WHERE allocated_to = ANY($1::text[]) AND state = 'allocated' RETURNING allocated_to`,
-      [names],
+       WHERE backend = $2 AND allocated_to = ANY($1::text[]) AND state = 'allocated' RETURNING allocated_to`,
+      [names, this.backend],
     )
     const present = await this.pool.query<{ n: string }>(
-      'SELECT count(*) AS n FROM simulator.machines WHERE allocated_to = ANY($1::text[])',
-      [names],
+      'SELECT count(*) AS n FROM simulator.machines WHERE backend = $2 AND allocated_to = ANY($1::text[])',
+      [names, this.backend],
     )
     if (Number(present.rows[0]!.n) < names.length) {
-      throw new DriverError('ERR_PROVISION_FAILED', `Some machines to join are not allocated (${rows.length} joined).`)
+      throw new DriverError(
+        'ERR_PROVISION_FAILED',
+        `Some machines to join are not allocated (${rows.length} joined).`,
+      )
     }
   }
 
@@ -274,10 +327,13 @@ export class SimulatorDriver implements Driver {
     }
     const [machines, clusters] = await Promise.all([
       this.pool.query<{ allocated_to: string; state: string }>(
-        'SELECT allocated_to, state FROM simulator.machines WHERE allocated_to = ANY($1::text[])',
-        [machineNames],
+        'SELECT allocated_to, state FROM simulator.machines WHERE backend = $2 AND allocated_to = ANY($1::text[])',
+        [machineNames, this.backend],
       ),
-      this.pool.query('SELECT 1 FROM simulator.clusters WHERE id = $1', [cluster.id]),
+      this.pool.query('SELECT 1 FROM simulator.clusters WHERE backend = $2 AND id = $1', [
+        cluster.id,
+        this.backend,
+      ]),
     ])
     const byName = new Map(machines.rows.map((r) => [r.allocated_to, r.state]))
     return {
@@ -294,11 +350,19 @@ export class SimulatorDriver implements Driver {
 
   /** Fault injection for tests and the demo: the machine's hardware fails. */
   async killMachine(name: string): Promise<void> {
-    await this.pool.query(`UPDATE simulator.machines SET state = 'dead', updated_at = now() WHERE allocated_to = $1`, [name])
+    await this.pool.query(
+      `UPDATE simulator.machines SET state = 'dead', updated_at = now() WHERE backend = $2 AND allocated_to = $1`,
+      [name, this.backend],
+    )
   }
 
   /** The data centre's own books, for tests and benchmarks. */
-  async inventory(): Promise<{ total: number; allocated: number; allocatedNames: string[]; clusterIds: string[] }> {
+  async inventory(): Promise<{
+    total: number
+    allocated: number
+    allocatedNames: string[]
+    clusterIds: string[]
+  }> {
     await this.init()
     const { rows } = await this.pool.query<{ allocated_to: string | null; cluster_id: string | null }>(
       'SELECT allocated_to, cluster_id FROM simulator.machines WHERE backend = $1',

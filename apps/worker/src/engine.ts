@@ -1,0 +1,267 @@
+import { randomUUID } from 'node:crypto'
+import {
+  type Database,
+  isDatabaseUnavailable,
+  lockCluster,
+  type Prisma,
+  startClusterOperation,
+  transitionCluster,
+} from '@kiln/db'
+import { type ClusterStatus, derivePhase, setCondition } from '@kiln/domain'
+import { DriverError } from '@kiln/drivers'
+import {
+  backoffDelay,
+  type ClassifiedError,
+  JobProducer,
+  jobCatalogue,
+  LeaseLost,
+  queueNames,
+  runOperation,
+} from '@kiln/jobs'
+import { type ConnectionOptions, DelayedError, type Job, Worker } from 'bullmq'
+import Value from 'typebox/value'
+import { buildOperationDefinitions, DriverCache, markProgressing } from './operations.ts'
+
+export interface EngineOptions {
+  db: Database
+  /** Where drivers keep their own state (the simulator's data centre). */
+  databaseUrl: string
+  connection: ConnectionOptions
+  /** BullMQ key prefix, shared with the API's producer. */
+  prefix: string
+  workerId?: string
+  concurrency?: number
+  leaseMs?: number
+  maxAttempts?: number
+  /** How often lost or never-queued operations are (re-)queued. */
+  dispatchIntervalMs?: number
+  /** How often Ready clusters are observed; 0 turns the health checker off. */
+  healthIntervalMs?: number
+  /** Machines allowed unhealthy (fraction of the cluster) before repair stops and asks for people. */
+  maxUnhealthyFraction?: number
+  log?: (event: Record<string, unknown>) => void
+}
+
+export interface Engine {
+  workerId: string
+  producer: JobProducer
+  /** Queues lost operations once, now (the periodic loop does the same). */
+  dispatchOnce(): Promise<number>
+  /** Observes every idle, built cluster once, now. */
+  observeOnce(): Promise<number>
+  stop(): Promise<void>
+}
+
+/** Classifies a failure for the step runner (retry, or fail with a reason the user can act on). */
+export function classifyError(error: unknown): ClassifiedError {
+  if (error instanceof DriverError)
+    return { errorClass: error.errorClass, code: error.code, message: error.message }
+  return {
+    errorClass: 'retryable',
+    code: 'ERR_INTERNAL',
+    message: error instanceof Error ? error.message : String(error),
+  }
+}
+
+export async function startEngine(options: EngineOptions): Promise<Engine> {
+  const { db } = options
+  const workerId = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`
+  const log = options.log ?? (() => {})
+  const drivers = new DriverCache(options.databaseUrl)
+  const definitions = buildOperationDefinitions({ db, drivers })
+  const producer = new JobProducer({ connection: options.connection, prefix: options.prefix })
+  const leaseMs = options.leaseMs ?? 15_000
+
+  const worker = new Worker(
+    queueNames.operations,
+    async (job: Job, token?: string) => {
+      const payload = job.data as unknown
+      if (!Value.Check(jobCatalogue['run-operation'].payload, payload)) {
+        log({ msg: 'dropping malformed job', jobId: job.id })
+        return
+      }
+      const { operationId } = payload
+      const op = await db.operation.findUnique({ where: { id: operationId } })
+      if (op?.status === 'pending') await markProgressing(db, op)
+      try {
+        const result = await runOperation(db, operationId, definitions, {
+          workerId,
+          leaseMs,
+          maxAttempts: options.maxAttempts,
+          classify: classifyError,
+        })
+        if (result.state === 'busy') {
+          await job.moveToDelayed(Date.now() + result.retryAfterMs, token)
+          throw new DelayedError()
+        }
+        if (result.state === 'finished')
+          log({ msg: 'operation finished', operationId, outcome: result.outcome })
+      } catch (error) {
+        // Another worker took the operation over; it carries on, this job has nothing left to do.
+        if (error instanceof LeaseLost) return
+        throw error
+      }
+    },
+    {
+      connection: options.connection,
+      prefix: options.prefix,
+      concurrency: options.concurrency ?? 8,
+      lockDuration: leaseMs,
+      stalledInterval: Math.max(1000, Math.floor(leaseMs / 2)),
+      settings: { backoffStrategy: (attemptsMade: number) => backoffDelay(attemptsMade) },
+    },
+  )
+  worker.on('error', (error) => log({ msg: 'worker error', error: String(error) }))
+
+  const dispatchOnce = async (): Promise<number> => {
+    const due = await db.$queryRaw<{ id: string }[]>`
+      SELECT id FROM "Operation"
+      WHERE status IN ('pending', 'running')
+        AND ("leaseUntil" IS NULL OR "leaseUntil" < now())
+        AND ("enqueuedAt" IS NULL OR "enqueuedAt" < now() - interval '3 seconds')
+      ORDER BY "createdAt" LIMIT 500`
+    let queued = 0
+    for (const { id } of due) {
+      if ((await producer.ensure('run-operation', { operationId: id })) === 'enqueued') queued++
+      await db.operation.update({ where: { id }, data: { enqueuedAt: new Date() } })
+    }
+    if (queued > 0) log({ msg: 'dispatcher queued operations', queued })
+    return queued
+  }
+
+  const observeOnce = async (): Promise<number> => {
+    const clusters = await db.cluster.findMany({
+      where: {
+        activeOperationId: null,
+        deletionRequested: false,
+        status: { path: ['observedGeneration'], gt: 0 },
+      },
+      include: { template: { include: { backend: true } } },
+    })
+    let repairs = 0
+    for (const cluster of clusters) {
+      const machines = await db.machine.findMany({ where: { clusterId: cluster.id }, select: { name: true } })
+      const observed = await drivers.get(cluster.template.backend).observe(
+        { id: cluster.id, name: cluster.name },
+        machines.map((m) => m.name),
+      )
+      const sick = observed.machines.filter((m) => m.health !== 'Healthy')
+      const budget = Math.max(1, Math.floor(machines.length * (options.maxUnhealthyFraction ?? 0.4)))
+      const opened = await db.$transaction(async (tx) => {
+        const locked = await lockCluster(tx, cluster.projectId, cluster.id)
+        if (locked.activeOperationId || locked.deletionRequested) return null
+        const status = locked.status as unknown as ClusterStatus
+        const now = new Date()
+        const healthy = sick.length === 0 && observed.controlPlaneReachable
+        const conditions = healthy
+          ? setCondition(
+              status.conditions,
+              { type: 'MachinesReady', status: 'True', reason: 'AllMachinesHealthy', message: '' },
+              now,
+            )
+          : setCondition(
+              status.conditions,
+              {
+                type: 'MachinesReady',
+                status: 'False',
+                reason: sick.length > budget ? 'RepairBlocked' : 'MachinesUnhealthy',
+                message: sick.map((m) => `${m.name}: ${m.reason}`).join(', '),
+              },
+              now,
+            )
+        const readyConditions = healthy
+          ? setCondition(
+              conditions,
+              { type: 'Ready', status: 'True', reason: 'ClusterReady', message: '' },
+              now,
+            )
+          : setCondition(
+              conditions,
+              {
+                type: 'Ready',
+                status: 'False',
+                reason: 'MachinesUnhealthy',
+                message: `${sick.length} unhealthy`,
+              },
+              now,
+            )
+        const lastSeen = status.lastObservedAt ? Date.parse(status.lastObservedAt) : 0
+        const changed = JSON.stringify(readyConditions) !== JSON.stringify(status.conditions)
+        // Write only on change, or to refresh "last seen" every 30 s: observing costs no write storm.
+        if (changed || now.getTime() - lastSeen > 30_000) {
+          await transitionCluster(
+            tx,
+            { subject: 'system:health', requestId: workerId },
+            cluster.projectId,
+            cluster.id,
+            {
+              apply: () => ({
+                data: {
+                  status: {
+                    ...status,
+                    conditions: readyConditions,
+                    phase: derivePhase(readyConditions, status.observedGeneration),
+                    lastObservedAt: now.toISOString(),
+                  } as unknown as Prisma.InputJsonValue,
+                },
+                ...(changed ? { audit: { action: healthy ? 'cluster.healthy' : 'cluster.unhealthy' } } : {}),
+              }),
+            },
+          )
+        }
+        if (healthy || sick.length > budget) return null
+        const relocked = await lockCluster(tx, cluster.projectId, cluster.id)
+        return startClusterOperation(
+          tx,
+          { subject: 'system:health', requestId: workerId },
+          relocked,
+          'cluster.repair',
+          {
+            unhealthy: sick.map((m) => m.name),
+          },
+        )
+      })
+      if (opened) {
+        repairs++
+        await producer.enqueue('run-operation', { operationId: opened.id }).catch(() => undefined)
+        log({ msg: 'repair opened', cluster: cluster.name, operationId: opened.id, unhealthy: sick.length })
+      }
+    }
+    return repairs
+  }
+
+  const loops: NodeJS.Timeout[] = []
+  const every = (ms: number, fn: () => Promise<unknown>, name: string) => {
+    let running = false
+    loops.push(
+      setInterval(() => {
+        if (running) return
+        running = true
+        fn()
+          .catch((error) => {
+            if (!isDatabaseUnavailable(error)) log({ msg: `${name} failed`, error: String(error) })
+          })
+          .finally(() => {
+            running = false
+          })
+      }, ms),
+    )
+  }
+  every(options.dispatchIntervalMs ?? 1000, dispatchOnce, 'dispatcher')
+  if ((options.healthIntervalMs ?? 10_000) > 0)
+    every(options.healthIntervalMs ?? 10_000, observeOnce, 'health')
+
+  return {
+    workerId,
+    producer,
+    dispatchOnce,
+    observeOnce,
+    async stop() {
+      // In order: stop taking work, let running jobs finish their current step, then release clients.
+      for (const loop of loops) clearInterval(loop)
+      await worker.close()
+      await producer.close()
+      await drivers.closeAll()
+    },
+  }
+}

@@ -1,0 +1,155 @@
+import type { Database, Machine, NodeGroup } from '@kiln/db'
+import type { Taint } from '@kiln/domain'
+import { type ClusterRef, type Driver, DriverError, type MachineRef, type MachineSpec } from '@kiln/drivers'
+
+/** Deterministic machine names: a retried allocation asks for the same names and so adopts. */
+export function machineName(
+  clusterId: string,
+  group: { kind: 'control-plane' } | { kind: 'nodegroup'; name: string },
+  ordinal: number,
+) {
+  const prefix = `k-${clusterId.slice(0, 8)}`
+  return group.kind === 'control-plane' ? `${prefix}-cp-${ordinal}` : `${prefix}-ng-${group.name}-${ordinal}`
+}
+
+export interface GroupPlan {
+  nodeGroup: NodeGroup | null
+  machineClass: string
+  count: number
+  zones: string[]
+  labels: Record<string, string>
+  taints: Taint[]
+}
+
+/** Spreads a group's machines over its zones by ordinal, the way a zonal node pool spreads. */
+const zoneFor = (zones: string[], ordinal: number) => zones[ordinal % zones.length] ?? zones[0] ?? 'default'
+
+/**
+ * Records the machines a group still lacks (lowest free ordinals first) before anything is created
+ * outside. Existing rows are kept, so a retry computes the same names.
+ */
+export async function recordMissingMachines(
+  db: Database,
+  clusterId: string,
+  plan: GroupPlan,
+  kubernetesVersion: string,
+): Promise<void> {
+  const existing = await db.machine.findMany({
+    where: {
+      clusterId,
+      nodeGroupId: plan.nodeGroup?.id ?? null,
+      role: plan.nodeGroup ? 'worker' : 'control-plane',
+    },
+    select: { ordinal: true },
+  })
+  const used = new Set(existing.map((m) => m.ordinal))
+  const missing = plan.count - existing.length
+  if (missing <= 0) return
+  const rows = []
+  for (let ordinal = 0; rows.length < missing; ordinal++) {
+    if (used.has(ordinal)) continue
+    rows.push({
+      clusterId,
+      nodeGroupId: plan.nodeGroup?.id ?? null,
+      name: machineName(
+        clusterId,
+        plan.nodeGroup ? { kind: 'nodegroup', name: plan.nodeGroup.name } : { kind: 'control-plane' },
+        ordinal,
+      ),
+      role: plan.nodeGroup ? 'worker' : 'control-plane',
+      machineClass: plan.machineClass,
+      zone: zoneFor(plan.zones, ordinal),
+      ordinal,
+      kubernetesVersion,
+      phase: 'Allocating',
+    })
+  }
+  await db.machine.createMany({ data: rows, skipDuplicates: true })
+}
+
+export function specOf(machine: Machine, plan: Pick<GroupPlan, 'labels' | 'taints'>): MachineSpec {
+  return {
+    name: machine.name,
+    machineClass: machine.machineClass,
+    zone: machine.zone ?? 'default',
+    role: machine.role === 'control-plane' ? 'control-plane' : 'worker',
+    kubernetesVersion: machine.kubernetesVersion,
+    labels: plan.labels,
+    taints: plan.taints,
+  }
+}
+
+/** Asks the backend for every recorded machine still `Allocating`, then records what it returned. */
+export async function allocateRecordedMachines(
+  db: Database,
+  driver: Driver,
+  cluster: ClusterRef,
+  plans: GroupPlan[],
+): Promise<number> {
+  const pending = await db.machine.findMany({ where: { clusterId: cluster.id, phase: 'Allocating' } })
+  if (pending.length === 0) return 0
+  const planOf = (m: Machine) =>
+    plans.find((p) => (p.nodeGroup?.id ?? null) === m.nodeGroupId) ?? { labels: {}, taints: [] }
+  const refs = await driver.ensureMachines(
+    cluster,
+    pending.map((m) => specOf(m, planOf(m))),
+  )
+  for (const ref of refs) {
+    await db.machine.updateMany({
+      where: { name: ref.name, phase: 'Allocating' },
+      data: { externalId: ref.externalId, zone: ref.zone, phase: 'Allocated' },
+    })
+  }
+  return refs.length
+}
+
+export const refOf = (m: Machine): MachineRef => {
+  if (!m.externalId) throw new DriverError('ERR_PROVISION_FAILED', `Machine ${m.name} has no backend id yet.`)
+  return { name: m.name, externalId: m.externalId, zone: m.zone ?? 'default', machineClass: m.machineClass }
+}
+
+/** Releases machines at the backend (by name, so even half-recorded ones go) and forgets them. */
+export async function releaseMachines(
+  db: Database,
+  driver: Driver,
+  cluster: ClusterRef,
+  machines: Machine[],
+) {
+  if (machines.length === 0) return
+  await db.machine.updateMany({
+    where: { id: { in: machines.map((m) => m.id) } },
+    data: { phase: 'Releasing' },
+  })
+  await driver.releaseMachines(
+    cluster,
+    machines.map((m) => m.name),
+  )
+  await db.machine.deleteMany({ where: { id: { in: machines.map((m) => m.id) } } })
+}
+
+/** Capacity still needed for the recorded-but-unallocated machines plus `extra`, per class and zone. */
+export async function checkCapacity(
+  driver: Driver,
+  needs: { machineClass: string; zone: string; count: number }[],
+) {
+  const totals = new Map<string, { machineClass: string; zone: string; count: number }>()
+  for (const n of needs) {
+    const key = `${n.machineClass}@${n.zone}`
+    const t = totals.get(key) ?? { machineClass: n.machineClass, zone: n.zone, count: 0 }
+    t.count += n.count
+    totals.set(key, t)
+  }
+  const caps = await driver.capabilities()
+  const short: string[] = []
+  for (const need of totals.values()) {
+    const available =
+      caps.machineClasses.find((mc) => mc.name === need.machineClass)?.available[need.zone] ?? 0
+    if (available < need.count)
+      short.push(`${need.count} × ${need.machineClass} in ${need.zone} (${available} free)`)
+  }
+  if (short.length > 0)
+    throw new DriverError('ERR_CAPACITY', `Not enough capacity: needs ${short.join(', ')}.`)
+  return [...totals.values()].reduce((sum, n) => sum + n.count, 0)
+}
+
+export { zoneFor }

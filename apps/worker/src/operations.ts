@@ -1,0 +1,639 @@
+import {
+  type Actor,
+  type Backend,
+  type Database,
+  type Machine,
+  type NodeGroup,
+  type Operation,
+  type Prisma,
+  type Tx,
+  transitionCluster,
+} from '@kiln/db'
+import {
+  type ClusterStatus,
+  type Condition,
+  derivePhase,
+  type ResolvedClusterSpec,
+  setCondition,
+  type Taint,
+} from '@kiln/domain'
+import { type ClusterRef, createDriver, type Driver, DriverError } from '@kiln/drivers'
+import type { OperationDefinition, OperationDefinitions, Outcome, StepHandler } from '@kiln/jobs'
+import {
+  allocateRecordedMachines,
+  checkCapacity,
+  type GroupPlan,
+  recordMissingMachines,
+  refOf,
+  releaseMachines,
+} from './machines.ts'
+
+/** One driver per backend, built from the backend row and reused by every operation. */
+export class DriverCache {
+  private readonly drivers = new Map<string, Driver>()
+  constructor(private readonly databaseUrl: string) {}
+
+  get(backend: Backend): Driver {
+    let driver = this.drivers.get(backend.id)
+    if (!driver) {
+      driver = createDriver(backend, { databaseUrl: this.databaseUrl })
+      this.drivers.set(backend.id, driver)
+    }
+    return driver
+  }
+
+  async closeAll() {
+    await Promise.allSettled([...this.drivers.values()].map((d) => d.close()))
+    this.drivers.clear()
+  }
+}
+
+export interface EngineDeps {
+  db: Database
+  drivers: DriverCache
+}
+
+interface OperationScope {
+  cluster: NonNullable<Awaited<ReturnType<typeof loadCluster>>>
+  ref: ClusterRef
+  driver: Driver
+  spec: ResolvedClusterSpec
+  plans: GroupPlan[]
+}
+
+const loadCluster = (db: Database, id: string) =>
+  db.cluster.findUnique({
+    where: { id },
+    include: { nodeGroups: { orderBy: { createdAt: 'asc' } }, template: { include: { backend: true } } },
+  })
+
+async function scopeOf(deps: EngineDeps, op: Operation): Promise<OperationScope> {
+  if (!op.clusterId) throw new DriverError('ERR_INVALID_REQUEST', `Operation ${op.id} has no cluster.`)
+  const cluster = await loadCluster(deps.db, op.clusterId)
+  if (!cluster)
+    throw new DriverError('ERR_INVALID_REQUEST', `The cluster of operation ${op.id} no longer exists.`)
+  const spec = cluster.spec as unknown as ResolvedClusterSpec
+  const cpClass = await deps.db.machineClass.findUnique({ where: { name: spec.controlPlane.machineClass } })
+  const plans: GroupPlan[] = [
+    {
+      nodeGroup: null,
+      machineClass: spec.controlPlane.machineClass,
+      count: spec.controlPlane.count,
+      zones: cpClass?.zones ?? [],
+      labels: { 'node-role.kubernetes.io/control-plane': '' },
+      taints: [{ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' }],
+    },
+    ...cluster.nodeGroups.map((ng) => groupPlan(ng)),
+  ]
+  return {
+    cluster,
+    ref: { id: cluster.id, name: cluster.name },
+    driver: deps.drivers.get(cluster.template.backend),
+    spec,
+    plans,
+  }
+}
+
+function groupPlan(ng: NodeGroup): GroupPlan {
+  return {
+    nodeGroup: ng,
+    machineClass: ng.machineClass,
+    count: ng.count,
+    zones: ng.zones,
+    labels: {
+      ...(ng.labels as Record<string, string>),
+      'kiln.dev/node-group': ng.name,
+      'kiln.dev/role': ng.role,
+    },
+    taints: ng.taints as Taint[],
+  }
+}
+
+const systemActor = (op: Operation): Actor => ({ subject: 'system:worker', requestId: op.id })
+
+/** The one way the worker changes a cluster's status: through transitionCluster, with conditions. */
+async function updateClusterStatus(
+  tx: Tx,
+  op: Operation,
+  change: (status: ClusterStatus, now: Date) => Partial<ClusterStatus>,
+  extra: Prisma.ClusterUpdateInput = {},
+  action = `${op.kind}.${op.status}`,
+  /** Only when the operation ends: free the cluster for the next one. */
+  releaseCluster = false,
+) {
+  if (!op.clusterId) return
+  const exists = await tx.cluster.findUnique({ where: { id: op.clusterId }, select: { id: true } })
+  if (!exists) return
+  await transitionCluster(tx, systemActor(op), op.projectId, op.clusterId, {
+    apply: (cluster) => {
+      const now = new Date()
+      const current = cluster.status as unknown as ClusterStatus
+      const next = { ...current, ...change(current, now) }
+      next.phase = derivePhase(next.conditions, next.observedGeneration)
+      // Free the cluster only if this operation still holds it (a delete may have taken over).
+      const release = releaseCluster && cluster.activeOperationId === op.id ? { activeOperationId: null } : {}
+      return {
+        data: { status: next as unknown as Prisma.InputJsonValue, ...release, ...extra },
+        audit: { action },
+      }
+    },
+  })
+}
+
+const condition = (
+  conditions: Condition[],
+  now: Date,
+  type: string,
+  status: Condition['status'],
+  reason: string,
+  message = '',
+) => setCondition(conditions, { type, status, reason, message }, now)
+
+const reasonOf = (outcome: Outcome) =>
+  outcome.status === 'failed'
+    ? outcome.error.code
+    : outcome.status === 'cancelled'
+      ? 'Cancelled'
+      : 'Succeeded'
+
+/** Ends any operation that changes a live cluster: Ready from what it achieved, not Progressing. */
+function finishClusterChange(successMessage: string) {
+  return async (tx: Tx, op: Operation, outcome: Outcome) => {
+    await updateClusterStatus(
+      tx,
+      op,
+      (status, now) => {
+        let conditions = condition(status.conditions, now, 'Progressing', 'False', reasonOf(outcome))
+        if (outcome.status === 'succeeded') {
+          conditions = condition(conditions, now, 'Ready', 'True', 'ClusterReady', successMessage)
+          conditions = condition(conditions, now, 'MachinesReady', 'True', 'AllMachinesHealthy')
+        } else if (outcome.status === 'failed') {
+          conditions = condition(conditions, now, 'Ready', 'False', outcome.error.code, outcome.error.detail)
+        }
+        return {
+          conditions,
+          message:
+            outcome.status === 'failed'
+              ? `${op.kind} failed: ${outcome.error.detail}`
+              : `${op.kind} ${outcome.status}`,
+          ...(outcome.status === 'succeeded'
+            ? { observedGeneration: Math.max(status.observedGeneration, 1) }
+            : {}),
+        }
+      },
+      {},
+      `${op.kind}.${outcome.status}`,
+      true,
+    )
+  }
+}
+
+export function buildOperationDefinitions(deps: EngineDeps): OperationDefinitions {
+  const { db } = deps
+  const scoped =
+    (
+      fn: (
+        scope: OperationScope,
+        op: Operation,
+      ) => Promise<{ message?: string; skipped?: boolean } | undefined>,
+    ): StepHandler =>
+    async ({ operation }) =>
+      fn(await scopeOf(deps, operation), operation)
+
+  const skipped =
+    (why: string): StepHandler =>
+    async () => ({ skipped: true, message: why })
+  const noAddons = skipped(
+    'Add-ons are not installed yet: the add-on manager arrives with the Kubernetes work.',
+  )
+
+  const reserveCapacity = scoped(async (s) => {
+    const needs: { machineClass: string; zone: string; count: number }[] = []
+    for (const plan of s.plans) {
+      const have = await db.machine.count({
+        where: {
+          clusterId: s.cluster.id,
+          nodeGroupId: plan.nodeGroup?.id ?? null,
+          role: plan.nodeGroup ? 'worker' : 'control-plane',
+          externalId: { not: null },
+        },
+      })
+      const missing = Math.max(0, plan.count - have)
+      for (let i = 0; i < missing; i++) {
+        needs.push({
+          machineClass: plan.machineClass,
+          zone: plan.zones[(have + i) % Math.max(1, plan.zones.length)] ?? 'default',
+          count: 1,
+        })
+      }
+    }
+    const total = await checkCapacity(s.driver, needs)
+    return {
+      message: total === 0 ? 'Nothing new to allocate.' : `Capacity for ${total} machines is available.`,
+    }
+  })
+
+  const allocateMachines = scoped(async (s) => {
+    for (const plan of s.plans) await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion)
+    const n = await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
+    return { message: `${n} machines allocated.` }
+  })
+
+  const bootstrapControlPlane = scoped(async (s, op) => {
+    const cp = await db.machine.findMany({
+      where: { clusterId: s.cluster.id, role: 'control-plane' },
+      orderBy: { ordinal: 'asc' },
+    })
+    const endpoint = await s.driver.bootstrap(s.ref, cp.map(refOf))
+    await db.machine.updateMany({ where: { id: { in: cp.map((m) => m.id) } }, data: { phase: 'Running' } })
+    await db.$transaction((tx) =>
+      updateClusterStatus(
+        tx,
+        op,
+        (status, now) => ({
+          endpoint: endpoint.server,
+          conditions: condition(
+            status.conditions,
+            now,
+            'ControlPlaneAvailable',
+            'True',
+            'Bootstrapped',
+            endpoint.server,
+          ),
+        }),
+        {},
+        'cluster.control-plane-available',
+      ),
+    )
+    return { message: `Control plane up at ${endpoint.server}.` }
+  })
+
+  const joinWorkers = scoped(async (s) => {
+    const ready = await db.machine.findMany({
+      where: { clusterId: s.cluster.id, role: 'worker', phase: 'Allocated' },
+    })
+    await s.driver.joinMachines(s.ref, ready.map(refOf))
+    await db.machine.updateMany({ where: { id: { in: ready.map((m) => m.id) } }, data: { phase: 'Running' } })
+    return { message: `${ready.length} workers joined.` }
+  })
+
+  const waitHealthy = scoped(async (s) => {
+    const machines = await db.machine.findMany({ where: { clusterId: s.cluster.id } })
+    const observed = await s.driver.observe(
+      s.ref,
+      machines.map((m) => m.name),
+    )
+    const sick = observed.machines.filter((m) => m.health !== 'Healthy')
+    if (!observed.controlPlaneReachable || sick.length > 0) {
+      // Not an exception in the driver's eyes, but this step cannot finish yet: retry with backoff.
+      throw new DriverError(
+        'ERR_TRANSIENT',
+        `Waiting for ${sick.length} machines (${sick
+          .slice(0, 3)
+          .map((m) => `${m.name}: ${m.reason}`)
+          .join(', ')}).`,
+      )
+    }
+    return { message: `${machines.length} machines healthy.` }
+  })
+
+  /** Machines beyond a group's desired count: named ones first, then the newest. */
+  const excessMachines = async (ng: NodeGroup, named: string[]): Promise<Machine[]> => {
+    const machines = await db.machine.findMany({
+      where: { nodeGroupId: ng.id },
+      orderBy: { ordinal: 'desc' },
+    })
+    const excess = machines.length - ng.count
+    if (excess <= 0) return []
+    const rank = (m: Machine) => (m.phase === 'Draining' ? 0 : named.includes(m.name) ? 1 : 2)
+    return [...machines].sort((a, b) => rank(a) - rank(b) || b.ordinal - a.ordinal).slice(0, excess)
+  }
+
+  const targetGroup = (s: OperationScope, op: Operation) => {
+    const id = (op.resource as { id: string }).id
+    const ng = s.cluster.nodeGroups.find((n) => n.id === id)
+    if (!ng) throw new DriverError('ERR_INVALID_REQUEST', `Node group ${id} no longer exists.`)
+    return ng
+  }
+
+  const create: OperationDefinition = {
+    steps: {
+      'reserve-capacity': reserveCapacity,
+      'allocate-machines': allocateMachines,
+      'issue-certificates': skipped(
+        'Cluster certificates are not issued yet: the PKI arrives with the Kubernetes work.',
+      ),
+      'bootstrap-control-plane': bootstrapControlPlane,
+      'join-workers': joinWorkers,
+      'install-addons': noAddons,
+      'wait-healthy': waitHealthy,
+    },
+    async finish(tx, op, outcome) {
+      await updateClusterStatus(
+        tx,
+        op,
+        (status, now) => {
+          let conditions = condition(status.conditions, now, 'Progressing', 'False', reasonOf(outcome))
+          if (outcome.status === 'succeeded') {
+            conditions = condition(
+              conditions,
+              now,
+              'Ready',
+              'True',
+              'ClusterReady',
+              'All machines are healthy.',
+            )
+            conditions = condition(conditions, now, 'MachinesReady', 'True', 'AllMachinesHealthy')
+          } else {
+            const reason = reasonOf(outcome)
+            const message =
+              outcome.status === 'failed'
+                ? outcome.error.detail
+                : 'The create was cancelled; allocated machines are kept and recorded. Retry or delete.'
+            conditions = condition(conditions, now, 'Ready', 'False', reason, message)
+          }
+          return {
+            conditions,
+            observedGeneration: outcome.status === 'succeeded' ? 1 : status.observedGeneration,
+            message: outcome.status === 'succeeded' ? 'Ready' : `create ${outcome.status}`,
+          }
+        },
+        {},
+        `cluster.create.${outcome.status}`,
+        true,
+      )
+    },
+  }
+
+  const deleteCluster: OperationDefinition = {
+    steps: {
+      'uninstall-addons': noAddons,
+      'drain-workers': scoped(async (s) => {
+        const { count } = await db.machine.updateMany({
+          where: { clusterId: s.cluster.id, role: 'worker' },
+          data: { phase: 'Draining' },
+        })
+        return { message: `${count} workers cordoned and drained.` }
+      }),
+      'release-machines': scoped(async (s) => {
+        const machines = await db.machine.findMany({ where: { clusterId: s.cluster.id } })
+        await releaseMachines(db, s.driver, s.ref, machines)
+        return { message: `${machines.length} machines released.` }
+      }),
+      'revoke-certificates': skipped('No certificates were issued for this cluster.'),
+      'forget-cluster': async () => ({ message: 'The cluster record is removed when this operation ends.' }),
+    },
+    async finish(tx, op, outcome) {
+      if (outcome.status === 'succeeded' && op.clusterId) {
+        // Machines were released and forgotten by release-machines; now the cluster itself goes.
+        const remaining = await tx.machine.count({ where: { clusterId: op.clusterId } })
+        if (remaining > 0)
+          throw new Error(`Refusing to forget cluster ${op.clusterId}: ${remaining} machines remain.`)
+        await tx.cluster.deleteMany({ where: { id: op.clusterId } })
+        await tx.auditEvent.create({
+          data: {
+            projectId: op.projectId,
+            actor: 'system:worker',
+            action: 'cluster.deleted',
+            targetKind: 'cluster',
+            targetId: op.clusterId,
+            requestId: op.id,
+          },
+        })
+        return
+      }
+      await updateClusterStatus(
+        tx,
+        op,
+        (status, now) => ({
+          conditions: condition(
+            status.conditions,
+            now,
+            'Ready',
+            'False',
+            reasonOf(outcome),
+            outcome.status === 'failed'
+              ? outcome.error.detail
+              : 'Deletion was cancelled; delete again to finish.',
+          ),
+          message: `delete ${outcome.status}; DELETE the cluster again to retry`,
+        }),
+        {},
+        `cluster.delete.${outcome.status}`,
+        true,
+      )
+    },
+  }
+
+  const updateFeatures: OperationDefinition = {
+    steps: { 'install-addons': noAddons, 'wait-healthy': waitHealthy },
+    finish: finishClusterChange('Features applied.'),
+  }
+
+  const resize: OperationDefinition = {
+    steps: {
+      'reserve-capacity': reserveCapacity,
+      'allocate-machines': allocateMachines,
+      'join-workers': joinWorkers,
+      'drain-workers': scoped(async (s, op) => {
+        const named = ((op.params as { machinesToRemove?: string[] }).machinesToRemove ?? []) as string[]
+        const excess = await excessMachines(targetGroup(s, op), named)
+        await db.machine.updateMany({
+          where: { id: { in: excess.map((m) => m.id) } },
+          data: { phase: 'Draining' },
+        })
+        return excess.length
+          ? { message: `Drained ${excess.map((m) => m.name).join(', ')}.` }
+          : { skipped: true, message: 'Nothing to remove.' }
+      }),
+      'release-machines': scoped(async (s, op) => {
+        const named = ((op.params as { machinesToRemove?: string[] }).machinesToRemove ?? []) as string[]
+        const excess = await excessMachines(targetGroup(s, op), named)
+        await releaseMachines(db, s.driver, s.ref, excess)
+        return excess.length
+          ? { message: `Released ${excess.length} machines.` }
+          : { skipped: true, message: 'Nothing to remove.' }
+      }),
+      'wait-healthy': waitHealthy,
+    },
+    finish: finishClusterChange('Node group resized.'),
+  }
+
+  const createNodeGroup: OperationDefinition = {
+    steps: {
+      'reserve-capacity': reserveCapacity,
+      'allocate-machines': allocateMachines,
+      'join-workers': joinWorkers,
+      'wait-healthy': waitHealthy,
+    },
+    finish: finishClusterChange('Node group added.'),
+  }
+
+  const deleteNodeGroup: OperationDefinition = {
+    steps: {
+      'drain-workers': scoped(async (s, op) => {
+        const ng = targetGroup(s, op)
+        const { count } = await db.machine.updateMany({
+          where: { nodeGroupId: ng.id },
+          data: { phase: 'Draining' },
+        })
+        return { message: `${count} machines drained.` }
+      }),
+      'release-machines': scoped(async (s, op) => {
+        const ng = targetGroup(s, op)
+        const machines = await db.machine.findMany({ where: { nodeGroupId: ng.id } })
+        await releaseMachines(db, s.driver, s.ref, machines)
+        return { message: `${machines.length} machines released.` }
+      }),
+    },
+    async finish(tx, op, outcome) {
+      if (outcome.status === 'succeeded') {
+        const id = (op.resource as { id: string }).id
+        await tx.nodeGroup.deleteMany({ where: { id } })
+      }
+      await finishClusterChange('Node group removed.')(tx, op, outcome)
+    },
+  }
+
+  /**
+   * Rolling replace of one group onto `target`. Every pass reads the machines afresh, so a crash
+   * anywhere resumes where it stopped: recorded replacements are brought up first, then old machines
+   * beyond the desired count go, then the next batch starts (maxSurge new first; with no surge,
+   * up to maxUnavailable old ones go before their replacements).
+   */
+  const upgradeGroup = async (
+    s: OperationScope,
+    plan: GroupPlan,
+    target: string,
+    surge: number,
+    unavailable: number,
+  ) => {
+    const where = {
+      clusterId: s.cluster.id,
+      nodeGroupId: plan.nodeGroup?.id ?? null,
+      role: plan.nodeGroup ? 'worker' : 'control-plane',
+    }
+    for (;;) {
+      await allocateRecordedMachines(db, s.driver, s.ref, [plan])
+      const toStart = await db.machine.findMany({ where: { ...where, phase: 'Allocated' } })
+      if (toStart.length > 0) {
+        if (plan.nodeGroup) await s.driver.joinMachines(s.ref, toStart.map(refOf))
+        else await s.driver.bootstrap(s.ref, toStart.map(refOf))
+        await db.machine.updateMany({
+          where: { id: { in: toStart.map((m) => m.id) } },
+          data: { phase: 'Running' },
+        })
+      }
+      const machines = await db.machine.findMany({ where, orderBy: { ordinal: 'asc' } })
+      const outdated = machines.filter((m) => m.kubernetesVersion !== target)
+      if (outdated.length === 0) return
+      const excess = machines.length - plan.count
+      if (excess > 0) {
+        await releaseMachines(db, s.driver, s.ref, outdated.slice(0, excess))
+        continue
+      }
+      const batch = Math.min(outdated.length, Math.max(1, surge > 0 ? surge : unavailable))
+      if (surge === 0) await releaseMachines(db, s.driver, s.ref, outdated.slice(0, batch))
+      await recordMissingMachines(
+        db,
+        s.cluster.id,
+        { ...plan, count: plan.count + (surge > 0 ? batch : 0) },
+        target,
+      )
+    }
+  }
+
+  const upgrade: OperationDefinition = {
+    steps: {
+      'reserve-capacity': scoped(async (s) => {
+        const needs = s.plans.map((p) => ({
+          machineClass: p.machineClass,
+          zone: p.zones[0] ?? 'default',
+          count: p.nodeGroup ? Math.min(p.nodeGroup.maxSurge, p.count) : 1,
+        }))
+        await checkCapacity(
+          s.driver,
+          needs.filter((n) => n.count > 0),
+        )
+        return { message: 'Capacity for surge machines is available.' }
+      }),
+      'upgrade-control-plane': scoped(async (s) => {
+        await upgradeGroup(s, s.plans[0]!, s.spec.kubernetesVersion, 1, 0)
+        return { message: `Control plane on ${s.spec.kubernetesVersion}.` }
+      }),
+      'upgrade-node-groups': scoped(async (s) => {
+        for (const plan of s.plans.slice(1)) {
+          await upgradeGroup(
+            s,
+            plan,
+            s.spec.kubernetesVersion,
+            plan.nodeGroup!.maxSurge,
+            plan.nodeGroup!.maxUnavailable,
+          )
+        }
+        return { message: `${s.plans.length - 1} node groups on ${s.spec.kubernetesVersion}.` }
+      }),
+      'wait-healthy': waitHealthy,
+    },
+    finish: finishClusterChange('Upgraded.'),
+  }
+
+  const repair: OperationDefinition = {
+    steps: {
+      'replace-unhealthy-machines': scoped(async (s) => {
+        const machines = await db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Running' } })
+        const observed = await s.driver.observe(
+          s.ref,
+          machines.map((m) => m.name),
+        )
+        const sick = new Set(observed.machines.filter((m) => m.health !== 'Healthy').map((m) => m.name))
+        const broken = machines.filter((m) => sick.has(m.name))
+        await releaseMachines(db, s.driver, s.ref, broken)
+        for (const plan of s.plans)
+          await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion)
+        await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
+        const toJoin = await db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Allocated' } })
+        const cp = toJoin.filter((m) => m.role === 'control-plane')
+        const workers = toJoin.filter((m) => m.role !== 'control-plane')
+        if (cp.length > 0) await s.driver.bootstrap(s.ref, cp.map(refOf))
+        await s.driver.joinMachines(s.ref, workers.map(refOf))
+        await db.machine.updateMany({
+          where: { id: { in: toJoin.map((m) => m.id) } },
+          data: { phase: 'Running' },
+        })
+        return broken.length
+          ? { message: `Replaced ${broken.map((m) => m.name).join(', ')}.` }
+          : { message: 'Nothing to replace.' }
+      }),
+      'wait-healthy': waitHealthy,
+    },
+    finish: finishClusterChange('Repaired.'),
+  }
+
+  return {
+    'cluster.create': create,
+    'cluster.delete': deleteCluster,
+    'cluster.update-features': updateFeatures,
+    'cluster.upgrade': upgrade,
+    'cluster.repair': repair,
+    'nodegroup.create': createNodeGroup,
+    'nodegroup.resize': resize,
+    'nodegroup.delete': deleteNodeGroup,
+  }
+}
+
+/** Marks a cluster as being worked on when an operation (re)starts. */
+export async function markProgressing(db: Database, op: Operation) {
+  await db.$transaction((tx) =>
+    updateClusterStatus(
+      tx,
+      op,
+      (status, now) => ({
+        conditions: condition(status.conditions, now, 'Progressing', 'True', op.kind, `Operation ${op.id}`),
+        message: `${op.kind} running`,
+      }),
+      {},
+      `${op.kind}.started`,
+    ),
+  )
+}

@@ -1,0 +1,53 @@
+import { allBackendKinds } from '@kiln/domain'
+import { describe, expect, it } from 'vitest'
+import { DriverError } from '../src/contract.ts'
+import { createDriver, driverRegistry } from '../src/registry.ts'
+import { SimulatorDriver } from '../src/simulator/simulator.ts'
+
+const deps = { databaseUrl: 'postgresql://postgres@127.0.0.1:5432/unused' }
+
+describe('driver registry', () => {
+  it('has a factory for every backend kind, and each driver reports its kind', async () => {
+    expect(Object.keys(driverRegistry).sort()).toEqual([...allBackendKinds].sort())
+    for (const kind of allBackendKinds) {
+      const driver = createDriver(
+        { name: `registry-${kind}`, kind, config: { zones: [], racksPerZone: 0, machineClasses: [] } },
+        deps,
+      )
+      expect(driver.kind).toBe(kind)
+      await driver.close()
+    }
+  })
+
+  it('builds the simulator from the backend record', async () => {
+    const driver = createDriver(
+      { name: 'dc1', kind: 'simulator', config: { zones: ['zone-a'], racksPerZone: 1, machineClasses: [] } },
+      deps,
+    )
+    expect(driver).toBeInstanceOf(SimulatorDriver)
+    expect((driver as SimulatorDriver).backend).toBe('dc1')
+    await driver.close()
+  })
+
+  it('kinds without a driver in this build fail every call as a user error naming the kind', async () => {
+    for (const kind of ['ironic', 'capi'] as const) {
+      const driver = createDriver({ name: kind, kind, config: {} }, deps)
+      const cluster = { id: 'c', name: 'c' }
+      for (const call of [
+        () => driver.capabilities(),
+        () => driver.ensureMachines(cluster, []),
+        () => driver.releaseMachines(cluster, ['m']),
+        () => driver.bootstrap(cluster, []),
+        () => driver.joinMachines(cluster, []),
+        () => driver.observe(cluster, []),
+      ]) {
+        const error = await call().catch((e: unknown) => e)
+        expect(error).toBeInstanceOf(DriverError)
+        expect((error as DriverError).code).toBe('ERR_NOT_SUPPORTED')
+        expect((error as DriverError).errorClass).toBe('user')
+        expect((error as DriverError).message).toContain(kind)
+      }
+      await expect(driver.close()).resolves.toBeUndefined()
+    }
+  })
+})

@@ -1,0 +1,3 @@
+export * from './catalogue.ts'
+export * from './producer.ts'
+export * from './step-runner.ts'

@@ -1,0 +1,268 @@
+import { type Database, isDatabaseUnavailable, type Operation, type Prisma, type Tx } from '@kiln/db'
+import { isTerminal, type OperationKind, type OperationStep } from '@kiln/domain'
+
+export type ErrorClass = 'retryable' | 'user' | 'platform'
+
+export interface ClassifiedError {
+  errorClass: ErrorClass
+  /** A stable code, e.g. ERR_CAPACITY. */
+  code: string
+  message: string
+}
+
+export interface StepContext {
+  db: Database
+  /** The operation as read at the start of this step. */
+  operation: Operation
+}
+
+export interface StepResult {
+  message?: string
+  /** The step had nothing to do for this operation (e.g. a feature not installed yet). */
+  skipped?: boolean
+}
+
+export type StepHandler = (ctx: StepContext) => Promise<StepResult | undefined>
+
+export interface OperationProblem {
+  type: string
+  title: string
+  status: number
+  detail: string
+  instance: string
+  requestId: string
+  code: string
+  reason: ErrorClass
+  step: string
+}
+
+export type Outcome =
+  | { status: 'succeeded' }
+  | { status: 'cancelled' }
+  | { status: 'failed'; step: string; error: OperationProblem }
+
+export interface OperationDefinition {
+  /** One handler per step name in the operation catalogue. */
+  steps: Record<string, StepHandler>
+  /** Runs in the transaction that ends the operation: the cluster's new status, freeing it. */
+  finish(tx: Tx, operation: Operation, outcome: Outcome): Promise<void>
+}
+
+export type OperationDefinitions = Record<OperationKind, OperationDefinition>
+
+/** The job should run again later (transient failure); nothing was lost. */
+export class RetryLater extends Error {
+  constructor(message: string, cause: unknown) {
+    super(message, { cause })
+    this.name = 'RetryLater'
+  }
+}
+
+/** Another worker holds the operation now; this run must stop writing. */
+export class LeaseLost extends Error {
+  constructor(operationId: string) {
+    super(`Lost the lease on operation ${operationId}`)
+    this.name = 'LeaseLost'
+  }
+}
+
+export type RunResult =
+  | { state: 'finished'; outcome: Outcome['status'] }
+  | { state: 'already-finished' }
+  | { state: 'busy'; retryAfterMs: number }
+
+export interface RunnerOptions {
+  workerId: string
+  /** How long a lease lasts without a heartbeat. */
+  leaseMs?: number
+  /** Runs of one operation before a retryable failure becomes final. */
+  maxAttempts?: number
+  classify(error: unknown): ClassifiedError
+}
+
+const statusFor: Record<ErrorClass, number> = { user: 422, platform: 503, retryable: 503 }
+
+function progressOf(steps: OperationStep[]): number {
+  const done = steps.filter((s) => s.status === 'succeeded' || s.status === 'skipped').length
+  return steps.length === 0 ? 100 : Math.round((done / steps.length) * 100)
+}
+
+const json = (v: unknown) => v as Prisma.InputJsonValue
+
+/**
+ * Runs an operation's steps in order, from the first that has not succeeded. Each step's result
+ * is checkpointed in Postgres before the next starts. Every write is fenced by the lease: a worker
+ * that lost its lease (it stalled, another took over) can no longer change the operation.
+ */
+export async function runOperation(
+  db: Database,
+  operationId: string,
+  definitions: OperationDefinitions,
+  options: RunnerOptions,
+): Promise<RunResult> {
+  const leaseMs = options.leaseMs ?? 15_000
+  const maxAttempts = options.maxAttempts ?? 8
+  const { workerId } = options
+
+  const before = await db.operation.findUnique({ where: { id: operationId } })
+  if (!before || isTerminal(before.status)) return { state: 'already-finished' }
+  // A delete may wait for an operation it superseded to stop at its next step boundary.
+  if (before.clusterId) {
+    const earlier = await db.operation.findFirst({
+      where: {
+        clusterId: before.clusterId,
+        id: { not: before.id },
+        status: 'running',
+        createdAt: { lt: before.createdAt },
+      },
+    })
+    if (earlier) return { state: 'busy', retryAfterMs: 500 }
+  }
+
+  const acquired = await db.$executeRaw`
+    UPDATE "Operation"
+    SET "leaseOwner" = ${workerId}, "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond',
+        status = 'running', "startedAt" = COALESCE("startedAt", now()), attempts = attempts + 1, "updatedAt" = now()
+    WHERE id = ${operationId}::uuid AND status IN ('pending', 'running')
+      AND ("leaseUntil" IS NULL OR "leaseUntil" < now() OR "leaseOwner" = ${workerId})`
+  if (acquired === 0) {
+    const op = await db.operation.findUnique({ where: { id: operationId } })
+    if (!op || isTerminal(op.status)) return { state: 'already-finished' }
+    return {
+      state: 'busy',
+      retryAfterMs: Math.max(100, (op.leaseUntil?.getTime() ?? Date.now()) - Date.now() + 50),
+    }
+  }
+
+  let lost = false
+  const heartbeat = setInterval(
+    () => {
+      db.operation
+        .updateMany({
+          where: { id: operationId, leaseOwner: workerId },
+          data: { leaseUntil: new Date(Date.now() + leaseMs) },
+        })
+        .then(({ count }) => {
+          if (count === 0) lost = true
+        })
+        .catch(() => {
+          // A missed heartbeat only shortens the lease; the next one may succeed.
+        })
+    },
+    Math.max(50, Math.floor(leaseMs / 3)),
+  )
+
+  const fenced = async (data: Prisma.OperationUpdateManyMutationInput, tx: Database | Tx = db) => {
+    const { count } = await tx.operation.updateMany({
+      where: { id: operationId, leaseOwner: workerId },
+      data,
+    })
+    if (count === 0) throw new LeaseLost(operationId)
+  }
+
+  const finish = async (op: Operation, steps: OperationStep[], outcome: Outcome): Promise<RunResult> => {
+    const finalSteps =
+      outcome.status === 'succeeded'
+        ? steps
+        : steps.map((s) => (s.status === 'pending' ? { ...s, status: 'skipped' as const } : s))
+    await db.$transaction(
+      async (tx) => {
+        await fenced(
+          {
+            status: outcome.status,
+            finishedAt: new Date(),
+            steps: json(finalSteps),
+            progress: outcome.status === 'succeeded' ? 100 : progressOf(finalSteps),
+            error: outcome.status === 'failed' ? json(outcome.error) : undefined,
+            leaseOwner: null,
+            leaseUntil: null,
+          },
+          tx,
+        )
+        await definitions[op.kind as OperationKind].finish(tx, op, outcome)
+      },
+      { timeout: 20_000 },
+    )
+    return { state: 'finished', outcome: outcome.status }
+  }
+
+  try {
+    const definition = definitions[before.kind as OperationKind]
+    let op = await db.operation.findUniqueOrThrow({ where: { id: operationId } })
+    const steps = [...(op.steps as unknown as OperationStep[])]
+    for (let i = 0; i < steps.length; i++) {
+      const step = steps[i]!
+      if (step.status === 'succeeded' || step.status === 'skipped') continue
+      op = await db.operation.findUniqueOrThrow({ where: { id: operationId } })
+      if (lost) throw new LeaseLost(operationId)
+      if (op.cancelRequested) return await finish(op, steps, { status: 'cancelled' })
+
+      const handler = definition.steps[step.name]
+      if (!handler) throw new Error(`No handler for step ${step.name} of ${op.kind}`)
+      steps[i] = {
+        ...step,
+        status: 'running',
+        startedAt: step.startedAt ?? new Date().toISOString(),
+        finishedAt: null,
+      }
+      await fenced({ steps: json(steps) })
+      try {
+        const result = await handler({ db, operation: op })
+        if (lost) throw new LeaseLost(operationId)
+        steps[i] = {
+          ...steps[i]!,
+          status: result?.skipped ? 'skipped' : 'succeeded',
+          finishedAt: new Date().toISOString(),
+          message: result?.message ?? '',
+        }
+        await fenced({ steps: json(steps), progress: progressOf(steps) })
+      } catch (error) {
+        if (error instanceof LeaseLost || error instanceof RetryLater) throw error
+        if (isDatabaseUnavailable(error)) throw new RetryLater('PostgreSQL is unavailable', error)
+        const c = options.classify(error)
+        if (c.errorClass === 'retryable' && op.attempts < maxAttempts) {
+          steps[i] = {
+            ...steps[i]!,
+            message: `attempt ${op.attempts} failed (${c.code}): ${c.message}; retrying`,
+          }
+          // Give the lease back so the retry, on any worker, can start at once.
+          await fenced({ steps: json(steps), leaseUntil: new Date(0) })
+          throw new RetryLater(c.message, error)
+        }
+        // A retryable failure that ran out of attempts is final now: the platform team must look.
+        const final: ClassifiedError =
+          c.errorClass === 'retryable'
+            ? { ...c, errorClass: 'platform', message: `Gave up after ${op.attempts} attempts: ${c.message}` }
+            : c
+        steps[i] = {
+          ...steps[i]!,
+          status: 'failed',
+          finishedAt: new Date().toISOString(),
+          message: final.message,
+        }
+        return await finish(op, steps, {
+          status: 'failed',
+          step: step.name,
+          error: {
+            type: `https://kiln.dev/problems/${final.code.toLowerCase().replace(/_/g, '-')}`,
+            title: `Step ${step.name} failed`,
+            status: statusFor[final.errorClass],
+            detail: final.message,
+            instance: `/v1/operations/${operationId}`,
+            requestId: operationId,
+            code: final.code,
+            reason: final.errorClass,
+            step: step.name,
+          },
+        })
+      }
+    }
+    return await finish(op, steps, { status: 'succeeded' })
+  } catch (error) {
+    if (error instanceof LeaseLost || error instanceof RetryLater) throw error
+    if (isDatabaseUnavailable(error)) throw new RetryLater('PostgreSQL is unavailable', error)
+    throw error
+  } finally {
+    clearInterval(heartbeat)
+  }
+}
