@@ -7,4 +7,8 @@ bash scripts/services.sh
 bash scripts/install.sh
 npx biome ci .
 npx tsc -p tsconfig.json --noEmit
-npx vitest run "$@"
+if [ $# -gt 0 ]; then
+  exec npx vitest run "$@"
+fi
+npx vitest run --project main
+npx vitest run --project reliability

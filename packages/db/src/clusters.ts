@@ -47,7 +47,32 @@ const byRef = (projectId: string, ref: string) =>
 
 /** A cluster by id or name within a project; another project's cluster is simply not found. */
 export async function findCluster(db: Queryable, projectId: string, ref: string): Promise<ClusterRow> {
-  const cluster = await db.cluster.findUnique({ where: byRef(projectId, ref), include: clusterInclude })
+  const cluster = await db.cluster.findUnique({
+    where: byRef(projectId, ref),
+    include: clusterInclude,
+    relationLoadStrategy: 'join',
+  })
+  if (!cluster) throw notFound('cluster', ref)
+  return cluster
+}
+
+/**
+ * The read path of GET …/clusters/{cluster}: project and cluster, each by name or id, with node
+ * groups and template, in one statement.
+ */
+export async function findClusterInProject(
+  db: Queryable,
+  projectRef: string,
+  ref: string,
+): Promise<ClusterRow & { project: { name: string } }> {
+  const cluster = await db.cluster.findFirst({
+    where: {
+      project: isUuid(projectRef) ? { id: projectRef } : { name: projectRef },
+      ...(isUuid(ref) ? { id: ref } : { name: ref }),
+    },
+    include: { ...clusterInclude, project: { select: { name: true } } },
+    relationLoadStrategy: 'join',
+  })
   if (!cluster) throw notFound('cluster', ref)
   return cluster
 }
@@ -73,6 +98,7 @@ export async function listClusters(db: Queryable, q: ClusterListQuery): Promise<
       AND: [...labelFilters, afterCursor(decodeCursor(q.cursor))],
     },
     include: clusterInclude,
+    relationLoadStrategy: 'join',
     orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
     take: q.limit + 1,
   })

@@ -1,7 +1,7 @@
 import {
   createCluster,
   etagOf,
-  findCluster,
+  findClusterInProject,
   findProject,
   listClusters,
   patchCluster,
@@ -189,10 +189,9 @@ export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps)
       },
     },
     async (request, reply) => {
-      const project = await findProject(db, request.params.project)
-      const cluster = await findCluster(db, project.id, request.params.cluster)
+      const cluster = await findClusterInProject(db, request.params.project, request.params.cluster)
       reply.header('etag', etagOf(cluster.revision))
-      return clusterView(cluster, project.name)
+      return clusterView(cluster, cluster.project.name)
     },
   )
 

@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { inject } from 'vitest'
+import { buildApp, type KilnApp } from '../../apps/api/src/app.ts'
+import { type Engine, type EngineOptions, startEngine } from '../../apps/worker/src/engine.ts'
+import { createDatabase, type Database } from '../../packages/db/src/index.ts'
+import type { SimulatorConfig } from '../../packages/drivers/src/index.ts'
+import { redisUrl } from './api.ts'
+import { createTestDatabase } from './database.ts'
+
+/** A small, fast simulated data centre for engine tests. */
+export const testDataCentre = (over: Partial<SimulatorConfig> = {}): SimulatorConfig => ({
+  zones: ['zone-a', 'zone-b'],
+  racksPerZone: 2,
+  machineClasses: [
+    { name: 'm1.large', cpu: 4, memoryMiB: 16384, gpuModel: null, gpuCount: 0, perRack: 10 },
+    {
+      name: 'gpu.a100x4',
+      cpu: 32,
+      memoryMiB: 262144,
+      gpuModel: 'nvidia-a100',
+      gpuCount: 4,
+      perRack: 1,
+      zones: ['zone-a'],
+    },
+  ],
+  ...over,
+})
+
+export interface TestStack {
+  app: KilnApp
+  db: Database
+  databaseUrl: string
+  /** BullMQ prefix of this stack; its keys are removed on close. */
+  prefix: string
+  engine: Engine | null
+  startEngine(over?: Partial<EngineOptions>): Promise<Engine>
+  stopEngine(): Promise<void>
+  close(): Promise<void>
+}
+
+/**
+ * The real API and (optionally) the real engine in this process, on a fresh database and a
+ * private queue prefix on the real Redis.
+ */
+export async function startTestStack(
+  options: { engine?: Partial<EngineOptions> | false } = {},
+): Promise<TestStack> {
+  const database = await createTestDatabase(inject('templateDatabase'), inject('runId'))
+  const db = createDatabase({ url: database.url, maxConnections: 10 })
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
+  const prefix = `kiln-test-${randomBytes(4).toString('hex')}`
+  const connection = { url: redisUrl, maxRetriesPerRequest: null }
+  const app = await buildApp({
+    db,
+    redis,
+    queue: { connection: { url: redisUrl, maxRetriesPerRequest: 1 }, prefix },
+    operationPollMs: 25,
+  })
+  const stack: TestStack = {
+    app,
+    db,
+    databaseUrl: database.url,
+    prefix,
+    engine: null,
+    async startEngine(over = {}) {
+      stack.engine = await startEngine({
+        db,
+        databaseUrl: database.url,
+        connection,
+        prefix,
+        leaseMs: 3000,
+        dispatchIntervalMs: 200,
+        healthIntervalMs: 0,
+        ...over,
+      })
+      return stack.engine
+    },
+    async stopEngine() {
+      await stack.engine?.stop()
+      stack.engine = null
+    },
+    async close() {
+      await stack.stopEngine()
+      await app.close()
+      await db.$disconnect()
+      const keys = await redis.keys(`${prefix}:*`)
+      if (keys.length > 0) await redis.del(...keys)
+      redis.disconnect()
+      await database.drop()
+    },
+  }
+  if (options.engine !== false) await stack.startEngine(options.engine || {})
+  return stack
+}
