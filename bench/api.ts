@@ -32,7 +32,7 @@ import {
   createDatabase,
   type Database,
   encodeCursor,
-  findCluster,
+  findClusterInProject,
   findProject,
   listClusters,
   type NodeGroup,
@@ -731,8 +731,7 @@ async function main() {
   const tracedDb = traced as unknown as Database
   await findProject(tracedDb, CONFIG.project) // connect outside the capture
   const getClusterSql = await capture(queries, async () => {
-    const project = await findProject(tracedDb, CONFIG.project)
-    await findCluster(tracedDb, project.id, probeName)
+    await findClusterInProject(tracedDb, CONFIG.project, probeName)
   })
   const listSql = await capture(queries, async () => {
     const project = await findProject(tracedDb, CONFIG.project)

@@ -239,6 +239,20 @@ export function buildValidatorCompiler(
 
 /** Registers the one error handler and the 404 handler. */
 export function registerProblemHandlers(app: FastifyInstance) {
+  // Only JSON bodies: anything else is 415, not a schema error about a string.
+  app.removeContentTypeParser('text/plain')
+  app.addHook('preValidation', async (request) => {
+    const pointer = request.body === undefined ? undefined : findNul(request.body)
+    if (pointer) {
+      throw new HttpProblem(
+        400,
+        'invalid-request',
+        'The request does not match the schema',
+        'Strings may not contain NUL characters.',
+        [{ pointer, in: 'body', message: 'must not contain a NUL (\\u0000) character' }],
+      )
+    }
+  })
   app.setErrorHandler((error, request, reply) => {
     const { body, headers } = toProblem(error, request)
     if (body.status >= 500) request.log.error({ err: error }, 'request failed')
@@ -256,4 +270,23 @@ export function registerProblemHandlers(app: FastifyInstance) {
       ),
     ),
   )
+}
+
+/** Finds the first NUL character in a JSON value (PostgreSQL text cannot hold one). */
+export function findNul(value: unknown, pointer = ''): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? pointer || '/' : undefined
+  if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) {
+      const found = findNul(v, `${pointer}/${i}`)
+      if (found) return found
+    }
+  } else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const here = `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`
+      if (k.includes('\u0000')) return here
+      const found = findNul(v, here)
+      if (found) return found
+    }
+  }
+  return undefined
 }

@@ -412,7 +412,11 @@ export const ClusterCreateSchema = named(
         examples: ['k8s-1.31'],
       }),
       templateVersion: Type.Optional(
-        Type.Integer({ minimum: 1, description: 'Defaults to the latest version that is not deprecated.' }),
+        Type.Integer({
+          minimum: 1,
+          maximum: 2_147_483_647,
+          description: 'Defaults to the latest version that is not deprecated.',
+        }),
       ),
       labels: Type.Optional(Labels),
       expiresAt: Type.Optional(

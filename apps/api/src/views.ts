@@ -1,5 +1,6 @@
 import type {
   Backend,
+  ClusterReadRow,
   ClusterRow,
   ClusterTemplate,
   KubernetesVersion,
@@ -107,7 +108,9 @@ export function templateView(t: TemplateWithRelations): Type.Static<typeof Templ
   }
 }
 
-export function nodeGroupView(ng: NodeGroup): Type.Static<typeof NodeGroupSchema> {
+export function nodeGroupView(
+  ng: Omit<NodeGroup, 'status' | 'revision' | 'clusterId'>,
+): Type.Static<typeof NodeGroupSchema> {
   return {
     id: ng.id,
     name: ng.name,
@@ -129,7 +132,10 @@ export function nodeGroupView(ng: NodeGroup): Type.Static<typeof NodeGroupSchema
   }
 }
 
-export function clusterSpecView(spec: ResolvedClusterSpec, nodeGroups: NodeGroup[]) {
+export function clusterSpecView(
+  spec: ResolvedClusterSpec,
+  nodeGroups: Omit<NodeGroup, 'status' | 'revision' | 'clusterId'>[],
+) {
   return {
     kubernetesVersion: spec.kubernetesVersion,
     backend: spec.backend,
@@ -140,7 +146,10 @@ export function clusterSpecView(spec: ResolvedClusterSpec, nodeGroups: NodeGroup
   }
 }
 
-export function clusterView(c: ClusterRow, projectName: string): Type.Static<typeof ClusterSchema> {
+export function clusterView(
+  c: ClusterReadRow | ClusterRow,
+  projectName: string,
+): Type.Static<typeof ClusterSchema> {
   const status = c.status as unknown as ClusterStatus
   return {
     id: c.id,

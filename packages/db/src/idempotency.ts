@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { DomainError, ErrorCode } from '@kiln/domain'
+import { canonicalJson, DomainError, ErrorCode } from '@kiln/domain'
 import type { Database, Tx } from './client.ts'
 import type { Prisma } from './generated/prisma/client.ts'
 
@@ -19,7 +19,7 @@ export interface IdempotencyScope {
 }
 
 export const hashRequest = (fingerprint: unknown) =>
-  createHash('sha256').update(JSON.stringify(fingerprint)).digest('hex')
+  createHash('sha256').update(canonicalJson(fingerprint)).digest('hex')
 
 /**
  * Runs `handler` at most once per (principal, key). The record is inserted in the same transaction

@@ -70,6 +70,23 @@ export async function listOperations(db: Queryable, q: OperationListQuery): Prom
   return toPage(rows, q.limit)
 }
 
+/** Ends a pending operation as cancelled: its steps never ran, so all are skipped. */
+export async function finishPendingAsCancelled(tx: Tx, op: Operation, error?: Record<string, unknown>) {
+  return tx.operation.update({
+    where: { id: op.id },
+    data: {
+      status: 'cancelled',
+      cancelRequested: true,
+      finishedAt: new Date(),
+      steps: (op.steps as unknown as OperationStep[]).map((s) => ({
+        ...s,
+        status: 'skipped',
+      })) as unknown as Prisma.InputJsonValue,
+      ...(error ? { error: error as Prisma.InputJsonValue } : {}),
+    },
+  })
+}
+
 /**
  * Cancels an operation. A pending one is cancelled at once and releases its cluster; a running one
  * is asked to stop at its next step boundary (the worker then finishes it as cancelled).
@@ -90,16 +107,7 @@ export async function cancelOperation(tx: Tx, actor: Actor, id: string): Promise
   }
   let updated: Operation
   if (op.status === 'pending') {
-    const now = new Date()
-    updated = await tx.operation.update({
-      where: { id },
-      data: {
-        status: 'cancelled',
-        cancelRequested: true,
-        finishedAt: now,
-        steps: (op.steps as { status: string }[]).map((s) => ({ ...s, status: 'skipped' })),
-      },
-    })
+    updated = await finishPendingAsCancelled(tx, op)
     if (op.clusterId) {
       await tx.cluster.updateMany({
         where: { id: op.clusterId, activeOperationId: id },

@@ -1,3 +1,4 @@
+export * from './canonical-json.ts'
 export * from './conditions.ts'
 export * from './consumption.ts'
 export * from './errors.ts'

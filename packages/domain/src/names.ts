@@ -9,14 +9,30 @@ export const DnsLabel = Type.String({
   examples: ['ci-run-4711'],
 })
 
-/** Label maps, with Kubernetes' limits for keys and values. */
-export const Labels = Type.Record(
-  Type.String({
-    pattern: '^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$',
-  }),
-  Type.String({ maxLength: 63, pattern: '^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$' }),
-  { description: 'String labels, Kubernetes-style.', examples: [{ team: 'atlas', 'ci-pipeline': '4711' }] },
-)
+const labelKeyPattern =
+  '^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'
+const LabelValue = Type.String({
+  maxLength: 63,
+  pattern: '^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$',
+})
+
+/** Label maps, with Kubernetes' rules for keys and values; any other key is refused, not dropped. */
+export const Labels = Type.Unsafe<Record<string, string>>({
+  type: 'object',
+  patternProperties: { [labelKeyPattern]: LabelValue },
+  additionalProperties: false,
+  maxProperties: 64,
+  description: 'String labels, Kubernetes-style.',
+  examples: [{ team: 'atlas', 'ci-pipeline': '4711' }],
+})
+
+/** A JSON merge patch of labels: a null value removes the label. */
+export const LabelPatch = Type.Unsafe<Record<string, string | null>>({
+  type: 'object',
+  patternProperties: { [labelKeyPattern]: { anyOf: [LabelValue, { type: 'null' }] } },
+  additionalProperties: false,
+  maxProperties: 64,
+})
 export type Labels = Record<string, string>
 
 /** A string enum as JSON Schema `enum` (not `anyOf` of consts), so client generators make enum types. */

@@ -1,3 +1,4 @@
+import { sameJson } from './canonical-json.ts'
 import { invalidSpec, type Violation } from './errors.ts'
 import {
   type BackendKind,
@@ -125,9 +126,7 @@ function mergeLayers<T extends object>(
   return out as T
 }
 
-function sameValue(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b)
-}
+const sameValue = sameJson
 
 /**
  * Resolves the effective configuration: catalogue defaults ← template ← cluster overrides ← node-group

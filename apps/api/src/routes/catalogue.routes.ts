@@ -1,5 +1,6 @@
 import { isUuid, recordAudit } from '@kiln/db'
 import {
+  compareKubernetesVersions,
   DomainError,
   ErrorCode,
   type FeatureName,
@@ -72,7 +73,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
     },
     async (request) => {
       const name = request.params.feature
-      if (!(name in featureCatalogue)) throw notFound('feature', name)
+      if (!Object.hasOwn(featureCatalogue, name)) throw notFound('feature', name)
       return featureView(name as FeatureName)
     },
   )

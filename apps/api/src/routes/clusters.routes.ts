@@ -9,7 +9,7 @@ import {
   requestClusterDeletion,
   upgradeCluster,
 } from '@kiln/db'
-import { type Labels, operationCatalogue } from '@kiln/domain'
+import { LabelPatch, type Labels, operationCatalogue } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
@@ -212,13 +212,9 @@ export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps)
         body: Type.Object(
           {
             labels: Type.Optional(
-              Type.Union([
-                Type.Record(
-                  Type.String({ maxLength: 253 }),
-                  Type.Union([Type.String({ maxLength: 63 }), Type.Null()]),
-                ),
-                Type.Null(),
-              ]),
+              Type.Union([LabelPatch, Type.Null()], {
+                description: 'Merge patch: a null value removes that label; null removes all.',
+              }),
             ),
             expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
             features: Type.Optional(ref(FeatureOverridesSchema)),
@@ -310,6 +306,7 @@ export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps)
             templateVersion: Type.Optional(
               Type.Integer({
                 minimum: 1,
+                maximum: 2_147_483_647,
                 description: 'Defaults to the latest version that is not deprecated.',
               }),
             ),

@@ -15,7 +15,10 @@ const descriptions: Record<number, string> = {
 export function problemResponses(...statuses: number[]) {
   const out: Record<number, unknown> = {}
   for (const status of [400, ...statuses, 503]) {
-    out[status] = { ...ref(ProblemSchema), description: descriptions[status] ?? 'Problem.' }
+    out[status] = {
+      description: descriptions[status] ?? 'Problem.',
+      content: { 'application/problem+json': { schema: ref(ProblemSchema) } },
+    }
   }
   return out
 }

@@ -3,6 +3,7 @@ import {
   decodeCursor,
   findProject,
   isUniqueViolation,
+  isUuid,
   loadResolutionContext,
   recordAudit,
   type Tx,
@@ -74,7 +75,7 @@ const TemplateCreate = Type.Object(
 
 async function templateRow(tx: Tx, name: string, version?: number): Promise<TemplateWithRelations> {
   const row = await tx.clusterTemplate.findFirst({
-    where: /^[0-9a-f-]{36}$/i.test(name) ? { id: name } : { name, ...(version ? { version } : {}) },
+    where: isUuid(name) ? { id: name } : { name, ...(version ? { version } : {}) },
     include,
     orderBy: [{ deprecated: 'asc' }, { version: 'desc' }],
   })
@@ -147,7 +148,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
 
   const VersionParams = Type.Object({
     template: Type.String({ maxLength: 63 }),
-    version: Type.Integer({ minimum: 1 }),
+    version: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
   })
 
   app.get(
