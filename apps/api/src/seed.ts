@@ -1,4 +1,5 @@
 import type { Database } from '@kiln/db'
+import type { SimulatorConfig } from '@kiln/drivers'
 
 /** The embedded default: one simulated data centre, its machine classes, versions and public templates. */
 export const demoCatalogue = {
@@ -92,13 +93,32 @@ export const demoCatalogue = {
   ],
 }
 
+/**
+ * The simulated data centre behind backend `sim`: the seeded machine classes in four racks per
+ * zone, with demo latency (a few hundred ms to ~1.5 s per call) so progress can be watched.
+ */
+export function demoDataCentre(): SimulatorConfig {
+  const perRack: Record<string, number> = { 'gpu.a100x4': 2, 'gpu.t4x1': 4 }
+  return {
+    zones: demoCatalogue.backend.zones,
+    racksPerZone: 4,
+    machineClasses: demoCatalogue.machineClasses.map((mc) => ({ ...mc, perRack: perRack[mc.name] ?? 16 })),
+    latency: { default: { minMs: 300, maxMs: 1500 } },
+  }
+}
+
 /** Idempotent: safe to run on every start. */
 export async function seedDemo(db: Database, projectName = 'demo') {
   const c = demoCatalogue
   const backend = await db.backend.upsert({
     where: { name: c.backend.name },
-    update: {},
-    create: { name: c.backend.name, kind: c.backend.kind, capabilities: { zones: c.backend.zones } },
+    update: { config: demoDataCentre() as object },
+    create: {
+      name: c.backend.name,
+      kind: c.backend.kind,
+      capabilities: { zones: c.backend.zones },
+      config: demoDataCentre() as object,
+    },
   })
   for (const mc of c.machineClasses) {
     await db.machineClass.upsert({
