@@ -94,7 +94,8 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   const dispatch = (operationId: string) => {
     if (!producer) return
     producer
-      .enqueue('run-operation', { operationId })
+      // ensure, not enqueue: a retried operation's finished job still holds its id.
+      .ensure('run-operation', { operationId })
       .then(() =>
         deps.db.operation.updateMany({ where: { id: operationId }, data: { enqueuedAt: new Date() } }),
       )

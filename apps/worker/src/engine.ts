@@ -7,7 +7,7 @@ import {
   startClusterOperation,
   transitionCluster,
 } from '@kiln/db'
-import { type ClusterStatus, derivePhase, setCondition } from '@kiln/domain'
+import { type ClusterStatus, conditionsDiffer, derivePhase, setCondition } from '@kiln/domain'
 import { DriverError } from '@kiln/drivers'
 import {
   backoffDelay,
@@ -186,7 +186,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
               now,
             )
         const lastSeen = status.lastObservedAt ? Date.parse(status.lastObservedAt) : 0
-        const changed = JSON.stringify(readyConditions) !== JSON.stringify(status.conditions)
+        const changed = conditionsDiffer(readyConditions, status.conditions)
         // Write only on change, or to refresh "last seen" every 30 s: observing costs no write storm.
         if (changed || now.getTime() - lastSeen > 30_000) {
           await transitionCluster(
@@ -199,8 +199,12 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
                 data: {
                   status: {
                     ...status,
-                    conditions: readyConditions,
-                    phase: derivePhase(readyConditions, status.observedGeneration),
+                    // Unchanged conditions keep their messages and transition times.
+                    conditions: changed ? readyConditions : status.conditions,
+                    phase: derivePhase(
+                      changed ? readyConditions : status.conditions,
+                      status.observedGeneration,
+                    ),
                     lastObservedAt: now.toISOString(),
                   } as unknown as Prisma.InputJsonValue,
                 },

@@ -2,14 +2,19 @@ import type { Database, Machine, NodeGroup } from '@kiln/db'
 import type { Taint } from '@kiln/domain'
 import { type ClusterRef, type Driver, DriverError, type MachineRef, type MachineSpec } from '@kiln/drivers'
 
-/** Deterministic machine names: a retried allocation asks for the same names and so adopts. */
+/**
+ * Deterministic machine names: the cluster, the group, the position and the operation that created
+ * the machine. A retry of that operation asks for the same names and so adopts; a machine that
+ * replaces another (repair, upgrade) gets a name of its own.
+ */
 export function machineName(
   clusterId: string,
   group: { kind: 'control-plane' } | { kind: 'nodegroup'; name: string },
   ordinal: number,
+  operationId: string,
 ) {
-  const prefix = `k-${clusterId.slice(0, 8)}`
-  return group.kind === 'control-plane' ? `${prefix}-cp-${ordinal}` : `${prefix}-ng-${group.name}-${ordinal}`
+  const groupPart = group.kind === 'control-plane' ? 'cp' : `ng-${group.name}`
+  return `k-${clusterId.slice(0, 8)}-${groupPart}-${ordinal}-${operationId.slice(0, 6)}`
 }
 
 export interface GroupPlan {
@@ -33,6 +38,7 @@ export async function recordMissingMachines(
   clusterId: string,
   plan: GroupPlan,
   kubernetesVersion: string,
+  operationId: string,
 ): Promise<void> {
   const existing = await db.machine.findMany({
     where: {
@@ -55,6 +61,7 @@ export async function recordMissingMachines(
         clusterId,
         plan.nodeGroup ? { kind: 'nodegroup', name: plan.nodeGroup.name } : { kind: 'control-plane' },
         ordinal,
+        operationId,
       ),
       role: plan.nodeGroup ? 'worker' : 'control-plane',
       machineClass: plan.machineClass,

@@ -115,7 +115,7 @@ const systemActor = (op: Operation): Actor => ({ subject: 'system:worker', reque
 async function updateClusterStatus(
   tx: Tx,
   op: Operation,
-  change: (status: ClusterStatus, now: Date) => Partial<ClusterStatus>,
+  change: (status: ClusterStatus, now: Date, cluster: { generation: number }) => Partial<ClusterStatus>,
   extra: Prisma.ClusterUpdateInput = {},
   action = `${op.kind}.${op.status}`,
   /** Only when the operation ends: free the cluster for the next one. */
@@ -128,7 +128,7 @@ async function updateClusterStatus(
     apply: (cluster) => {
       const now = new Date()
       const current = cluster.status as unknown as ClusterStatus
-      const next = { ...current, ...change(current, now) }
+      const next = { ...current, ...change(current, now, cluster) }
       next.phase = derivePhase(next.conditions, next.observedGeneration)
       // Free the cluster only if this operation still holds it (a delete may have taken over).
       const release = releaseCluster && cluster.activeOperationId === op.id ? { activeOperationId: null } : {}
@@ -162,7 +162,7 @@ function finishClusterChange(successMessage: string) {
     await updateClusterStatus(
       tx,
       op,
-      (status, now) => {
+      (status, now, cluster) => {
         let conditions = condition(status.conditions, now, 'Progressing', 'False', reasonOf(outcome))
         if (outcome.status === 'succeeded') {
           conditions = condition(conditions, now, 'Ready', 'True', 'ClusterReady', successMessage)
@@ -176,9 +176,7 @@ function finishClusterChange(successMessage: string) {
             outcome.status === 'failed'
               ? `${op.kind} failed: ${outcome.error.detail}`
               : `${op.kind} ${outcome.status}`,
-          ...(outcome.status === 'succeeded'
-            ? { observedGeneration: Math.max(status.observedGeneration, 1) }
-            : {}),
+          ...(outcome.status === 'succeeded' ? { observedGeneration: cluster.generation } : {}),
         }
       },
       {},
@@ -233,8 +231,9 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     }
   })
 
-  const allocateMachines = scoped(async (s) => {
-    for (const plan of s.plans) await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion)
+  const allocateMachines = scoped(async (s, op) => {
+    for (const plan of s.plans)
+      await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion, op.id)
     const n = await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
     return { message: `${n} machines allocated.` }
   })
@@ -332,7 +331,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
       await updateClusterStatus(
         tx,
         op,
-        (status, now) => {
+        (status, now, cluster) => {
           let conditions = condition(status.conditions, now, 'Progressing', 'False', reasonOf(outcome))
           if (outcome.status === 'succeeded') {
             conditions = condition(
@@ -354,7 +353,8 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
           }
           return {
             conditions,
-            observedGeneration: outcome.status === 'succeeded' ? 1 : status.observedGeneration,
+            observedGeneration:
+              outcome.status === 'succeeded' ? cluster.generation : status.observedGeneration,
             message: outcome.status === 'succeeded' ? 'Ready' : `create ${outcome.status}`,
           }
         },
@@ -503,6 +503,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
    */
   const upgradeGroup = async (
     s: OperationScope,
+    operationId: string,
     plan: GroupPlan,
     target: string,
     surge: number,
@@ -539,6 +540,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         s.cluster.id,
         { ...plan, count: plan.count + (surge > 0 ? batch : 0) },
         target,
+        operationId,
       )
     }
   }
@@ -557,14 +559,15 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         )
         return { message: 'Capacity for surge machines is available.' }
       }),
-      'upgrade-control-plane': scoped(async (s) => {
-        await upgradeGroup(s, s.plans[0]!, s.spec.kubernetesVersion, 1, 0)
+      'upgrade-control-plane': scoped(async (s, op) => {
+        await upgradeGroup(s, op.id, s.plans[0]!, s.spec.kubernetesVersion, 1, 0)
         return { message: `Control plane on ${s.spec.kubernetesVersion}.` }
       }),
-      'upgrade-node-groups': scoped(async (s) => {
+      'upgrade-node-groups': scoped(async (s, op) => {
         for (const plan of s.plans.slice(1)) {
           await upgradeGroup(
             s,
+            op.id,
             plan,
             s.spec.kubernetesVersion,
             plan.nodeGroup!.maxSurge,
@@ -580,7 +583,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
 
   const repair: OperationDefinition = {
     steps: {
-      'replace-unhealthy-machines': scoped(async (s) => {
+      'replace-unhealthy-machines': scoped(async (s, op) => {
         const machines = await db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Running' } })
         const observed = await s.driver.observe(
           s.ref,
@@ -590,7 +593,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         const broken = machines.filter((m) => sick.has(m.name))
         await releaseMachines(db, s.driver, s.ref, broken)
         for (const plan of s.plans)
-          await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion)
+          await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion, op.id)
         await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
         const toJoin = await db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Allocated' } })
         const cp = toJoin.filter((m) => m.role === 'control-plane')

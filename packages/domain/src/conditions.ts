@@ -74,3 +74,13 @@ export function initialClusterStatus(now: Date): ClusterStatus {
   )
   return { phase: derivePhase([], 0), conditions, observedGeneration: 0, message: 'Accepted' }
 }
+
+/** Whether two condition lists say different things (type, status, reason); messages and times aside. */
+export function conditionsDiffer(a: Condition[], b: Condition[]): boolean {
+  const key = (list: Condition[]) =>
+    list
+      .map((c) => `${c.type}=${c.status}/${c.reason}`)
+      .sort()
+      .join(',')
+  return key(a) !== key(b)
+}

@@ -172,7 +172,8 @@ export async function runOperation(
             status: outcome.status,
             finishedAt: new Date(),
             steps: json(finalSteps),
-            progress: outcome.status === 'succeeded' ? 100 : progressOf(finalSteps),
+            // Steps a cancel or failure skipped never ran: they are not progress.
+            progress: outcome.status === 'succeeded' ? 100 : progressOf(steps),
             error: outcome.status === 'failed' ? json(outcome.error) : undefined,
             leaseOwner: null,
             leaseUntil: null,
