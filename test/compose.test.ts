@@ -12,11 +12,15 @@ interface Service {
   build?: string
   image?: string
 }
-const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, Service> }
+const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as {
+  services: Record<string, Service>
+}
 
 describe('docker-compose.yml', () => {
   it('has postgres, redis, api and worker', () => {
-    expect(Object.keys(compose.services)).toEqual(expect.arrayContaining(['postgres', 'redis', 'api', 'worker']))
+    expect(Object.keys(compose.services)).toEqual(
+      expect.arrayContaining(['postgres', 'redis', 'api', 'worker']),
+    )
   })
 
   it('gives the api and the worker every setting their config requires', () => {
