@@ -118,7 +118,8 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       SELECT id FROM "Operation"
       WHERE status IN ('pending', 'running')
         AND ("leaseUntil" IS NULL OR "leaseUntil" < now())
-        AND ("enqueuedAt" IS NULL OR "enqueuedAt" < now() - interval '3 seconds')
+        -- Give the API a moment to queue what it just committed before stepping in.
+        AND ("enqueuedAt" < now() - interval '3 seconds' OR ("enqueuedAt" IS NULL AND "createdAt" < now() - interval '1 second'))
       ORDER BY "createdAt" LIMIT 500`
     let queued = 0
     for (const { id } of due) {

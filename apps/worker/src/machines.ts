@@ -26,12 +26,39 @@ export interface GroupPlan {
   taints: Taint[]
 }
 
-/** Spreads a group's machines over its zones by ordinal, the way a zonal node pool spreads. */
-const zoneFor = (zones: string[], ordinal: number) => zones[ordinal % zones.length] ?? zones[0] ?? 'default'
+/**
+ * Spreads a group's machines over its zones by ordinal, starting at a zone chosen by the cluster,
+ * so that clusters do not all put their first machines (and control planes) in the first zone.
+ */
+function zoneFor(zones: string[], ordinal: number, clusterId: string) {
+  if (zones.length === 0) return 'default'
+  const offset = Number.parseInt(clusterId.slice(0, 8), 16) % zones.length
+  return zones[(offset + ordinal) % zones.length]!
+}
+
+const groupWhere = (clusterId: string, plan: GroupPlan) => ({
+  clusterId,
+  nodeGroupId: plan.nodeGroup?.id ?? null,
+  role: plan.nodeGroup ? 'worker' : 'control-plane',
+})
+
+/** The machines a group still lacks: lowest free ordinals first, each with its zone. */
+export async function plannedMachines(db: Database, clusterId: string, plan: GroupPlan) {
+  const existing = await db.machine.findMany({
+    where: groupWhere(clusterId, plan),
+    select: { ordinal: true },
+  })
+  const used = new Set(existing.map((m) => m.ordinal))
+  const planned: { ordinal: number; zone: string }[] = []
+  for (let ordinal = 0; planned.length < plan.count - existing.length; ordinal++) {
+    if (!used.has(ordinal)) planned.push({ ordinal, zone: zoneFor(plan.zones, ordinal, clusterId) })
+  }
+  return planned
+}
 
 /**
- * Records the machines a group still lacks (lowest free ordinals first) before anything is created
- * outside. Existing rows are kept, so a retry computes the same names.
+ * Records the machines a group still lacks before anything is created outside. Existing rows are
+ * kept, so a retry computes the same names.
  */
 export async function recordMissingMachines(
   db: Database,
@@ -40,38 +67,35 @@ export async function recordMissingMachines(
   kubernetesVersion: string,
   operationId: string,
 ): Promise<void> {
-  const existing = await db.machine.findMany({
-    where: {
-      clusterId,
-      nodeGroupId: plan.nodeGroup?.id ?? null,
-      role: plan.nodeGroup ? 'worker' : 'control-plane',
-    },
-    select: { ordinal: true },
-  })
-  const used = new Set(existing.map((m) => m.ordinal))
-  const missing = plan.count - existing.length
-  if (missing <= 0) return
-  const rows = []
-  for (let ordinal = 0; rows.length < missing; ordinal++) {
-    if (used.has(ordinal)) continue
-    rows.push({
-      clusterId,
-      nodeGroupId: plan.nodeGroup?.id ?? null,
-      name: machineName(
-        clusterId,
-        plan.nodeGroup ? { kind: 'nodegroup', name: plan.nodeGroup.name } : { kind: 'control-plane' },
-        ordinal,
-        operationId,
-      ),
-      role: plan.nodeGroup ? 'worker' : 'control-plane',
+  const planned = await plannedMachines(db, clusterId, plan)
+  if (planned.length === 0) return
+  const group = plan.nodeGroup
+    ? { kind: 'nodegroup' as const, name: plan.nodeGroup.name }
+    : { kind: 'control-plane' as const }
+  await db.machine.createMany({
+    data: planned.map(({ ordinal, zone }) => ({
+      ...groupWhere(clusterId, plan),
+      name: machineName(clusterId, group, ordinal, operationId),
       machineClass: plan.machineClass,
-      zone: zoneFor(plan.zones, ordinal),
+      zone,
       ordinal,
       kubernetesVersion,
       phase: 'Allocating',
-    })
-  }
-  await db.machine.createMany({ data: rows, skipDuplicates: true })
+    })),
+    skipDuplicates: true,
+  })
+}
+
+/** What the group's next allocation needs: planned machines and recorded ones not yet allocated. */
+export async function capacityNeeds(db: Database, clusterId: string, plan: GroupPlan) {
+  const unallocated = await db.machine.findMany({
+    where: { ...groupWhere(clusterId, plan), phase: 'Allocating' },
+    select: { zone: true },
+  })
+  return [
+    ...(await plannedMachines(db, clusterId, plan)).map((m) => m.zone),
+    ...unallocated.map((m) => m.zone ?? 'default'),
+  ].map((zone) => ({ machineClass: plan.machineClass, zone, count: 1 }))
 }
 
 export function specOf(machine: Machine, plan: Pick<GroupPlan, 'labels' | 'taints'>): MachineSpec {
@@ -101,12 +125,12 @@ export async function allocateRecordedMachines(
     cluster,
     pending.map((m) => specOf(m, planOf(m))),
   )
-  for (const ref of refs) {
-    await db.machine.updateMany({
-      where: { name: ref.name, phase: 'Allocating' },
-      data: { externalId: ref.externalId, zone: ref.zone, phase: 'Allocated' },
-    })
-  }
+  // One statement records every machine the backend returned.
+  await db.$executeRaw`
+    UPDATE "Machine" AS m SET "externalId" = v.ext, zone = v.zone, phase = 'Allocated', "updatedAt" = now()
+    FROM unnest(${refs.map((r) => r.name)}::text[], ${refs.map((r) => r.externalId)}::text[], ${refs.map((r) => r.zone)}::text[])
+      AS v(name, ext, zone)
+    WHERE m.name = v.name AND m.phase = 'Allocating'`
   return refs.length
 }
 
@@ -158,5 +182,3 @@ export async function checkCapacity(
     throw new DriverError('ERR_CAPACITY', `Not enough capacity: needs ${short.join(', ')}.`)
   return [...totals.values()].reduce((sum, n) => sum + n.count, 0)
 }
-
-export { zoneFor }

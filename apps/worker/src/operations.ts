@@ -21,6 +21,7 @@ import { type ClusterRef, createDriver, type Driver, DriverError } from '@kiln/d
 import type { OperationDefinition, OperationDefinitions, Outcome, StepHandler } from '@kiln/jobs'
 import {
   allocateRecordedMachines,
+  capacityNeeds,
   checkCapacity,
   type GroupPlan,
   recordMissingMachines,
@@ -121,9 +122,8 @@ async function updateClusterStatus(
   /** Only when the operation ends: free the cluster for the next one. */
   releaseCluster = false,
 ) {
+  // A cluster that is gone (a finished delete) has no status left to change.
   if (!op.clusterId) return
-  const exists = await tx.cluster.findUnique({ where: { id: op.clusterId }, select: { id: true } })
-  if (!exists) return
   await transitionCluster(tx, systemActor(op), op.projectId, op.clusterId, {
     apply: (cluster) => {
       const now = new Date()
@@ -188,6 +188,7 @@ function finishClusterChange(successMessage: string) {
 
 export function buildOperationDefinitions(deps: EngineDeps): OperationDefinitions {
   const { db } = deps
+  const scopes = new WeakMap<Operation, Promise<OperationScope>>()
   const scoped =
     (
       fn: (
@@ -195,8 +196,15 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         op: Operation,
       ) => Promise<{ message?: string; skipped?: boolean } | undefined>,
     ): StepHandler =>
-    async ({ operation }) =>
-      fn(await scopeOf(deps, operation), operation)
+    async ({ operation }) => {
+      // One load per run of an operation: the runner hands every step the same operation object.
+      let scope = scopes.get(operation)
+      if (!scope) {
+        scope = scopeOf(deps, operation)
+        scopes.set(operation, scope)
+      }
+      return fn(await scope, operation)
+    }
 
   const skipped =
     (why: string): StepHandler =>
@@ -206,25 +214,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
   )
 
   const reserveCapacity = scoped(async (s) => {
-    const needs: { machineClass: string; zone: string; count: number }[] = []
-    for (const plan of s.plans) {
-      const have = await db.machine.count({
-        where: {
-          clusterId: s.cluster.id,
-          nodeGroupId: plan.nodeGroup?.id ?? null,
-          role: plan.nodeGroup ? 'worker' : 'control-plane',
-          externalId: { not: null },
-        },
-      })
-      const missing = Math.max(0, plan.count - have)
-      for (let i = 0; i < missing; i++) {
-        needs.push({
-          machineClass: plan.machineClass,
-          zone: plan.zones[(have + i) % Math.max(1, plan.zones.length)] ?? 'default',
-          count: 1,
-        })
-      }
-    }
+    const needs = (await Promise.all(s.plans.map((plan) => capacityNeeds(db, s.cluster.id, plan)))).flat()
     const total = await checkCapacity(s.driver, needs)
     return {
       message: total === 0 ? 'Nothing new to allocate.' : `Capacity for ${total} machines is available.`,

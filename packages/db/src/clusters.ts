@@ -283,28 +283,43 @@ export async function lockCluster(tx: Tx, projectId: string, ref: string): Promi
   return findCluster(tx, projectId, id)
 }
 
+/** The columns a state change reads, locked. */
+export interface LockedClusterState {
+  id: string
+  projectId: string
+  status: unknown
+  activeOperationId: string | null
+  generation: number
+  revision: number
+}
+
 export interface ClusterChange {
   /** The revision the caller last saw (from If-Match); a mismatch is 412. */
   expectedRevision?: number
   /** Computes the new state from the locked, current row. */
-  apply(cluster: ClusterRow): {
+  apply(cluster: LockedClusterState): {
     data: Prisma.ClusterUpdateInput
     audit?: { action: string; data?: unknown }
   }
 }
 
 /**
- * The one function that changes a cluster row: locks it, re-reads, checks the expected revision,
- * writes the change with a new revision, and appends the audit event, all in the caller's transaction.
+ * The one function that changes a cluster row: locks it (reading only what a change needs), checks
+ * the expected revision, writes the change with a new revision, and appends the audit event, all in
+ * the caller's transaction. Returns false when the cluster is gone.
  */
 export async function transitionCluster(
   tx: Tx,
   actor: Actor,
   projectId: string,
-  ref: string,
+  clusterId: string,
   change: ClusterChange,
-): Promise<ClusterRow> {
-  const current = await lockCluster(tx, projectId, ref)
+): Promise<boolean> {
+  const rows = await tx.$queryRaw<LockedClusterState[]>`
+    SELECT id, "projectId", status, "activeOperationId", generation, revision FROM "Cluster"
+    WHERE id = ${clusterId}::uuid AND "projectId" = ${projectId}::uuid FOR UPDATE`
+  const current = rows[0]
+  if (!current) return false
   if (change.expectedRevision !== undefined && change.expectedRevision !== current.revision) {
     throw new DomainError(
       ErrorCode.preconditionFailed,
@@ -323,7 +338,7 @@ export async function transitionCluster(
       data: json(audit.data ?? {}),
     })
   }
-  return findCluster(tx, projectId, current.id)
+  return true
 }
 
 export const etagOf = (revision: number) => `"${revision}"`
@@ -446,7 +461,7 @@ export async function patchCluster(
       await writeNodeGroupFeatures(tx, current, resolved)
     }
   }
-  const cluster = await transitionCluster(tx, actor, projectId, current.id, {
+  await transitionCluster(tx, actor, projectId, current.id, {
     apply: () => ({
       data: {
         ...specUpdate,
@@ -460,7 +475,7 @@ export async function patchCluster(
       audit: { action: 'cluster.update', data: { patch, operationId: operation?.id ?? null } },
     }),
   })
-  return { cluster, operation }
+  return { cluster: await findCluster(tx, projectId, current.id), operation }
 }
 
 /**
@@ -561,7 +576,7 @@ export async function upgradeCluster(
     to: { template: `${template.name}@${template.version}`, kubernetesVersion: template.kubernetesVersion },
   })
   await writeNodeGroupFeatures(tx, current, resolved)
-  const cluster = await transitionCluster(tx, actor, projectId, current.id, {
+  await transitionCluster(tx, actor, projectId, current.id, {
     apply: () => ({
       data: {
         template: { connect: { id: template.id } },
@@ -574,7 +589,7 @@ export async function upgradeCluster(
       },
     }),
   })
-  return { cluster, operation }
+  return { cluster: await findCluster(tx, projectId, current.id), operation }
 }
 
 /** JSON merge patch (RFC 7386) on a label map: null removes a label, or all labels. */

@@ -187,45 +187,60 @@ export async function runOperation(
     return { state: 'finished', outcome: outcome.status }
   }
 
+  /**
+   * The one write per step boundary: records the steps (one done, the next running) and reads back,
+   * in the same fenced statement, whether a cancel was asked for meanwhile.
+   */
+  const checkpoint = async (steps: OperationStep[]): Promise<{ cancelRequested: boolean }> => {
+    const rows = await db.$queryRaw<{ cancelRequested: boolean }[]>`
+      UPDATE "Operation" SET steps = ${JSON.stringify(steps)}::jsonb, progress = ${progressOf(steps)}, "updatedAt" = now()
+      WHERE id = ${operationId}::uuid AND "leaseOwner" = ${workerId}
+      RETURNING "cancelRequested"`
+    if (!rows[0]) throw new LeaseLost(operationId)
+    return rows[0]
+  }
+  const nextStep = (steps: OperationStep[], from: number) =>
+    steps.findIndex((s, j) => j >= from && s.status !== 'succeeded' && s.status !== 'skipped')
+
   try {
     const definition = definitions[before.kind as OperationKind]
-    let op = await db.operation.findUniqueOrThrow({ where: { id: operationId } })
+    // Read once: handlers use its identity and parameters, which do not change while it runs.
+    const op = await db.operation.findUniqueOrThrow({ where: { id: operationId } })
     const steps = [...(op.steps as unknown as OperationStep[])]
-    for (let i = 0; i < steps.length; i++) {
+    let i = nextStep(steps, 0)
+    if (i === -1) return await finish(op, steps, { status: 'succeeded' })
+    steps[i] = {
+      ...steps[i]!,
+      status: 'running',
+      startedAt: steps[i]!.startedAt ?? new Date().toISOString(),
+      finishedAt: null,
+    }
+    let { cancelRequested } = await checkpoint(steps)
+    for (;;) {
       const step = steps[i]!
-      if (step.status === 'succeeded' || step.status === 'skipped') continue
-      op = await db.operation.findUniqueOrThrow({ where: { id: operationId } })
       if (lost) throw new LeaseLost(operationId)
-      if (op.cancelRequested) return await finish(op, steps, { status: 'cancelled' })
-
+      if (cancelRequested) {
+        // The step marked running never started: it is skipped with the rest.
+        steps[i] = { ...step, status: 'pending', startedAt: null }
+        return await finish(op, steps, { status: 'cancelled' })
+      }
       const handler = definition.steps[step.name]
       if (!handler) throw new Error(`No handler for step ${step.name} of ${op.kind}`)
-      steps[i] = {
-        ...step,
-        status: 'running',
-        startedAt: step.startedAt ?? new Date().toISOString(),
-        finishedAt: null,
-      }
-      await fenced({ steps: json(steps) })
       try {
         const result = await handler({ db, operation: op })
         if (lost) throw new LeaseLost(operationId)
         steps[i] = {
-          ...steps[i]!,
+          ...step,
           status: result?.skipped ? 'skipped' : 'succeeded',
           finishedAt: new Date().toISOString(),
           message: result?.message ?? '',
         }
-        await fenced({ steps: json(steps), progress: progressOf(steps) })
       } catch (error) {
         if (error instanceof LeaseLost || error instanceof RetryLater) throw error
         if (isDatabaseUnavailable(error)) throw new RetryLater('PostgreSQL is unavailable', error)
         const c = options.classify(error)
         if (c.errorClass === 'retryable' && op.attempts < maxAttempts) {
-          steps[i] = {
-            ...steps[i]!,
-            message: `attempt ${op.attempts} failed (${c.code}): ${c.message}; retrying`,
-          }
+          steps[i] = { ...step, message: `attempt ${op.attempts} failed (${c.code}): ${c.message}; retrying` }
           // Give the lease back so the retry, on any worker, can start at once.
           await fenced({ steps: json(steps), leaseUntil: new Date(0) })
           throw new RetryLater(c.message, error)
@@ -235,12 +250,7 @@ export async function runOperation(
           c.errorClass === 'retryable'
             ? { ...c, errorClass: 'platform', message: `Gave up after ${op.attempts} attempts: ${c.message}` }
             : c
-        steps[i] = {
-          ...steps[i]!,
-          status: 'failed',
-          finishedAt: new Date().toISOString(),
-          message: final.message,
-        }
+        steps[i] = { ...step, status: 'failed', finishedAt: new Date().toISOString(), message: final.message }
         return await finish(op, steps, {
           status: 'failed',
           step: step.name,
@@ -257,6 +267,16 @@ export async function runOperation(
           },
         })
       }
+      const next = nextStep(steps, i + 1)
+      if (next === -1) break
+      steps[next] = {
+        ...steps[next]!,
+        status: 'running',
+        startedAt: steps[next]!.startedAt ?? new Date().toISOString(),
+        finishedAt: null,
+      }
+      ;({ cancelRequested } = await checkpoint(steps))
+      i = next
     }
     return await finish(op, steps, { status: 'succeeded' })
   } catch (error) {

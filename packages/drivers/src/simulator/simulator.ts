@@ -71,7 +71,10 @@ CREATE TABLE IF NOT EXISTS simulator.machines (
   state         text NOT NULL DEFAULT 'free' CHECK (state IN ('free', 'allocated', 'joined', 'dead')),
   updated_at    timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS machines_free ON simulator.machines (backend, machine_class, zone) WHERE allocated_to IS NULL;
+-- Serves both the claim (first free machine by rack) and the free counts, from the index alone.
+DROP INDEX IF EXISTS simulator.machines_free;
+CREATE INDEX IF NOT EXISTS machines_free_by_rack ON simulator.machines (backend, machine_class, zone, rack, id)
+  WHERE allocated_to IS NULL AND state = 'free';
 CREATE TABLE IF NOT EXISTS simulator.clusters (
   id         text PRIMARY KEY,
   backend    text NOT NULL,
@@ -95,7 +98,7 @@ export class SimulatorDriver implements Driver {
     readonly config: SimulatorConfig,
     databaseUrl: string,
   ) {
-    this.pool = new pg.Pool({ connectionString: databaseUrl, max: 4 })
+    this.pool = new pg.Pool({ connectionString: databaseUrl, max: 8 })
     this.pool.on('error', () => {
       // Idle-client errors (a restarting Postgres) surface on the next query instead.
     })
@@ -167,8 +170,8 @@ export class SimulatorDriver implements Driver {
   async capabilities(): Promise<Capabilities> {
     await this.init()
     const { rows } = await this.pool.query<{ machine_class: string; zone: string; free: string }>(
-      `SELECT machine_class, zone, count(*) FILTER (WHERE allocated_to IS NULL AND state = 'free') AS free
-       FROM simulator.machines WHERE backend = $1 GROUP BY machine_class, zone`,
+      `SELECT machine_class, zone, count(*) AS free FROM simulator.machines
+       WHERE backend = $1 AND allocated_to IS NULL AND state = 'free' GROUP BY machine_class, zone`,
       [this.backend],
     )
     return {
