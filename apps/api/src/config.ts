@@ -1,5 +1,5 @@
+import { parseSettings } from '@kiln/domain'
 import Type from 'typebox'
-import Value from 'typebox/value'
 
 const Env = Type.Object({
   DATABASE_URL: Type.String({ minLength: 1, description: 'PostgreSQL connection string.' }),
@@ -30,12 +30,7 @@ export interface ApiConfig {
 
 /** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
-  const raw = Value.Convert(Env, Value.Default(Env, { ...env }))
-  if (!Value.Check(Env, raw)) {
-    const problems = [...Value.Errors(Env, raw)].map((e) => `${e.instancePath || '/'}: ${e.message}`)
-    throw new Error(`Invalid configuration:\n  ${problems.join('\n  ')}`)
-  }
-  const c = raw as Type.Static<typeof Env>
+  const c = parseSettings(Env, env)
   return {
     databaseUrl: c.DATABASE_URL,
     redisUrl: c.REDIS_URL,

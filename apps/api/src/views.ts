@@ -9,13 +9,14 @@ import type {
   Operation,
   Project,
 } from '@kiln/db'
-import type { ClusterStatus, Labels, Provenance, ResolvedClusterSpec } from '@kiln/domain'
+import type { ClusterStatus, Labels, ResolvedClusterSpec, ResolvedNodeGroup } from '@kiln/domain'
 import type Type from 'typebox'
 import type {
   BackendSchema,
   ClusterSchema,
   KubernetesVersionSchema,
   MachineClassSchema,
+  NodeGroupPlanSchema,
   NodeGroupSchema,
   OperationSchema,
   ProblemSchema,
@@ -108,11 +109,9 @@ export function templateView(t: TemplateWithRelations): Type.Static<typeof Templ
   }
 }
 
-export function nodeGroupView(
-  ng: Omit<NodeGroup, 'status' | 'revision' | 'clusterId'>,
-): Type.Static<typeof NodeGroupSchema> {
+/** A node group's configuration: as planned by a dry run, and as part of the stored node group. */
+export function plannedNodeGroupView(ng: ResolvedNodeGroup): Type.Static<typeof NodeGroupPlanSchema> {
   return {
-    id: ng.id,
     name: ng.name,
     role: ng.role,
     machineClass: ng.machineClass,
@@ -120,12 +119,21 @@ export function nodeGroupView(
     minCount: ng.minCount,
     maxCount: ng.maxCount,
     zones: ng.zones,
-    labels: ng.labels as Labels,
-    taints: ng.taints as Type.Static<typeof NodeGroupSchema>['taints'],
+    labels: ng.labels,
+    taints: ng.taints,
     maxSurge: ng.maxSurge,
     maxUnavailable: ng.maxUnavailable,
     features: ng.features as Record<string, Record<string, unknown>>,
-    provenance: ng.provenance as Provenance,
+    provenance: ng.provenance,
+  }
+}
+
+export function nodeGroupView(
+  ng: Omit<NodeGroup, 'status' | 'revision' | 'clusterId'>,
+): Type.Static<typeof NodeGroupSchema> {
+  return {
+    id: ng.id,
+    ...plannedNodeGroupView(ng as unknown as ResolvedNodeGroup),
     generation: ng.generation,
     createdAt: iso(ng.createdAt),
     updatedAt: iso(ng.updatedAt),

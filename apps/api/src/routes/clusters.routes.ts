@@ -11,9 +11,10 @@ import {
 } from '@kiln/db'
 import { LabelPatch, type Labels, operationCatalogue } from '@kiln/domain'
 import Type from 'typebox'
+import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
-import { expectedRevision, respondOnce } from '../idempotency.ts'
+import { expectedRevision } from '../idempotency.ts'
 import { HttpProblem } from '../problems.ts'
 import {
   ClusterCreateSchema,
@@ -26,7 +27,7 @@ import {
   Page,
   ref,
 } from '../schemas.ts'
-import { clusterSpecView, clusterView, operationView } from '../views.ts'
+import { clusterSpecView, clusterView, plannedNodeGroupView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
 import { problemResponses } from './responses.ts'
 
@@ -34,8 +35,6 @@ export const ClusterParams = Type.Object({
   project: ProjectParams.properties.project,
   cluster: Type.String({ maxLength: 63, description: 'Cluster name or id.' }),
 })
-
-const operationLocation = (id: string) => `/v1/operations/${id}`
 
 /** `?label=k=v` (repeatable) → a label map; a malformed one is a 400 naming it. */
 function parseLabelFilters(raw: string[] | undefined): Labels {
@@ -52,7 +51,8 @@ function parseLabelFilters(raw: string[] | undefined): Labels {
   return out
 }
 
-export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps) {
+export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
+  const { db } = deps
   app.post(
     '/v1/projects/:project/clusters',
     {
@@ -98,39 +98,17 @@ export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps)
           },
           spec: {
             ...clusterSpecView(plan.resolved.spec, []),
-            nodeGroups: plan.resolved.nodeGroups.map((ng) => ({
-              name: ng.name,
-              role: ng.role,
-              machineClass: ng.machineClass,
-              count: ng.count,
-              minCount: ng.minCount,
-              maxCount: ng.maxCount,
-              zones: ng.zones,
-              labels: ng.labels,
-              taints: ng.taints,
-              maxSurge: ng.maxSurge,
-              maxUnavailable: ng.maxUnavailable,
-              features: ng.features as Record<string, Record<string, unknown>>,
-              provenance: ng.provenance,
-            })),
+            nodeGroups: plan.resolved.nodeGroups.map(plannedNodeGroupView),
           },
           consumption: plan.consumption,
           operation: { kind: 'cluster.create' as const, steps: [...operationCatalogue['cluster.create']] },
         })
       }
-      let created: string | undefined
-      const sent = await respondOnce(db, request, reply, async (tx) => {
+      return acceptOnce(deps, request, reply, async (tx) => {
         const plan = await planCluster(tx, project.id, clusterRequest)
         const { operation } = await createCluster(tx, actorOf(request), project.id, clusterRequest, plan)
-        created = operation.id
-        return {
-          statusCode: 202,
-          body: operationView(operation, project.name),
-          headers: { location: operationLocation(operation.id) },
-        }
+        return { operation, project: project.name }
       })
-      if (created) dispatch(created)
-      return sent
     },
   )
 
@@ -247,13 +225,7 @@ export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps)
         { timeout: 20_000 },
       )
       reply.header('etag', etagOf(cluster.revision))
-      if (operation) {
-        dispatch(operation.id)
-        return reply
-          .code(202)
-          .header('location', operationLocation(operation.id))
-          .send(operationView(operation, project.name))
-      }
+      if (operation) return sendAccepted(deps, reply, operation, project.name)
       return reply.code(200).send(clusterView(cluster, project.name))
     },
   )
@@ -278,11 +250,7 @@ export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps)
         (tx) => requestClusterDeletion(tx, actorOf(request), project.id, request.params.cluster),
         { timeout: 20_000 },
       )
-      dispatch(operation.id)
-      return reply
-        .code(202)
-        .header('location', operationLocation(operation.id))
-        .send(operationView(operation, project.name))
+      return sendAccepted(deps, reply, operation, project.name)
     },
   )
 
@@ -318,8 +286,7 @@ export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps)
     },
     async (request, reply) => {
       const project = await findProject(db, request.params.project)
-      let created: string | undefined
-      const sent = await respondOnce(db, request, reply, async (tx) => {
+      return acceptOnce(deps, request, reply, async (tx) => {
         const { operation } = await upgradeCluster(
           tx,
           actorOf(request),
@@ -327,15 +294,8 @@ export function registerClusterRoutes(app: KilnApp, { db, dispatch }: RouteDeps)
           request.params.cluster,
           request.body,
         )
-        created = operation.id
-        return {
-          statusCode: 202,
-          body: operationView(operation, project.name),
-          headers: { location: operationLocation(operation.id) },
-        }
+        return { operation, project: project.name }
       })
-      if (created) dispatch(created)
-      return sent
     },
   )
 }

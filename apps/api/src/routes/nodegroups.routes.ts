@@ -10,9 +10,10 @@ import {
 } from '@kiln/db'
 import { NodeGroupInput } from '@kiln/domain'
 import Type from 'typebox'
+import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
-import { expectedRevision, respondOnce } from '../idempotency.ts'
+import { expectedRevision } from '../idempotency.ts'
 import { NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
 import { nodeGroupView, operationView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
@@ -31,7 +32,8 @@ const {
   ...patchable
 } = NodeGroupInput.properties
 
-export function registerNodeGroupRoutes(app: KilnApp, { db, dispatch }: RouteDeps) {
+export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
+  const { db } = deps
   const base = '/v1/projects/:project/clusters/:cluster/nodegroups'
 
   app.get(
@@ -95,8 +97,7 @@ export function registerNodeGroupRoutes(app: KilnApp, { db, dispatch }: RouteDep
     },
     async (request, reply) => {
       const project = await findProject(db, request.params.project)
-      let created: string | undefined
-      const sent = await respondOnce(db, request, reply, async (tx) => {
+      return acceptOnce(deps, request, reply, async (tx) => {
         const { operation } = await createNodeGroup(
           tx,
           actorOf(request),
@@ -104,15 +105,8 @@ export function registerNodeGroupRoutes(app: KilnApp, { db, dispatch }: RouteDep
           request.params.cluster,
           request.body,
         )
-        created = operation.id
-        return {
-          statusCode: 202,
-          body: operationView(operation, project.name),
-          headers: { location: `/v1/operations/${operation.id}` },
-        }
+        return { operation, project: project.name }
       })
-      if (created) dispatch(created)
-      return sent
     },
   )
 
@@ -180,8 +174,7 @@ export function registerNodeGroupRoutes(app: KilnApp, { db, dispatch }: RouteDep
     },
     async (request, reply) => {
       const project = await findProject(db, request.params.project)
-      let created: string | undefined
-      const sent = await respondOnce(db, request, reply, async (tx) => {
+      return acceptOnce(deps, request, reply, async (tx) => {
         const { operation } = await resizeNodeGroup(
           tx,
           actorOf(request),
@@ -190,15 +183,8 @@ export function registerNodeGroupRoutes(app: KilnApp, { db, dispatch }: RouteDep
           request.params.nodegroup,
           request.body,
         )
-        created = operation.id
-        return {
-          statusCode: 202,
-          body: operationView(operation, project.name),
-          headers: { location: `/v1/operations/${operation.id}` },
-        }
+        return { operation, project: project.name }
       })
-      if (created) dispatch(created)
-      return sent
     },
   )
 
@@ -222,11 +208,7 @@ export function registerNodeGroupRoutes(app: KilnApp, { db, dispatch }: RouteDep
           deleteNodeGroup(tx, actorOf(request), project.id, request.params.cluster, request.params.nodegroup),
         { timeout: 20_000 },
       )
-      dispatch(operation.id)
-      return reply
-        .code(202)
-        .header('location', `/v1/operations/${operation.id}`)
-        .send(operationView(operation, project.name))
+      return sendAccepted(deps, reply, operation, project.name)
     },
   )
 }

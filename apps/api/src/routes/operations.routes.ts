@@ -8,6 +8,7 @@ import {
 } from '@kiln/db'
 import { isTerminal } from '@kiln/domain'
 import Type from 'typebox'
+import { acceptOnce } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
@@ -32,7 +33,8 @@ export function parseWait(value: string | undefined): number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-export function registerOperationRoutes(app: KilnApp, { db, operationPollMs, dispatch }: RouteDeps) {
+export function registerOperationRoutes(app: KilnApp, deps: RouteDeps) {
+  const { db, operationPollMs } = deps
   const projectNames = new Map<string, string>()
   async function projectName(id: string) {
     let name = projectNames.get(id)
@@ -153,18 +155,10 @@ export function registerOperationRoutes(app: KilnApp, { db, operationPollMs, dis
       },
     },
     async (request, reply) => {
-      let retried: string | undefined
-      const sent = await respondOnce(db, request, reply, async (tx) => {
-        const op = await retryOperation(tx, actorOf(request), request.params.operation)
-        retried = op.id
-        return {
-          statusCode: 202,
-          body: operationView(op, await projectName(op.projectId)),
-          headers: { location: `/v1/operations/${op.id}` },
-        }
+      return acceptOnce(deps, request, reply, async (tx) => {
+        const operation = await retryOperation(tx, actorOf(request), request.params.operation)
+        return { operation, project: await projectName(operation.projectId) }
       })
-      if (retried) dispatch(retried)
-      return sent
     },
   )
 
