@@ -15,7 +15,7 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
 import { NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
-import { nodeGroupView, operationView } from '../views.ts'
+import { nodeGroupView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
 import { problemResponses } from './responses.ts'
 
