@@ -20,12 +20,8 @@
  * Env: BENCH_DURATION (s, default 8), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (10), BENCH_CLUSTERS
  * (100000), KILN_BENCH_POSTGRES (postgresql://postgres@127.0.0.1:5432), KILN_BENCH_REDIS.
  */
-import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { isDeepStrictEqual } from 'node:util'
 import {
   type ClusterRow,
@@ -39,20 +35,33 @@ import {
   planCluster,
 } from '@kiln/db'
 import { initialClusterStatus } from '@kiln/domain'
-import { PrismaPg } from '@prisma/adapter-pg'
 import autocannon, { type Instance, type Result } from 'autocannon'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { buildApp } from '../apps/api/src/app.ts'
 import { clusterView } from '../apps/api/src/views.ts'
-import { PrismaClient } from '../packages/db/src/generated/prisma/client.ts'
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const envInt = (name: string, fallback: number) => {
-  const v = process.env[name]
-  return v ? Number.parseInt(v, 10) : fallback
-}
+import {
+  createBenchDatabase,
+  dbName,
+  dbUrl,
+  describeMachine,
+  envInt,
+  explainAnalyze,
+  fmt,
+  formatTable,
+  isCleaningUp,
+  log,
+  onCleanup,
+  openTracedDatabase,
+  printReport,
+  redisUrl,
+  root,
+  round,
+  runBench,
+  runId,
+  writeResults,
+} from './harness.ts'
 
 const CONFIG = {
   clusters: envInt('BENCH_CLUSTERS', 100_000),
@@ -67,85 +76,12 @@ const CONFIG = {
   template: 'k8s-1.31',
 }
 const PAGE = 2_000
-const pgServer = process.env.KILN_BENCH_POSTGRES ?? 'postgresql://postgres@127.0.0.1:5432'
-const redisUrl = process.env.KILN_BENCH_REDIS ?? 'redis://127.0.0.1:6379'
-const runId = randomBytes(4).toString('hex')
-const dbName = `kiln_bench_${runId}`
-const dbUrl = `${pgServer}/${dbName}`
-
-const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
 const clusterName = (i: number) => `c-${String(i).padStart(6, '0')}`
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup: every resource registers its own release; run once, newest first, on any exit path.
-
-const cleanups: { name: string; run: () => Promise<unknown> }[] = []
-const onCleanup = (name: string, run: () => Promise<unknown>) => cleanups.push({ name, run })
-let cleaningUp: Promise<void> | undefined
+/** The autocannon run in progress, so cleanup can stop it. */
 let currentLoad: Instance | undefined
 
-function cleanup(): Promise<void> {
-  cleaningUp ??= (async () => {
-    currentLoad?.stop()
-    for (const { name, run } of cleanups.reverse()) {
-      try {
-        await withTimeout(run(), 15_000, name)
-      } catch (e) {
-        log(`cleanup '${name}' failed: ${(e as Error).message}`)
-      }
-    }
-  })()
-  return cleaningUp
-}
-
-async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: stopping and dropping ${dbName}`)
-    void cleanup().finally(() => process.exit(130))
-  })
-}
-
 // ---------------------------------------------------------------------------------------------
-// Database: create, migrate, seed.
-
-async function createAndMigrate(admin: pg.Client) {
-  await admin.query(`CREATE DATABASE ${dbName}`)
-  onCleanup(`drop database ${dbName}`, async () => {
-    // Pools resolve end() before their sockets have closed; give them a moment, then force.
-    for (let i = 0; i < 20; i++) {
-      const { rows } = await admin.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1',
-        [dbName],
-      )
-      if (rows[0]!.n === 0) break
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`)
-  })
-  execFileSync('npx', ['prisma', 'migrate', 'deploy'], {
-    cwd: root,
-    env: {
-      ...process.env,
-      DATABASE_URL: dbUrl,
-      PRISMA_SCHEMA_ENGINE_BINARY: 'prisma/engine/schema-engine.mjs',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
-}
+// Database: seed (harness.ts creates and migrates it).
 
 interface Seeded {
   projectId: string
@@ -396,7 +332,6 @@ function fromHistogram(buckets: Uint32Array): Latency & { count: number } {
     }
     return max
   }
-  const round = (v: number) => Math.round(v * 100) / 100
   return {
     count,
     p50: round(at(0.5)),
@@ -430,7 +365,7 @@ class Target {
     })
     const r = await currentLoad
     currentLoad = undefined
-    if (cleaningUp) throw new Error('interrupted')
+    if (isCleaningUp()) throw new Error('interrupted')
     return r
   }
 
@@ -540,12 +475,7 @@ async function capture(queries: LoggedQuery[], work: () => Promise<unknown>) {
 }
 
 async function explain(pool: pg.Pool, q: LoggedQuery) {
-  const params = JSON.parse(q.params) as unknown[]
-  const { rows } = await pool.query<{ 'QUERY PLAN': string }>(
-    `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${q.query}`,
-    params,
-  )
-  const lines = rows.map((r) => r['QUERY PLAN'])
+  const lines = await explainAnalyze(pool, q.query, JSON.parse(q.params) as unknown[])
   const text = lines.join('\n')
   return {
     usesCursorIndex: text.includes('Cluster_projectId_createdAt_id_idx'),
@@ -571,10 +501,6 @@ function differences(a: unknown, b: unknown, at = ''): string[] {
 
 // ---------------------------------------------------------------------------------------------
 // Report.
-
-function fmt(n: number, digits = 0) {
-  return Number.isFinite(n) ? n.toFixed(digits) : '-'
-}
 
 function table(comparisons: Comparison[]): string {
   const header = [
@@ -605,10 +531,7 @@ function table(comparisons: Comparison[]): string {
     c.goal,
     c.pass ? 'PASS' : 'MISS',
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ')
-  const rule = widths.map((w) => '-'.repeat(w)).join('-+-')
-  return [line(header), rule, ...rows.map(line)].join('\n')
+  return formatTable(header, rows)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,14 +542,7 @@ async function main() {
     `run ${runId}: ${os.cpus().length} CPUs, node ${process.version}, ${CONFIG.connections} connections, ${CONFIG.durationSeconds}s (+${CONFIG.warmupSeconds}s warm-up) per target`,
   )
 
-  const admin = new pg.Client({ connectionString: `${pgServer}/postgres` })
-  await admin.connect()
-  onCleanup('admin connection', () => admin.end())
-
-  let t = performance.now()
-  await createAndMigrate(admin)
-  const migrateMs = performance.now() - t
-  log(`created and migrated ${dbName} in ${fmt(migrateMs)} ms`)
+  const migrateMs = await createBenchDatabase()
 
   const db = createDatabase({ url: dbUrl, maxConnections: CONFIG.poolSize })
   onCleanup('prisma (kiln)', () => db.$disconnect())
@@ -637,7 +553,7 @@ async function main() {
   redis.on('error', () => {})
   onCleanup('redis', () => redis.quit())
 
-  t = performance.now()
+  const t = performance.now()
   const seeded = await seed(db, pool)
   log(
     `seeded ${seeded.clusterRows} clusters + ${seeded.nodeGroupRows} node groups (Cluster table ${seeded.clusterTableBytes}, spec ${seeded.specBytes} B) in ${fmt(performance.now() - t)} ms`,
@@ -722,13 +638,9 @@ async function main() {
 
   // Diagnostics: the SQL Prisma sends for GET cluster and for the page-2,000 list, and their plans.
   const queries: LoggedQuery[] = []
-  const traced = new PrismaClient({
-    adapter: new PrismaPg({ connectionString: dbUrl, max: 2 }),
-    log: [{ emit: 'event', level: 'query' }],
-  })
-  onCleanup('prisma (tracing)', () => traced.$disconnect())
-  traced.$on('query', (e) => queries.push({ query: e.query, params: e.params, durationMs: e.duration }))
-  const tracedDb = traced as unknown as Database
+  const tracedDb = openTracedDatabase(2, (e) =>
+    queries.push({ query: e.query, params: e.params, durationMs: e.duration }),
+  )
   await findProject(tracedDb, CONFIG.project) // connect outside the capture
   const getClusterSql = await capture(queries, async () => {
     await findClusterInProject(tracedDb, CONFIG.project, probeName)
@@ -756,7 +668,8 @@ async function main() {
     }),
   }
 
-  // Load.
+  // Load. Registered last, so the first thing cleanup does is stop a run in progress.
+  onCleanup('load generator', async () => currentLoad?.stop())
   const comparisons: Comparison[] = []
   const p1 = await measurePair(
     new Target('P1 kiln /healthz', kilnUrl + paths.health),
@@ -820,22 +733,16 @@ async function main() {
   const notes = [
     `${seeded.clusterRows} clusters + ${seeded.nodeGroupRows} node groups in project '${CONFIG.project}'; ${CONFIG.connections} connections, ${CONFIG.durationSeconds}s per target in 4 interleaved slices (ABBA…) after a ${CONFIG.warmupSeconds}s warm-up each, load from ${CONFIG.loadWorkers} worker thread on a ${os.cpus().length}-CPU machine (servers, load generator and Postgres share the CPUs).`,
     `Ratios: P1/P2 = kiln req/s ÷ baseline req/s; P4 = mean latency page ${PAGE} ÷ page 1. Latencies are per response at 10 µs resolution (autocannon's own whole-ms figures are in the JSON, per slice).`,
-    `P2: Kiln sends ${getClusterSql.length} queries per GET cluster (findProject + findCluster), the raw route 1; bodies ${sameClusterBody ? 'identical' : 'DIFFER'} (${kilnCluster.bytes} vs ${rawCluster.bytes} bytes).`,
+    `P2: Kiln sends ${getClusterSql.length} statement(s) per GET cluster (findClusterInProject), the raw route 1; bodies ${sameClusterBody ? 'identical' : 'DIFFER'} (${kilnCluster.bytes} vs ${rawCluster.bytes} bytes).`,
     `P4 list SQL, page ${PAGE}: ${summarisePlan(plans.page2000)}; page 1: ${summarisePlan(plans.page1)}; ${listSql.length} queries per list request.`,
   ]
-  process.stdout.write(`\nKiln API benchmark (${new Date().toISOString()})\n\n${printed}\n\n`)
-  for (const n of notes) process.stdout.write(`- ${n}\n`)
+  printReport('Kiln API benchmark', printed, notes)
 
   const results = {
     runId,
     startedAt: new Date(started).toISOString(),
     durationSeconds: (Date.now() - started) / 1000,
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: os.totalmem() / 2 ** 30,
-      node: process.version,
-    },
+    machine: describeMachine(),
     config: CONFIG,
     seed: { ...seeded, migrateMs },
     checks,
@@ -850,11 +757,7 @@ async function main() {
     notes,
     table: printed,
   }
-  const dir = path.join(root, 'bench', 'results')
-  await mkdir(dir, { recursive: true })
-  const file = path.join(dir, `api-${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`)
-  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`)
-  process.stdout.write(`\nresults: ${path.relative(root, file)}\n`)
+  await writeResults('api', started, results)
 
   // Plans, for the curious (stderr keeps stdout to the table).
   for (const [name, p] of Object.entries(plans)) {
@@ -863,19 +766,8 @@ async function main() {
   log(`GET cluster SQL (${getClusterSql.length}):\n    ${getClusterSql.map((q) => q.query).join('\n    ')}`)
 }
 
-let exitCode = 0
-try {
-  await main()
-} catch (e) {
-  exitCode = 1
-  log(`failed: ${(e as Error).stack ?? e}`)
-} finally {
-  await cleanup()
-  log(`cleaned up (${dbName} dropped)`)
-}
-process.exitCode = exitCode
-// Everything above is closed; if a stray handle keeps the loop alive, say so and leave anyway.
-setTimeout(() => {
-  log('a handle is still open after cleanup; exiting')
-  process.exit(exitCode)
-}, 5_000).unref()
+await runBench(main, {
+  cleanupTimeoutMs: 15_000,
+  interrupting: `stopping and dropping ${dbName}`,
+  cleanedUp: `${dbName} dropped`,
+})

@@ -29,30 +29,44 @@
  *   KILN_BENCH_REDIS (redis://127.0.0.1:6379).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { createDatabase, type Database, type Operation } from '@kiln/db'
 import type { OperationStatus } from '@kiln/domain'
 import { type SimulatorConfig, SimulatorDriver } from '@kiln/drivers'
 import { JobProducer, queueNames, runOperation } from '@kiln/jobs'
-import { PrismaPg } from '@prisma/adapter-pg'
 import { type ConnectionOptions, type Job, Queue, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { buildApp, type KilnApp } from '../apps/api/src/app.ts'
 import { classifyError } from '../apps/worker/src/engine.ts'
 import { buildOperationDefinitions, DriverCache, markProgressing } from '../apps/worker/src/operations.ts'
-import { PrismaClient } from '../packages/db/src/generated/prisma/client.ts'
+import {
+  createBenchDatabase,
+  dbName,
+  dbUrl,
+  describeMachine,
+  envInt,
+  explainAnalyze,
+  fmt,
+  formatTable,
+  log,
+  onCleanup,
+  openTracedDatabase,
+  printReport,
+  redisUrl,
+  root,
+  round,
+  runBench,
+  runId,
+  sleep,
+  withTimeout,
+  writeResults,
+} from './harness.ts'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const envInt = (name: string, fallback: number) => {
-  const v = process.env[name]
-  return v ? Number.parseInt(v, 10) : fallback
-}
 const args = new Set(process.argv.slice(2))
 
 const CONFIG = {
@@ -90,11 +104,6 @@ const DATA_CENTRE: SimulatorConfig = {
 const CONTROL_PLANE = { count: 1, machineClass: 'm1.large' }
 const NODE_GROUPS = [{ name: 'workers', machineClass: 'm1.large', count: 2, minCount: 1, maxCount: 10 }]
 
-const pgServer = process.env.KILN_BENCH_POSTGRES ?? 'postgresql://postgres@127.0.0.1:5432'
-const redisUrl = process.env.KILN_BENCH_REDIS ?? 'redis://127.0.0.1:6379'
-const runId = randomBytes(4).toString('hex')
-const dbName = `kiln_bench_${runId}`
-const dbUrl = `${pgServer}/${dbName}`
 /** Every Redis key this run writes starts with this. */
 const keyBase = `kiln-bench-${runId}`
 const prefixes = {
@@ -108,50 +117,7 @@ const prefixes = {
 const producerConnection: ConnectionOptions = { url: redisUrl, maxRetriesPerRequest: 1 }
 const workerConnection: ConnectionOptions = { url: redisUrl, maxRetriesPerRequest: null }
 
-const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const clusterName = (i: number) => `c-${String(i).padStart(4, '0')}`
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup: every resource registers its own release; run once, newest first, on any exit path.
-
-const cleanups: { name: string; run: () => Promise<unknown> }[] = []
-const onCleanup = (name: string, run: () => Promise<unknown>) => cleanups.push({ name, run })
-let cleaningUp: Promise<void> | undefined
-
-function cleanup(): Promise<void> {
-  cleaningUp ??= (async () => {
-    for (const { name, run } of cleanups.reverse()) {
-      try {
-        await withTimeout(run(), 30_000, name)
-      } catch (e) {
-        log(`cleanup '${name}' failed: ${(e as Error).message}`)
-      }
-    }
-  })()
-  return cleaningUp
-}
-
-async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: stopping, dropping ${dbName} and deleting ${keyBase}* keys`)
-    void cleanup().finally(() => process.exit(130))
-  })
-}
 
 /** Deletes every key of this run (SCAN + DEL on our own prefix only). */
 async function deleteRunKeys(redis: Redis): Promise<number> {
@@ -166,32 +132,7 @@ async function deleteRunKeys(redis: Redis): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Database.
-
-async function createAndMigrate(admin: pg.Client) {
-  await admin.query(`CREATE DATABASE ${dbName}`)
-  onCleanup(`drop database ${dbName}`, async () => {
-    // Pools resolve end() before their sockets have closed; give them a moment, then force.
-    for (let i = 0; i < 20; i++) {
-      const { rows } = await admin.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1',
-        [dbName],
-      )
-      if (rows[0]!.n === 0) break
-      await sleep(100)
-    }
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`)
-  })
-  execFileSync('npx', ['prisma', 'migrate', 'deploy'], {
-    cwd: root,
-    env: {
-      ...process.env,
-      DATABASE_URL: dbUrl,
-      PRISMA_SCHEMA_ENGINE_BINARY: 'prisma/engine/schema-engine.mjs',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
-}
+// Database: the catalogue (harness.ts creates and migrates it).
 
 /** Backend `sim` (its config is the data centre), m1.large in all its zones, 1.31.4, template, project. */
 async function seedCatalogue(db: Database) {
@@ -384,7 +325,6 @@ function percentile(sorted: number[], q: number) {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
 }
 const mean = (xs: number[]) => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : Number.NaN)
-const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 10 ** digits
 function summary(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b)
   return {
@@ -395,9 +335,6 @@ function summary(xs: number[]) {
     p99: round(percentile(s, 0.99)),
     max: round(s.at(-1) ?? Number.NaN),
   }
-}
-function fmt(n: number, digits = 0) {
-  return Number.isFinite(n) ? n.toFixed(digits) : '-'
 }
 
 /** Runs `n` calls of `fn` with `inFlight` at a time; returns calls per second. */
@@ -1044,13 +981,7 @@ async function profileQueries(db: Database, pool: pg.Pool) {
   onCleanup('redis (api)', async () => redis.disconnect())
   let tag = 'api'
   const queries: { tag: string; sql: string; ms: number }[] = []
-  const traced = new PrismaClient({
-    adapter: new PrismaPg({ connectionString: dbUrl, max: 4 }),
-    log: [{ emit: 'event', level: 'query' }],
-  })
-  onCleanup('prisma (traced)', () => traced.$disconnect())
-  traced.$on('query', (e) => queries.push({ tag, sql: e.query, ms: e.duration }))
-  const tdb = traced as unknown as Database
+  const tdb = openTracedDatabase(4, (e) => queries.push({ tag, sql: e.query, ms: e.duration }))
   await tdb.$queryRaw`SELECT 1`
   queries.length = 0
 
@@ -1127,13 +1058,7 @@ async function profileQueries(db: Database, pool: pg.Pool) {
     perOpQueries.push(queries.length - before)
   }
   // How Postgres runs the simulator's per-create queries (its own pool: not in the counts above).
-  const explain = async (sql: string, params: unknown[]) => {
-    const { rows } = await pool.query<{ 'QUERY PLAN': string }>(
-      `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql}`,
-      params,
-    )
-    return rows.map((r) => r['QUERY PLAN'])
-  }
+  const explain = (sql: string, params: unknown[]) => explainAnalyze(pool, sql, params)
   const simulatorPlans = {
     capabilities: await explain(
       `SELECT machine_class, zone, count(*) FILTER (WHERE allocated_to IS NULL AND state = 'free') AS free
@@ -1213,18 +1138,7 @@ function table(rows: Row[]): string {
     r.postgres,
     r.redis,
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)))
-  const line = (c: string[]) => c.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ')
-  const rule = widths.map((w) => '-'.repeat(w)).join('-+-')
-  return [line(header), rule, ...cells.map(line)].join('\n')
-}
-
-async function writeResults(kind: string, started: number, results: unknown) {
-  const dir = path.join(root, 'bench', 'results')
-  await mkdir(dir, { recursive: true })
-  const file = path.join(dir, `${kind}-${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`)
-  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`)
-  process.stdout.write(`\nresults: ${path.relative(root, file)}\n`)
+  return formatTable(header, cells)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1243,9 +1157,6 @@ async function main() {
       .join(' ')}${profileOnly ? ', query profile only' : ''}`,
   )
 
-  const admin = new pg.Client({ connectionString: `${pgServer}/postgres` })
-  await admin.connect()
-  onCleanup('admin connection', () => admin.end())
   const plain = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
   plain.on('error', () => {})
   onCleanup('redis keys', async () => {
@@ -1254,9 +1165,7 @@ async function main() {
     plain.disconnect()
   })
 
-  let t = performance.now()
-  await createAndMigrate(admin)
-  log(`created and migrated ${dbName} in ${fmt(performance.now() - t)} ms`)
+  await createBenchDatabase()
 
   const db = createDatabase({ url: dbUrl, maxConnections: CONFIG.apiPoolSize })
   onCleanup('prisma (api)', () => db.$disconnect())
@@ -1294,7 +1203,7 @@ async function main() {
   }
 
   // P5.
-  t = performance.now()
+  const t = performance.now()
   const enqueue = await measureEnqueue()
   const latency = await measureLatency()
   const p5Seconds = (performance.now() - t) / 1000
@@ -1417,8 +1326,7 @@ async function main() {
       .join(', ')} (inserted/updated/deleted).`,
     `Books: simulator ${s.books.simulatorAllocated} allocated over ${s.books.simulatorClusters} clusters, Machine rows ${s.books.machineRows} (${JSON.stringify(s.books.machinePhases)}), names ${s.books.namesAgree ? 'agree' : 'DIFFER'}; cluster phases ${JSON.stringify(s.books.clusterPhases)}.`,
   ]
-  process.stdout.write(`\nKiln provisioning benchmark (${new Date().toISOString()})\n\n${printed}\n\n`)
-  for (const n of notes) process.stdout.write(`- ${n}\n`)
+  printReport('Kiln provisioning benchmark', printed, notes)
   if (s.failures > 0) process.stdout.write(`- failures: ${JSON.stringify(s.failureCodes)}\n`)
   if (cpuProfile) {
     process.stdout.write(`\nworker CPU profile (${cpuProfile.file}, busy ${cpuProfile.busyMs} ms):\n`)
@@ -1432,13 +1340,7 @@ async function main() {
     runId,
     startedAt: new Date(started).toISOString(),
     durationSeconds: (Date.now() - started) / 1000,
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: os.totalmem() / 2 ** 30,
-      node: process.version,
-      loadAverageAtEnd: os.loadavg(),
-    },
+    machine: { ...describeMachine(), loadAverageAtEnd: os.loadavg() },
     config: CONFIG,
     dataCentre: DATA_CENTRE,
     template: { controlPlane: CONTROL_PLANE, nodeGroups: NODE_GROUPS },
@@ -1451,18 +1353,8 @@ async function main() {
   })
 }
 
-let exitCode = 0
-try {
-  await main()
-} catch (e) {
-  exitCode = 1
-  log(`failed: ${(e as Error).stack ?? e}`)
-} finally {
-  await cleanup()
-  log(`cleaned up (${dbName} dropped, ${keyBase}* keys deleted)`)
-}
-process.exitCode = exitCode
-setTimeout(() => {
-  log('a handle is still open after cleanup; exiting')
-  process.exit(exitCode)
-}, 5_000).unref()
+await runBench(main, {
+  cleanupTimeoutMs: 30_000,
+  interrupting: `stopping, dropping ${dbName} and deleting ${keyBase}* keys`,
+  cleanedUp: `${dbName} dropped, ${keyBase}* keys deleted`,
+})

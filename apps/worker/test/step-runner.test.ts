@@ -111,7 +111,7 @@ describe('runOperation', () => {
     const row = await read(op.id)
     expect(row.status).toBe('succeeded')
     expect(row.progress).toBe(100)
-    expect(row.attempts).toBe(1)
+    expect(row.attempts).toBe(0) // attempts count failures; there were none
     expect(row.leaseOwner).toBeNull()
     expect(row.leaseUntil).toBeNull()
     expect(row.startedAt).not.toBeNull()
@@ -162,7 +162,7 @@ describe('runOperation', () => {
     // Step one's handler ran once: its checkpoint was kept.
     expect(h.calls).toEqual(['one', 'two', 'two', 'three'])
     const done = await read(op.id)
-    expect(done.attempts).toBe(2)
+    expect(done.attempts).toBe(1) // one failure
     expect(stepsOf(done)[0]!.finishedAt).toBe(midSteps[0]!.finishedAt)
     expect(stepsOf(done)[1]).toMatchObject({ status: 'succeeded', message: 'did two' })
     expect(h.finished).toEqual([{ status: 'succeeded' }])
@@ -264,7 +264,7 @@ describe('runOperation', () => {
     expect(h.calls).toEqual(['one', 'two'])
     const row = await read(op.id)
     expect(row.status).toBe('failed')
-    expect(row.attempts).toBe(1)
+    expect(row.attempts).toBe(0) // a user error is not an attempt to retry
     expect(row.error).toMatchObject({
       code: 'ERR_INVALID_REQUEST',
       reason: 'user',

@@ -1,5 +1,7 @@
 /** Postgres SQLSTATE classes that mean "the database is not there right now", not "your query is wrong". */
 const unavailableCodes = new Set([
+  'DatabaseNotReachable',
+  'ConnectionClosed',
   '57P01',
   '57P02',
   '57P03',
@@ -24,6 +26,13 @@ function codesOf(error: unknown): string[] {
   for (let depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
     const rec = e as Record<string, unknown>
     for (const key of ['code', 'originalCode']) if (typeof rec[key] === 'string') out.push(rec[key] as string)
+    // Raw queries ($queryRaw) report the driver adapter's error under meta, not cause.
+    const adapterError = (rec['meta'] as Record<string, unknown> | undefined)?.['driverAdapterError'] as
+      | Record<string, unknown>
+      | undefined
+    const adapterCause = adapterError?.['cause'] as Record<string, unknown> | undefined
+    if (typeof adapterCause?.['kind'] === 'string') out.push(adapterCause['kind'] as string)
+    if (typeof adapterCause?.['originalCode'] === 'string') out.push(adapterCause['originalCode'] as string)
     const cause = rec['cause'] as Record<string, unknown> | undefined
     if (cause && typeof cause['originalCode'] === 'string') out.push(cause['originalCode'] as string)
     if (cause && typeof cause['kind'] === 'string') out.push(cause['kind'] as string)
@@ -37,7 +46,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   const codes = codesOf(error)
   if (codes.some((c) => unavailableCodes.has(c))) return true
   const message = error instanceof Error ? error.message : ''
-  return /Connection terminated|connect ECONNREFUSED|database system is (starting up|shutting down)|terminating connection|DatabaseNotReachable|ConnectionClosed|Timed out fetching a new connection/i.test(
+  return /Can't reach database server|Connection terminated|connect ECONNREFUSED|database system is (starting up|shutting down)|terminating connection|DatabaseNotReachable|ConnectionClosed|Timed out fetching a new connection/i.test(
     message,
   )
 }

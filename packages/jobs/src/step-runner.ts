@@ -75,7 +75,7 @@ export interface RunnerOptions {
   workerId: string
   /** How long a lease lasts without a heartbeat. */
   leaseMs?: number
-  /** Runs of one operation before a retryable failure becomes final. */
+  /** Retryable failures of one operation before the next one becomes final. */
   maxAttempts?: number
   classify(error: unknown): ClassifiedError
 }
@@ -122,7 +122,7 @@ export async function runOperation(
   const acquired = await db.$executeRaw`
     UPDATE "Operation"
     SET "leaseOwner" = ${workerId}, "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond',
-        status = 'running', "startedAt" = COALESCE("startedAt", now()), attempts = attempts + 1, "updatedAt" = now()
+        status = 'running', "startedAt" = COALESCE("startedAt", now()), "updatedAt" = now()
     WHERE id = ${operationId}::uuid AND status IN ('pending', 'running')
       AND ("leaseUntil" IS NULL OR "leaseUntil" < now() OR "leaseOwner" = ${workerId})`
   if (acquired === 0) {
@@ -160,7 +160,12 @@ export async function runOperation(
     if (count === 0) throw new LeaseLost(operationId)
   }
 
-  const finish = async (op: Operation, steps: OperationStep[], outcome: Outcome): Promise<RunResult> => {
+  const finish = async (
+    op: Operation,
+    steps: OperationStep[],
+    outcome: Outcome,
+    extra: Prisma.OperationUpdateManyMutationInput = {},
+  ): Promise<RunResult> => {
     const finalSteps =
       outcome.status === 'succeeded'
         ? steps
@@ -177,6 +182,7 @@ export async function runOperation(
             error: outcome.status === 'failed' ? json(outcome.error) : undefined,
             leaseOwner: null,
             leaseUntil: null,
+            ...extra,
           },
           tx,
         )
@@ -239,33 +245,40 @@ export async function runOperation(
         if (error instanceof LeaseLost || error instanceof RetryLater) throw error
         if (isDatabaseUnavailable(error)) throw new RetryLater('PostgreSQL is unavailable', error)
         const c = options.classify(error)
-        if (c.errorClass === 'retryable' && op.attempts < maxAttempts) {
-          steps[i] = { ...step, message: `attempt ${op.attempts} failed (${c.code}): ${c.message}; retrying` }
+        // Attempts count failures, not runs: a worker killed mid-step costs no attempt.
+        const failures = op.attempts + 1
+        if (c.errorClass === 'retryable' && failures < maxAttempts) {
+          steps[i] = { ...step, message: `attempt ${failures} failed (${c.code}): ${c.message}; retrying` }
           // Give the lease back so the retry, on any worker, can start at once.
-          await fenced({ steps: json(steps), leaseUntil: new Date(0) })
+          await fenced({ steps: json(steps), leaseUntil: new Date(0), attempts: failures })
           throw new RetryLater(c.message, error)
         }
         // A retryable failure that ran out of attempts is final now: the platform team must look.
         const final: ClassifiedError =
           c.errorClass === 'retryable'
-            ? { ...c, errorClass: 'platform', message: `Gave up after ${op.attempts} attempts: ${c.message}` }
+            ? { ...c, errorClass: 'platform', message: `Gave up after ${failures} attempts: ${c.message}` }
             : c
         steps[i] = { ...step, status: 'failed', finishedAt: new Date().toISOString(), message: final.message }
-        return await finish(op, steps, {
-          status: 'failed',
-          step: step.name,
-          error: {
-            type: `https://kiln.dev/problems/${final.code.toLowerCase().replace(/_/g, '-')}`,
-            title: `Step ${step.name} failed`,
-            status: statusFor[final.errorClass],
-            detail: final.message,
-            instance: `/v1/operations/${operationId}`,
-            requestId: operationId,
-            code: final.code,
-            reason: final.errorClass,
+        return await finish(
+          op,
+          steps,
+          {
+            status: 'failed',
             step: step.name,
+            error: {
+              type: `https://kiln.dev/problems/${final.code.toLowerCase().replace(/_/g, '-')}`,
+              title: `Step ${step.name} failed`,
+              status: statusFor[final.errorClass],
+              detail: final.message,
+              instance: `/v1/operations/${operationId}`,
+              requestId: operationId,
+              code: final.code,
+              reason: final.errorClass,
+              step: step.name,
+            },
           },
-        })
+          c.errorClass === 'retryable' ? { attempts: failures } : {},
+        )
       }
       const next = nextStep(steps, i + 1)
       if (next === -1) break
