@@ -1,4 +1,5 @@
 import { PrismaPg } from '@prisma/adapter-pg'
+import pg from 'pg'
 import { PrismaClient } from './generated/prisma/client.ts'
 
 export type Database = PrismaClient
@@ -13,12 +14,28 @@ export interface DatabaseOptions {
   maxConnections?: number
 }
 
-/** The one place a Prisma client is built: the query compiler over node-postgres, no native engine. */
+/**
+ * The one place a Prisma client is built: the query compiler over node-postgres, no native engine.
+ * The pool is ours, and the client carries it, so the hottest reads can skip Prisma's result
+ * mapping (see findClusterInProject); everything else goes through Prisma.
+ */
 export function createDatabase(options: DatabaseOptions): Database {
-  const adapter = new PrismaPg({
+  const pool = new pg.Pool({
     connectionString: options.url,
     max: options.maxConnections ?? 10,
     connectionTimeoutMillis: 5_000,
   })
-  return new PrismaClient({ adapter })
+  pool.on('error', () => {
+    // An idle connection dropped (PostgreSQL restarting): the next query reconnects or reports it.
+  })
+  const client = new PrismaClient({ adapter: new PrismaPg(pool) })
+  pools.set(client, pool)
+  return client
+}
+
+const pools = new WeakMap<Database, pg.Pool>()
+
+/** The node-postgres pool behind a client (a transaction has none: use Prisma there). */
+export function poolOf(db: Queryable): pg.Pool | undefined {
+  return pools.get(db as Database)
 }
