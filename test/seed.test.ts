@@ -41,7 +41,7 @@ describe('the embedded default (demo seed)', () => {
       expect(op.status, JSON.stringify(op.error)).toBe('succeeded')
     }
     const elapsed = Date.now() - started
-    // Demo latency is 0.3–1.5 s per backend call, a few calls per create: seconds, not minutes.
+    // Demo latency is 0.5–2.5 s per backend call, a few calls per create: seconds, not minutes.
     expect(elapsed).toBeLessThan(30_000)
     const list = (await stack.app.inject({ url: '/v1/projects/demo/clusters?phase=Ready' })).json<{
       items: unknown[]

@@ -95,7 +95,7 @@ export const demoCatalogue = {
 
 /**
  * The simulated data centre behind backend `sim`: the seeded machine classes in four racks per
- * zone, with demo latency (a few hundred ms to ~1.5 s per call) so progress can be watched.
+ * zone, with demo latency (0.5–2.5 s per backend call, a few seconds per operation) so progress can be watched.
  */
 export function demoDataCentre(): SimulatorConfig {
   const perRack: Record<string, number> = { 'gpu.a100x4': 2, 'gpu.t4x1': 4 }
@@ -103,7 +103,7 @@ export function demoDataCentre(): SimulatorConfig {
     zones: demoCatalogue.backend.zones,
     racksPerZone: 4,
     machineClasses: demoCatalogue.machineClasses.map((mc) => ({ ...mc, perRack: perRack[mc.name] ?? 16 })),
-    latency: { default: { minMs: 300, maxMs: 1500 } },
+    latency: { default: { minMs: 500, maxMs: 2500 } },
   }
 }
 
