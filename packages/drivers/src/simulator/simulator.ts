@@ -109,6 +109,12 @@ export class SimulatorDriver implements Driver {
   private init(): Promise<void> {
     this.ready ??= (async () => {
       const client = await this.pool.connect()
+      // A checked-out client whose connection drops emits 'error'; unheard, that kills the process.
+      let broken: Error | undefined
+      const onError = (error: Error) => {
+        broken = error
+      }
+      client.on('error', onError)
       try {
         // Serialise first-time setup across worker processes.
         await client.query('SELECT pg_advisory_lock(hashtext($1))', ['kiln-simulator-schema'])
@@ -119,7 +125,8 @@ export class SimulatorDriver implements Driver {
           await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['kiln-simulator-schema'])
         }
       } finally {
-        client.release()
+        client.off('error', onError)
+        client.release(broken)
       }
     })().catch((e) => {
       this.ready = undefined
