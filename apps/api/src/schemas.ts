@@ -11,10 +11,12 @@ import {
   NodeGroupRole,
   OperationKindSchema,
   OperationStatus,
+  operationCatalogue,
   ProvenanceSource,
   StepStatus,
   StringEnum,
   Taint,
+  TemplateName,
   VersionLifecycle,
 } from '@kiln/domain'
 import Type from 'typebox'
@@ -42,6 +44,423 @@ export const namedSchemas = () => Object.values(components)
 
 const Timestamp = Type.String({ format: 'date-time', examples: ['2026-11-21T10:00:00.000Z'] })
 const Id = Type.String({ format: 'uuid', examples: ['0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0'] })
+
+/** The examples of a schema, or of the named schema a `ref()` points at. */
+export function examplesOf(schema: Type.TSchema): unknown[] {
+  const { examples, $ref } = schema as { examples?: unknown; $ref?: string }
+  const found =
+    examples ?? ($ref ? (components[$ref] as { examples?: unknown } | undefined)?.examples : undefined)
+  return Array.isArray(found) ? found : []
+}
+
+/** `examples` for a list of `item`: one list holding every example of the item (none when it has none). */
+export function listExamples(item: Type.TSchema, extra: Record<string, unknown> = {}) {
+  const items = examplesOf(item)
+  return items.length > 0 ? { examples: [{ items, ...extra }] } : {}
+}
+
+// Examples: one consistent story told with the demo data of seed.ts. Project `demo` creates cluster
+// `ci-run-4711` from template k8s-1.31 on backend `sim` (the ClusterCreate example); its create
+// operation is running, with the control plane up and the workers joining.
+const seededAt = '2026-11-02T08:00:00.000Z'
+const ids = {
+  project: '3f6c1a52-8d2e-4b7a-9c41-6e0d5b8a2f17',
+  backend: '9a2e7c14-5b3d-4f68-8e1a-2c7d9b0f4e63',
+  m1Large: '1c8f4e2a-7b6d-4a39-b5e0-8d2f6c1a9e47',
+  gpuA100x4: '6d3b9f71-2e8c-4c05-a4d6-0f1e7b5c3a92',
+  template: '7e4a2d9c-1f5b-4e83-9a6c-3b8d0e2f5c14',
+  cluster: '0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0',
+  workers: 'c5e81f3a-4d27-4b9e-8f06-1a3c7e9d2b58',
+  operation: '4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36',
+}
+const endpointExample = `https://${ids.cluster}.clusters.sim.sim.kiln.internal:6443`
+
+const projectExample = {
+  id: ids.project,
+  name: 'demo',
+  displayName: 'Demo project',
+  labels: {},
+  createdAt: seededAt,
+  updatedAt: seededAt,
+}
+
+const backendExample = {
+  id: ids.backend,
+  name: 'sim',
+  kind: 'simulator',
+  zones: ['zone-a', 'zone-b', 'zone-c'],
+  createdAt: seededAt,
+  updatedAt: seededAt,
+}
+
+const machineClassExamples = [
+  {
+    id: ids.gpuA100x4,
+    name: 'gpu.a100x4',
+    backend: 'sim',
+    cpu: 32,
+    memoryMiB: 262144,
+    gpuModel: 'nvidia-a100',
+    gpuCount: 4,
+    zones: ['zone-a'],
+    description: '',
+    labels: {},
+    createdAt: seededAt,
+    updatedAt: seededAt,
+  },
+  {
+    id: ids.m1Large,
+    name: 'm1.large',
+    backend: 'sim',
+    cpu: 4,
+    memoryMiB: 16384,
+    gpuModel: null,
+    gpuCount: 0,
+    zones: ['zone-a', 'zone-b', 'zone-c'],
+    description: '',
+    labels: {},
+    createdAt: seededAt,
+    updatedAt: seededAt,
+  },
+]
+
+const kubernetesVersionExamples = [
+  {
+    version: '1.31.4',
+    lifecycle: 'supported',
+    releasedAt: null,
+    endOfLifeAt: null,
+    createdAt: seededAt,
+    updatedAt: seededAt,
+  },
+  {
+    version: '1.30.8',
+    lifecycle: 'deprecated',
+    releasedAt: null,
+    endOfLifeAt: null,
+    createdAt: seededAt,
+    updatedAt: seededAt,
+  },
+]
+
+const featureExamples = [
+  {
+    name: 'ingress',
+    title: 'Ingress controller',
+    description: 'An ingress controller on nodes with the ingress role (or on workers when there are none).',
+    schema: {
+      type: 'object',
+      required: ['controller'],
+      properties: {
+        controller: {
+          type: 'string',
+          enum: ['traefik', 'nginx', 'none'],
+          description: 'The ingress controller to run on ingress nodes.',
+        },
+      },
+      additionalProperties: false,
+    },
+    default: { controller: 'traefik' },
+    kubernetesVersions: {},
+    backends: ['simulator', 'ironic', 'capi'],
+    mutable: true,
+    nodeGroupScoped: false,
+    conflicts: [],
+  },
+  {
+    name: 'kubeProxyMode',
+    title: 'kube-proxy mode',
+    description: 'How Services are implemented on nodes. `none` lets Cilium replace kube-proxy.',
+    schema: {
+      type: 'object',
+      required: ['mode'],
+      properties: {
+        mode: {
+          type: 'string',
+          enum: ['iptables', 'ipvs', 'none'],
+          description: 'none: no kube-proxy; the CNI replaces it (Cilium only).',
+        },
+      },
+      additionalProperties: false,
+    },
+    default: { mode: 'iptables' },
+    kubernetesVersions: {},
+    backends: ['simulator', 'ironic', 'capi'],
+    mutable: false,
+    nodeGroupScoped: false,
+    conflicts: [
+      {
+        when: { field: 'mode', oneOf: ['none'] },
+        conflictsWith: { feature: 'cni', field: 'plugin', oneOf: ['calico', 'flannel'] },
+        reason: 'Only Cilium can replace kube-proxy; use cni.plugin=cilium or another kube-proxy mode.',
+      },
+    ],
+  },
+]
+
+/**
+ * What POST /v1/templates answers for its example. Not a seeded template: their names (k8s-1.31)
+ * contain dots, which `name` (a DNS label) does not allow.
+ */
+const templateExample = {
+  id: ids.template,
+  name: 'k8s-standard',
+  version: 1,
+  project: 'demo',
+  description: 'Kubernetes 1.31 with traefik ingress; CPU workers.',
+  kubernetesVersion: '1.31.4',
+  kubernetesVersionLifecycle: 'supported',
+  backend: 'sim',
+  controlPlane: { count: 3, machineClass: 'm1.large' },
+  nodeGroups: [{ name: 'workers', machineClass: 'm1.large', count: 3, minCount: 1, maxCount: 20 }],
+  features: { ingress: { controller: 'traefik' } },
+  lockedFeatures: ['cni'],
+  labels: {},
+  deprecated: false,
+  createdAt: '2026-11-20T16:30:00.000Z',
+  updatedAt: '2026-11-20T16:30:00.000Z',
+}
+
+/** The effective configuration of ci-run-4711: catalogue defaults ← template k8s-1.31 ← the request. */
+const clusterFeaturesExample = {
+  gpu: { enabled: false, mode: 'device-plugin' },
+  ingress: { controller: 'nginx' },
+  monitoring: { enabled: false, retentionDays: 15 },
+  cni: { plugin: 'calico' },
+  kubeProxyMode: { mode: 'iptables' },
+  metricsServer: { enabled: true },
+  autoscaler: { enabled: false },
+}
+const clusterProvenanceExample = {
+  '/features/gpu/enabled': 'default',
+  '/features/gpu/mode': 'default',
+  '/features/ingress/controller': 'cluster',
+  '/features/monitoring/enabled': 'default',
+  '/features/monitoring/retentionDays': 'default',
+  '/features/cni/plugin': 'default',
+  '/features/kubeProxyMode/mode': 'default',
+  '/features/metricsServer/enabled': 'default',
+  '/features/autoscaler/enabled': 'default',
+  '/controlPlane/count': 'template',
+  '/controlPlane/machineClass': 'template',
+}
+
+const nodeGroupPlanExample = {
+  name: 'workers',
+  role: 'worker',
+  machineClass: 'm1.large',
+  count: 3,
+  minCount: 1,
+  maxCount: 20,
+  zones: ['zone-a', 'zone-b', 'zone-c'],
+  labels: {},
+  taints: [],
+  maxSurge: 1,
+  maxUnavailable: 0,
+  features: { gpu: { enabled: false, mode: 'device-plugin' }, autoscaler: { enabled: false } },
+  provenance: {
+    '/role': 'default',
+    '/minCount': 'template',
+    '/maxCount': 'template',
+    '/labels': 'default',
+    '/taints': 'default',
+    '/maxSurge': 'default',
+    '/maxUnavailable': 'default',
+    '/machineClass': 'template',
+    '/count': 'nodeGroup',
+    '/zones': 'default',
+    '/features/gpu/enabled': 'default',
+    '/features/gpu/mode': 'default',
+    '/features/autoscaler/enabled': 'default',
+  },
+}
+const clusterCreatedAt = '2026-11-21T10:00:00.000Z'
+const nodeGroupExample = {
+  id: ids.workers,
+  ...nodeGroupPlanExample,
+  generation: 1,
+  createdAt: clusterCreatedAt,
+  updatedAt: clusterCreatedAt,
+}
+
+/** ci-run-4711 while its create runs: the control plane is up, the workers are joining. */
+const provisioningStatusExample = {
+  phase: 'Provisioning',
+  conditions: [
+    {
+      type: 'Ready',
+      status: 'Unknown',
+      reason: 'Pending',
+      message: 'Waiting for the create operation to start.',
+      lastTransitionTime: clusterCreatedAt,
+    },
+    {
+      type: 'Progressing',
+      status: 'True',
+      reason: 'cluster.create',
+      message: `Operation ${ids.operation}`,
+      lastTransitionTime: '2026-11-21T10:00:00.180Z',
+    },
+    {
+      type: 'ControlPlaneAvailable',
+      status: 'True',
+      reason: 'Bootstrapped',
+      message: endpointExample,
+      lastTransitionTime: '2026-11-21T10:00:04.731Z',
+    },
+  ],
+  observedGeneration: 0,
+  message: 'cluster.create running',
+  endpoint: endpointExample,
+  lastObservedAt: null,
+}
+/** ci-run-4711 once its create succeeded and the health checker has looked at it. */
+const readyStatusExample = {
+  phase: 'Ready',
+  conditions: [
+    {
+      type: 'ControlPlaneAvailable',
+      status: 'True',
+      reason: 'Bootstrapped',
+      message: endpointExample,
+      lastTransitionTime: '2026-11-21T10:00:04.731Z',
+    },
+    {
+      type: 'Progressing',
+      status: 'False',
+      reason: 'Succeeded',
+      message: '',
+      lastTransitionTime: '2026-11-21T10:00:09.214Z',
+    },
+    {
+      type: 'Ready',
+      status: 'True',
+      reason: 'ClusterReady',
+      message: 'All machines are healthy.',
+      lastTransitionTime: '2026-11-21T10:00:09.214Z',
+    },
+    {
+      type: 'MachinesReady',
+      status: 'True',
+      reason: 'AllMachinesHealthy',
+      message: '',
+      lastTransitionTime: '2026-11-21T10:00:09.214Z',
+    },
+  ],
+  observedGeneration: 1,
+  message: 'Ready',
+  endpoint: endpointExample,
+  lastObservedAt: '2026-11-21T10:00:39.502Z',
+}
+
+const clusterExample = {
+  id: ids.cluster,
+  name: 'ci-run-4711',
+  project: 'demo',
+  labels: { pipeline: '4711' },
+  template: { name: 'k8s-1.31', version: 1 },
+  generation: 1,
+  spec: {
+    kubernetesVersion: '1.31.4',
+    backend: { name: 'sim', kind: 'simulator' },
+    controlPlane: { count: 3, machineClass: 'm1.large' },
+    features: clusterFeaturesExample,
+    nodeGroups: [nodeGroupExample],
+    provenance: clusterProvenanceExample,
+  },
+  status: provisioningStatusExample,
+  activeOperationId: ids.operation,
+  deletionRequested: false,
+  expiresAt: null,
+  createdAt: clusterCreatedAt,
+  updatedAt: '2026-11-21T10:00:04.731Z',
+}
+
+/** The create operation of ci-run-4711, four of seven steps done (one skipped), the fifth running. */
+const operationExample = {
+  id: ids.operation,
+  kind: 'cluster.create',
+  status: 'running',
+  progress: 57,
+  steps: [
+    {
+      name: 'reserve-capacity',
+      status: 'succeeded',
+      startedAt: '2026-11-21T10:00:00.180Z',
+      finishedAt: '2026-11-21T10:00:00.912Z',
+      message: 'Capacity for 6 machines is available.',
+    },
+    {
+      name: 'allocate-machines',
+      status: 'succeeded',
+      startedAt: '2026-11-21T10:00:00.912Z',
+      finishedAt: '2026-11-21T10:00:03.447Z',
+      message: '6 machines allocated.',
+    },
+    {
+      name: 'issue-certificates',
+      status: 'skipped',
+      startedAt: '2026-11-21T10:00:03.447Z',
+      finishedAt: '2026-11-21T10:00:03.449Z',
+      message: 'Cluster certificates are not issued yet: the PKI arrives with the Kubernetes work.',
+    },
+    {
+      name: 'bootstrap-control-plane',
+      status: 'succeeded',
+      startedAt: '2026-11-21T10:00:03.449Z',
+      finishedAt: '2026-11-21T10:00:04.731Z',
+      message: `Control plane up at ${endpointExample}.`,
+    },
+    {
+      name: 'join-workers',
+      status: 'running',
+      startedAt: '2026-11-21T10:00:04.731Z',
+      finishedAt: null,
+      message: '',
+    },
+    { name: 'install-addons', status: 'pending', startedAt: null, finishedAt: null, message: '' },
+    { name: 'wait-healthy', status: 'pending', startedAt: null, finishedAt: null, message: '' },
+  ],
+  error: null,
+  project: 'demo',
+  resource: { kind: 'cluster', id: ids.cluster, name: 'ci-run-4711' },
+  requestedBy: 'user:local-operator',
+  cancelRequested: false,
+  createdAt: clusterCreatedAt,
+  startedAt: '2026-11-21T10:00:00.180Z',
+  finishedAt: null,
+  updatedAt: '2026-11-21T10:00:04.731Z',
+}
+
+/** ci-run-4711: 3 control-plane and 3 worker m1.large machines (4 vCPU, 16 GiB each). */
+const consumptionExample = { clusters: 1, nodes: 6, vcpus: 24, memoryMiB: 98304, gpus: 0, gpusByModel: {} }
+/** A cluster from k8s-1.31-gpu: 5 m1.large machines and one gpu.a100x4. */
+const gpuConsumptionExample = {
+  clusters: 1,
+  nodes: 6,
+  vcpus: 52,
+  memoryMiB: 344064,
+  gpus: 4,
+  gpusByModel: { 'nvidia-a100': 4 },
+}
+
+const clusterPlanExample = {
+  dryRun: true,
+  template: { name: 'k8s-1.31', version: 1, deprecated: false },
+  spec: {
+    kubernetesVersion: '1.31.4',
+    backend: { name: 'sim', kind: 'simulator' },
+    controlPlane: { count: 3, machineClass: 'm1.large' },
+    features: clusterFeaturesExample,
+    nodeGroups: [nodeGroupPlanExample],
+    provenance: clusterProvenanceExample,
+  },
+  consumption: consumptionExample,
+  operation: {
+    kind: 'cluster.create',
+    steps: [...operationCatalogue['cluster.create']],
+  },
+}
 
 // Enums first: referenced from the resources below.
 export const BackendKindRef = ref(named('BackendKind', BackendKind))
@@ -116,7 +535,11 @@ export const ProjectSchema = named(
       createdAt: Timestamp,
       updatedAt: Timestamp,
     },
-    { additionalProperties: false, description: 'A tenant: clusters, templates and quotas belong to one.' },
+    {
+      additionalProperties: false,
+      description: 'A tenant: clusters, templates and quotas belong to one.',
+      examples: [projectExample],
+    },
   ),
 )
 
@@ -134,6 +557,7 @@ export const BackendSchema = named(
     {
       additionalProperties: false,
       description: 'Where machines come from. Its configuration is never returned.',
+      examples: [backendExample],
     },
   ),
 )
@@ -155,7 +579,11 @@ export const MachineClassSchema = named(
       createdAt: Timestamp,
       updatedAt: Timestamp,
     },
-    { additionalProperties: false, description: 'A kind of machine a backend offers (a flavour).' },
+    {
+      additionalProperties: false,
+      description: 'A kind of machine a backend offers (a flavour).',
+      examples: machineClassExamples,
+    },
   ),
 )
 
@@ -170,7 +598,7 @@ export const KubernetesVersionSchema = named(
       createdAt: Timestamp,
       updatedAt: Timestamp,
     },
-    { additionalProperties: false },
+    { additionalProperties: false, examples: kubernetesVersionExamples },
   ),
 )
 
@@ -202,14 +630,39 @@ export const FeatureSchema = named(
         }),
       ),
     },
-    { additionalProperties: false, description: 'A typed switch a template or cluster may set.' },
+    {
+      additionalProperties: false,
+      description: 'A typed switch a template or cluster may set.',
+      examples: featureExamples,
+    },
   ),
 )
 
-export const TaintSchema = ref(named('Taint', Taint))
-export const NodeGroupInputSchema = named('NodeGroupInput', NodeGroupInput)
-export const ControlPlaneInputSchema = named('ControlPlaneInput', ControlPlaneInput)
-export const FeatureOverridesSchema = named('FeatureOverrides', ClusterOverrides.properties.features)
+export const TaintSchema = ref(
+  named('Taint', { ...Taint, examples: [{ key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' }] }),
+)
+export const NodeGroupInputSchema = named('NodeGroupInput', {
+  ...NodeGroupInput,
+  examples: [
+    {
+      name: 'batch',
+      machineClass: 'm1.xlarge',
+      count: 2,
+      minCount: 0,
+      maxCount: 10,
+      labels: { workload: 'batch' },
+      taints: [{ key: 'workload', value: 'batch', effect: 'NoSchedule' }],
+    },
+  ],
+})
+export const ControlPlaneInputSchema = named('ControlPlaneInput', {
+  ...ControlPlaneInput,
+  examples: [{ count: 3, machineClass: 'm1.large' }],
+})
+export const FeatureOverridesSchema = named('FeatureOverrides', {
+  ...ClusterOverrides.properties.features,
+  examples: [{ ingress: { controller: 'nginx' }, monitoring: { enabled: true, retentionDays: 30 } }],
+})
 
 const FeatureValues = Type.Record(Type.String(), Type.Record(Type.String(), Type.Unknown()), {
   description: 'Effective feature values by feature name.',
@@ -221,7 +674,7 @@ export const TemplateSchema = named(
   Type.Object(
     {
       id: Id,
-      name: DnsLabel,
+      name: TemplateName,
       version: Type.Integer({ minimum: 1 }),
       project: Type.Union([Type.String(), Type.Null()], { description: 'Owning project; null when public.' }),
       description: Type.String(),
@@ -240,11 +693,14 @@ export const TemplateSchema = named(
     {
       additionalProperties: false,
       description: 'A published, immutable template version. Only `deprecated` and `labels` may change.',
+      examples: [templateExample],
     },
   ),
 )
 
-export const ConditionSchema = ref(named('Condition', Condition))
+export const ConditionSchema = ref(
+  named('Condition', { ...Condition, examples: [readyStatusExample.conditions[2]] }),
+)
 
 export const NodeGroupSchema = named(
   'NodeGroup',
@@ -268,7 +724,11 @@ export const NodeGroupSchema = named(
       createdAt: Timestamp,
       updatedAt: Timestamp,
     },
-    { additionalProperties: false, description: 'A group of identical worker machines.' },
+    {
+      additionalProperties: false,
+      description: 'A group of identical worker machines.',
+      examples: [nodeGroupExample],
+    },
   ),
 )
 
@@ -283,7 +743,11 @@ export const ClusterStatusSchema = named(
       endpoint: Type.Union([Type.String(), Type.Null()], { description: 'The Kubernetes API server URL.' }),
       lastObservedAt: Type.Union([Timestamp, Type.Null()]),
     },
-    { additionalProperties: false, description: 'What was last observed.' },
+    {
+      additionalProperties: false,
+      description: 'What was last observed.',
+      examples: [provisioningStatusExample, readyStatusExample],
+    },
   ),
 )
 
@@ -318,7 +782,11 @@ export const ClusterSchema = named(
       createdAt: Timestamp,
       updatedAt: Timestamp,
     },
-    { additionalProperties: false, description: 'A Kubernetes cluster: desired `spec`, observed `status`.' },
+    {
+      additionalProperties: false,
+      description: 'A Kubernetes cluster: desired `spec`, observed `status`.',
+      examples: [clusterExample],
+    },
   ),
 )
 
@@ -349,7 +817,11 @@ export const OperationSchema = named(
       finishedAt: Type.Union([Timestamp, Type.Null()]),
       updatedAt: Timestamp,
     },
-    { additionalProperties: false, description: 'Asynchronous work on a resource; watch it to completion.' },
+    {
+      additionalProperties: false,
+      description: 'Asynchronous work on a resource; watch it to completion.',
+      examples: [operationExample],
+    },
   ),
 )
 
@@ -364,7 +836,11 @@ export const ConsumptionSchema = named(
       gpus: Type.Integer(),
       gpusByModel: Type.Record(Type.String(), Type.Integer()),
     },
-    { additionalProperties: false, description: 'What a cluster takes from its project’s quota.' },
+    {
+      additionalProperties: false,
+      description: 'What a cluster takes from its project’s quota.',
+      examples: [consumptionExample, gpuConsumptionExample],
+    },
   ),
 )
 
@@ -380,6 +856,7 @@ export const NodeGroupPlanSchema = named(
   Type.Object(plannedNodeGroupFields, {
     additionalProperties: false,
     description: 'A node group as it would be created.',
+    examples: [nodeGroupPlanExample],
   }),
 )
 
@@ -396,7 +873,11 @@ export const ClusterPlanSchema = named(
       consumption: ref(ConsumptionSchema),
       operation: Type.Object({ kind: OperationKindRef, steps: Type.Array(Type.String()) }),
     },
-    { additionalProperties: false, description: 'What a create would do, without doing it.' },
+    {
+      additionalProperties: false,
+      description: 'What a create would do, without doing it.',
+      examples: [clusterPlanExample],
+    },
   ),
 )
 
@@ -449,7 +930,7 @@ export const Page = <T extends Type.TSchema>(item: T, description: string) =>
         description: 'Pass as ?cursor= for the next page.',
       }),
     },
-    { additionalProperties: false, description },
+    { additionalProperties: false, description, ...listExamples(item, { nextCursor: null }) },
   )
 
 export const ListQuery = {

@@ -597,7 +597,17 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
-        /** @description A tenant: clusters, templates and quotas belong to one. */
+        /**
+         * @description A tenant: clusters, templates and quotas belong to one.
+         * @example {
+         *       "id": "3f6c1a52-8d2e-4b7a-9c41-6e0d5b8a2f17",
+         *       "name": "demo",
+         *       "displayName": "Demo project",
+         *       "labels": {},
+         *       "createdAt": "2026-11-02T08:00:00.000Z",
+         *       "updatedAt": "2026-11-02T08:00:00.000Z"
+         *     }
+         */
         Project: {
             /**
              * Format: uuid
@@ -631,7 +641,21 @@ export interface components {
              */
             updatedAt: string;
         };
-        /** @description Where machines come from. Its configuration is never returned. */
+        /**
+         * @description Where machines come from. Its configuration is never returned.
+         * @example {
+         *       "id": "9a2e7c14-5b3d-4f68-8e1a-2c7d9b0f4e63",
+         *       "name": "sim",
+         *       "kind": "simulator",
+         *       "zones": [
+         *         "zone-a",
+         *         "zone-b",
+         *         "zone-c"
+         *       ],
+         *       "createdAt": "2026-11-02T08:00:00.000Z",
+         *       "updatedAt": "2026-11-02T08:00:00.000Z"
+         *     }
+         */
         Backend: {
             /**
              * Format: uuid
@@ -652,7 +676,43 @@ export interface components {
              */
             updatedAt: string;
         };
-        /** @description A kind of machine a backend offers (a flavour). */
+        /**
+         * @description A kind of machine a backend offers (a flavour).
+         * @example {
+         *       "id": "6d3b9f71-2e8c-4c05-a4d6-0f1e7b5c3a92",
+         *       "name": "gpu.a100x4",
+         *       "backend": "sim",
+         *       "cpu": 32,
+         *       "memoryMiB": 262144,
+         *       "gpuModel": "nvidia-a100",
+         *       "gpuCount": 4,
+         *       "zones": [
+         *         "zone-a"
+         *       ],
+         *       "description": "",
+         *       "labels": {},
+         *       "createdAt": "2026-11-02T08:00:00.000Z",
+         *       "updatedAt": "2026-11-02T08:00:00.000Z"
+         *     }
+         * @example {
+         *       "id": "1c8f4e2a-7b6d-4a39-b5e0-8d2f6c1a9e47",
+         *       "name": "m1.large",
+         *       "backend": "sim",
+         *       "cpu": 4,
+         *       "memoryMiB": 16384,
+         *       "gpuModel": null,
+         *       "gpuCount": 0,
+         *       "zones": [
+         *         "zone-a",
+         *         "zone-b",
+         *         "zone-c"
+         *       ],
+         *       "description": "",
+         *       "labels": {},
+         *       "createdAt": "2026-11-02T08:00:00.000Z",
+         *       "updatedAt": "2026-11-02T08:00:00.000Z"
+         *     }
+         */
         MachineClass: {
             /**
              * Format: uuid
@@ -694,6 +754,24 @@ export interface components {
              */
             updatedAt: string;
         };
+        /**
+         * @example {
+         *       "version": "1.31.4",
+         *       "lifecycle": "supported",
+         *       "releasedAt": null,
+         *       "endOfLifeAt": null,
+         *       "createdAt": "2026-11-02T08:00:00.000Z",
+         *       "updatedAt": "2026-11-02T08:00:00.000Z"
+         *     }
+         * @example {
+         *       "version": "1.30.8",
+         *       "lifecycle": "deprecated",
+         *       "releasedAt": null,
+         *       "endOfLifeAt": null,
+         *       "createdAt": "2026-11-02T08:00:00.000Z",
+         *       "updatedAt": "2026-11-02T08:00:00.000Z"
+         *     }
+         */
         KubernetesVersion: {
             /** @example 1.31.4 */
             version: string;
@@ -711,7 +789,97 @@ export interface components {
              */
             updatedAt: string;
         };
-        /** @description A typed switch a template or cluster may set. */
+        /**
+         * @description A typed switch a template or cluster may set.
+         * @example {
+         *       "name": "ingress",
+         *       "title": "Ingress controller",
+         *       "description": "An ingress controller on nodes with the ingress role (or on workers when there are none).",
+         *       "schema": {
+         *         "type": "object",
+         *         "required": [
+         *           "controller"
+         *         ],
+         *         "properties": {
+         *           "controller": {
+         *             "type": "string",
+         *             "enum": [
+         *               "traefik",
+         *               "nginx",
+         *               "none"
+         *             ],
+         *             "description": "The ingress controller to run on ingress nodes."
+         *           }
+         *         },
+         *         "additionalProperties": false
+         *       },
+         *       "default": {
+         *         "controller": "traefik"
+         *       },
+         *       "kubernetesVersions": {},
+         *       "backends": [
+         *         "simulator",
+         *         "ironic",
+         *         "capi"
+         *       ],
+         *       "mutable": true,
+         *       "nodeGroupScoped": false,
+         *       "conflicts": []
+         *     }
+         * @example {
+         *       "name": "kubeProxyMode",
+         *       "title": "kube-proxy mode",
+         *       "description": "How Services are implemented on nodes. `none` lets Cilium replace kube-proxy.",
+         *       "schema": {
+         *         "type": "object",
+         *         "required": [
+         *           "mode"
+         *         ],
+         *         "properties": {
+         *           "mode": {
+         *             "type": "string",
+         *             "enum": [
+         *               "iptables",
+         *               "ipvs",
+         *               "none"
+         *             ],
+         *             "description": "none: no kube-proxy; the CNI replaces it (Cilium only)."
+         *           }
+         *         },
+         *         "additionalProperties": false
+         *       },
+         *       "default": {
+         *         "mode": "iptables"
+         *       },
+         *       "kubernetesVersions": {},
+         *       "backends": [
+         *         "simulator",
+         *         "ironic",
+         *         "capi"
+         *       ],
+         *       "mutable": false,
+         *       "nodeGroupScoped": false,
+         *       "conflicts": [
+         *         {
+         *           "when": {
+         *             "field": "mode",
+         *             "oneOf": [
+         *               "none"
+         *             ]
+         *           },
+         *           "conflictsWith": {
+         *             "feature": "cni",
+         *             "field": "plugin",
+         *             "oneOf": [
+         *               "calico",
+         *               "flannel"
+         *             ]
+         *           },
+         *           "reason": "Only Cilium can replace kube-proxy; use cni.plugin=cilium or another kube-proxy mode."
+         *         }
+         *       ]
+         *     }
+         */
         Feature: {
             /** @example ingress */
             name: string;
@@ -746,12 +914,38 @@ export interface components {
                 reason: string;
             }[];
         };
+        /**
+         * @example {
+         *       "key": "nvidia.com/gpu",
+         *       "value": "present",
+         *       "effect": "NoSchedule"
+         *     }
+         */
         Taint: {
             key: string;
             value?: string;
             /** @enum {string} */
             effect: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
         };
+        /**
+         * @example {
+         *       "name": "batch",
+         *       "machineClass": "m1.xlarge",
+         *       "count": 2,
+         *       "minCount": 0,
+         *       "maxCount": 10,
+         *       "labels": {
+         *         "workload": "batch"
+         *       },
+         *       "taints": [
+         *         {
+         *           "key": "workload",
+         *           "value": "batch",
+         *           "effect": "NoSchedule"
+         *         }
+         *       ]
+         *     }
+         */
         NodeGroupInput: {
             /**
              * @description A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.
@@ -810,6 +1004,12 @@ export interface components {
                 };
             };
         };
+        /**
+         * @example {
+         *       "count": 3,
+         *       "machineClass": "m1.large"
+         *     }
+         */
         ControlPlaneInput: {
             /**
              * @description Control-plane machines; odd, for etcd quorum.
@@ -818,7 +1018,18 @@ export interface components {
             count?: 1 | 3 | 5;
             machineClass?: string;
         };
-        /** @description Feature values by feature name; unset fields inherit. */
+        /**
+         * @description Feature values by feature name; unset fields inherit.
+         * @example {
+         *       "ingress": {
+         *         "controller": "nginx"
+         *       },
+         *       "monitoring": {
+         *         "enabled": true,
+         *         "retentionDays": 30
+         *       }
+         *     }
+         */
         FeatureOverrides: {
             /** @description GPU support */
             gpu?: {
@@ -866,7 +1077,44 @@ export interface components {
                 enabled?: boolean;
             };
         };
-        /** @description A published, immutable template version. Only `deprecated` and `labels` may change. */
+        /**
+         * @description A published, immutable template version. Only `deprecated` and `labels` may change.
+         * @example {
+         *       "id": "7e4a2d9c-1f5b-4e83-9a6c-3b8d0e2f5c14",
+         *       "name": "k8s-standard",
+         *       "version": 1,
+         *       "project": "demo",
+         *       "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
+         *       "kubernetesVersion": "1.31.4",
+         *       "kubernetesVersionLifecycle": "supported",
+         *       "backend": "sim",
+         *       "controlPlane": {
+         *         "count": 3,
+         *         "machineClass": "m1.large"
+         *       },
+         *       "nodeGroups": [
+         *         {
+         *           "name": "workers",
+         *           "machineClass": "m1.large",
+         *           "count": 3,
+         *           "minCount": 1,
+         *           "maxCount": 20
+         *         }
+         *       ],
+         *       "features": {
+         *         "ingress": {
+         *           "controller": "traefik"
+         *         }
+         *       },
+         *       "lockedFeatures": [
+         *         "cni"
+         *       ],
+         *       "labels": {},
+         *       "deprecated": false,
+         *       "createdAt": "2026-11-20T16:30:00.000Z",
+         *       "updatedAt": "2026-11-20T16:30:00.000Z"
+         *     }
+         */
         ClusterTemplate: {
             /**
              * Format: uuid
@@ -874,8 +1122,8 @@ export interface components {
              */
             id: string;
             /**
-             * @description A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.
-             * @example ci-run-4711
+             * @description Lower-case letters, digits, dashes and dots, starting and ending alphanumeric.
+             * @example k8s-1.31
              */
             name: string;
             version: number;
@@ -918,6 +1166,15 @@ export interface components {
              */
             updatedAt: string;
         };
+        /**
+         * @example {
+         *       "type": "Ready",
+         *       "status": "True",
+         *       "reason": "ClusterReady",
+         *       "message": "All machines are healthy.",
+         *       "lastTransitionTime": "2026-11-21T10:00:09.214Z"
+         *     }
+         */
         Condition: {
             /** @example Ready */
             type: string;
@@ -932,7 +1189,54 @@ export interface components {
             /** Format: date-time */
             lastTransitionTime: string;
         };
-        /** @description A group of identical worker machines. */
+        /**
+         * @description A group of identical worker machines.
+         * @example {
+         *       "id": "c5e81f3a-4d27-4b9e-8f06-1a3c7e9d2b58",
+         *       "name": "workers",
+         *       "role": "worker",
+         *       "machineClass": "m1.large",
+         *       "count": 3,
+         *       "minCount": 1,
+         *       "maxCount": 20,
+         *       "zones": [
+         *         "zone-a",
+         *         "zone-b",
+         *         "zone-c"
+         *       ],
+         *       "labels": {},
+         *       "taints": [],
+         *       "maxSurge": 1,
+         *       "maxUnavailable": 0,
+         *       "features": {
+         *         "gpu": {
+         *           "enabled": false,
+         *           "mode": "device-plugin"
+         *         },
+         *         "autoscaler": {
+         *           "enabled": false
+         *         }
+         *       },
+         *       "provenance": {
+         *         "/role": "default",
+         *         "/minCount": "template",
+         *         "/maxCount": "template",
+         *         "/labels": "default",
+         *         "/taints": "default",
+         *         "/maxSurge": "default",
+         *         "/maxUnavailable": "default",
+         *         "/machineClass": "template",
+         *         "/count": "nodeGroup",
+         *         "/zones": "default",
+         *         "/features/gpu/enabled": "default",
+         *         "/features/gpu/mode": "default",
+         *         "/features/autoscaler/enabled": "default"
+         *       },
+         *       "generation": 1,
+         *       "createdAt": "2026-11-21T10:00:00.000Z",
+         *       "updatedAt": "2026-11-21T10:00:00.000Z"
+         *     }
+         */
         NodeGroup: {
             /**
              * Format: uuid
@@ -993,7 +1297,76 @@ export interface components {
              */
             updatedAt: string;
         };
-        /** @description What was last observed. */
+        /**
+         * @description What was last observed.
+         * @example {
+         *       "phase": "Provisioning",
+         *       "conditions": [
+         *         {
+         *           "type": "Ready",
+         *           "status": "Unknown",
+         *           "reason": "Pending",
+         *           "message": "Waiting for the create operation to start.",
+         *           "lastTransitionTime": "2026-11-21T10:00:00.000Z"
+         *         },
+         *         {
+         *           "type": "Progressing",
+         *           "status": "True",
+         *           "reason": "cluster.create",
+         *           "message": "Operation 4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+         *           "lastTransitionTime": "2026-11-21T10:00:00.180Z"
+         *         },
+         *         {
+         *           "type": "ControlPlaneAvailable",
+         *           "status": "True",
+         *           "reason": "Bootstrapped",
+         *           "message": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+         *           "lastTransitionTime": "2026-11-21T10:00:04.731Z"
+         *         }
+         *       ],
+         *       "observedGeneration": 0,
+         *       "message": "cluster.create running",
+         *       "endpoint": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+         *       "lastObservedAt": null
+         *     }
+         * @example {
+         *       "phase": "Ready",
+         *       "conditions": [
+         *         {
+         *           "type": "ControlPlaneAvailable",
+         *           "status": "True",
+         *           "reason": "Bootstrapped",
+         *           "message": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+         *           "lastTransitionTime": "2026-11-21T10:00:04.731Z"
+         *         },
+         *         {
+         *           "type": "Progressing",
+         *           "status": "False",
+         *           "reason": "Succeeded",
+         *           "message": "",
+         *           "lastTransitionTime": "2026-11-21T10:00:09.214Z"
+         *         },
+         *         {
+         *           "type": "Ready",
+         *           "status": "True",
+         *           "reason": "ClusterReady",
+         *           "message": "All machines are healthy.",
+         *           "lastTransitionTime": "2026-11-21T10:00:09.214Z"
+         *         },
+         *         {
+         *           "type": "MachinesReady",
+         *           "status": "True",
+         *           "reason": "AllMachinesHealthy",
+         *           "message": "",
+         *           "lastTransitionTime": "2026-11-21T10:00:09.214Z"
+         *         }
+         *       ],
+         *       "observedGeneration": 1,
+         *       "message": "Ready",
+         *       "endpoint": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+         *       "lastObservedAt": "2026-11-21T10:00:39.502Z"
+         *     }
+         */
         ClusterStatus: {
             phase: components["schemas"]["ClusterPhase"];
             conditions: components["schemas"]["Condition"][];
@@ -1003,7 +1376,153 @@ export interface components {
             endpoint: string | null;
             lastObservedAt: string | null;
         };
-        /** @description A Kubernetes cluster: desired `spec`, observed `status`. */
+        /**
+         * @description A Kubernetes cluster: desired `spec`, observed `status`.
+         * @example {
+         *       "id": "0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0",
+         *       "name": "ci-run-4711",
+         *       "project": "demo",
+         *       "labels": {
+         *         "pipeline": "4711"
+         *       },
+         *       "template": {
+         *         "name": "k8s-1.31",
+         *         "version": 1
+         *       },
+         *       "generation": 1,
+         *       "spec": {
+         *         "kubernetesVersion": "1.31.4",
+         *         "backend": {
+         *           "name": "sim",
+         *           "kind": "simulator"
+         *         },
+         *         "controlPlane": {
+         *           "count": 3,
+         *           "machineClass": "m1.large"
+         *         },
+         *         "features": {
+         *           "gpu": {
+         *             "enabled": false,
+         *             "mode": "device-plugin"
+         *           },
+         *           "ingress": {
+         *             "controller": "nginx"
+         *           },
+         *           "monitoring": {
+         *             "enabled": false,
+         *             "retentionDays": 15
+         *           },
+         *           "cni": {
+         *             "plugin": "calico"
+         *           },
+         *           "kubeProxyMode": {
+         *             "mode": "iptables"
+         *           },
+         *           "metricsServer": {
+         *             "enabled": true
+         *           },
+         *           "autoscaler": {
+         *             "enabled": false
+         *           }
+         *         },
+         *         "nodeGroups": [
+         *           {
+         *             "id": "c5e81f3a-4d27-4b9e-8f06-1a3c7e9d2b58",
+         *             "name": "workers",
+         *             "role": "worker",
+         *             "machineClass": "m1.large",
+         *             "count": 3,
+         *             "minCount": 1,
+         *             "maxCount": 20,
+         *             "zones": [
+         *               "zone-a",
+         *               "zone-b",
+         *               "zone-c"
+         *             ],
+         *             "labels": {},
+         *             "taints": [],
+         *             "maxSurge": 1,
+         *             "maxUnavailable": 0,
+         *             "features": {
+         *               "gpu": {
+         *                 "enabled": false,
+         *                 "mode": "device-plugin"
+         *               },
+         *               "autoscaler": {
+         *                 "enabled": false
+         *               }
+         *             },
+         *             "provenance": {
+         *               "/role": "default",
+         *               "/minCount": "template",
+         *               "/maxCount": "template",
+         *               "/labels": "default",
+         *               "/taints": "default",
+         *               "/maxSurge": "default",
+         *               "/maxUnavailable": "default",
+         *               "/machineClass": "template",
+         *               "/count": "nodeGroup",
+         *               "/zones": "default",
+         *               "/features/gpu/enabled": "default",
+         *               "/features/gpu/mode": "default",
+         *               "/features/autoscaler/enabled": "default"
+         *             },
+         *             "generation": 1,
+         *             "createdAt": "2026-11-21T10:00:00.000Z",
+         *             "updatedAt": "2026-11-21T10:00:00.000Z"
+         *           }
+         *         ],
+         *         "provenance": {
+         *           "/features/gpu/enabled": "default",
+         *           "/features/gpu/mode": "default",
+         *           "/features/ingress/controller": "cluster",
+         *           "/features/monitoring/enabled": "default",
+         *           "/features/monitoring/retentionDays": "default",
+         *           "/features/cni/plugin": "default",
+         *           "/features/kubeProxyMode/mode": "default",
+         *           "/features/metricsServer/enabled": "default",
+         *           "/features/autoscaler/enabled": "default",
+         *           "/controlPlane/count": "template",
+         *           "/controlPlane/machineClass": "template"
+         *         }
+         *       },
+         *       "status": {
+         *         "phase": "Provisioning",
+         *         "conditions": [
+         *           {
+         *             "type": "Ready",
+         *             "status": "Unknown",
+         *             "reason": "Pending",
+         *             "message": "Waiting for the create operation to start.",
+         *             "lastTransitionTime": "2026-11-21T10:00:00.000Z"
+         *           },
+         *           {
+         *             "type": "Progressing",
+         *             "status": "True",
+         *             "reason": "cluster.create",
+         *             "message": "Operation 4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+         *             "lastTransitionTime": "2026-11-21T10:00:00.180Z"
+         *           },
+         *           {
+         *             "type": "ControlPlaneAvailable",
+         *             "status": "True",
+         *             "reason": "Bootstrapped",
+         *             "message": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+         *             "lastTransitionTime": "2026-11-21T10:00:04.731Z"
+         *           }
+         *         ],
+         *         "observedGeneration": 0,
+         *         "message": "cluster.create running",
+         *         "endpoint": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+         *         "lastObservedAt": null
+         *       },
+         *       "activeOperationId": "4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+         *       "deletionRequested": false,
+         *       "expiresAt": null,
+         *       "createdAt": "2026-11-21T10:00:00.000Z",
+         *       "updatedAt": "2026-11-21T10:00:04.731Z"
+         *     }
+         */
         Cluster: {
             /**
              * Format: uuid
@@ -1078,7 +1597,79 @@ export interface components {
              */
             updatedAt: string;
         };
-        /** @description Asynchronous work on a resource; watch it to completion. */
+        /**
+         * @description Asynchronous work on a resource; watch it to completion.
+         * @example {
+         *       "id": "4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+         *       "kind": "cluster.create",
+         *       "status": "running",
+         *       "progress": 57,
+         *       "steps": [
+         *         {
+         *           "name": "reserve-capacity",
+         *           "status": "succeeded",
+         *           "startedAt": "2026-11-21T10:00:00.180Z",
+         *           "finishedAt": "2026-11-21T10:00:00.912Z",
+         *           "message": "Capacity for 6 machines is available."
+         *         },
+         *         {
+         *           "name": "allocate-machines",
+         *           "status": "succeeded",
+         *           "startedAt": "2026-11-21T10:00:00.912Z",
+         *           "finishedAt": "2026-11-21T10:00:03.447Z",
+         *           "message": "6 machines allocated."
+         *         },
+         *         {
+         *           "name": "issue-certificates",
+         *           "status": "skipped",
+         *           "startedAt": "2026-11-21T10:00:03.447Z",
+         *           "finishedAt": "2026-11-21T10:00:03.449Z",
+         *           "message": "Cluster certificates are not issued yet: the PKI arrives with the Kubernetes work."
+         *         },
+         *         {
+         *           "name": "bootstrap-control-plane",
+         *           "status": "succeeded",
+         *           "startedAt": "2026-11-21T10:00:03.449Z",
+         *           "finishedAt": "2026-11-21T10:00:04.731Z",
+         *           "message": "Control plane up at https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443."
+         *         },
+         *         {
+         *           "name": "join-workers",
+         *           "status": "running",
+         *           "startedAt": "2026-11-21T10:00:04.731Z",
+         *           "finishedAt": null,
+         *           "message": ""
+         *         },
+         *         {
+         *           "name": "install-addons",
+         *           "status": "pending",
+         *           "startedAt": null,
+         *           "finishedAt": null,
+         *           "message": ""
+         *         },
+         *         {
+         *           "name": "wait-healthy",
+         *           "status": "pending",
+         *           "startedAt": null,
+         *           "finishedAt": null,
+         *           "message": ""
+         *         }
+         *       ],
+         *       "error": null,
+         *       "project": "demo",
+         *       "resource": {
+         *         "kind": "cluster",
+         *         "id": "0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0",
+         *         "name": "ci-run-4711"
+         *       },
+         *       "requestedBy": "user:local-operator",
+         *       "cancelRequested": false,
+         *       "createdAt": "2026-11-21T10:00:00.000Z",
+         *       "startedAt": "2026-11-21T10:00:00.180Z",
+         *       "finishedAt": null,
+         *       "updatedAt": "2026-11-21T10:00:04.731Z"
+         *     }
+         */
         Operation: {
             /**
              * Format: uuid
@@ -1118,7 +1709,27 @@ export interface components {
              */
             updatedAt: string;
         };
-        /** @description What a cluster takes from its project’s quota. */
+        /**
+         * @description What a cluster takes from its project’s quota.
+         * @example {
+         *       "clusters": 1,
+         *       "nodes": 6,
+         *       "vcpus": 24,
+         *       "memoryMiB": 98304,
+         *       "gpus": 0,
+         *       "gpusByModel": {}
+         *     }
+         * @example {
+         *       "clusters": 1,
+         *       "nodes": 6,
+         *       "vcpus": 52,
+         *       "memoryMiB": 344064,
+         *       "gpus": 4,
+         *       "gpusByModel": {
+         *         "nvidia-a100": 4
+         *       }
+         *     }
+         */
         Consumption: {
             clusters: number;
             nodes: number;
@@ -1129,7 +1740,50 @@ export interface components {
                 [key: string]: number;
             };
         };
-        /** @description A node group as it would be created. */
+        /**
+         * @description A node group as it would be created.
+         * @example {
+         *       "name": "workers",
+         *       "role": "worker",
+         *       "machineClass": "m1.large",
+         *       "count": 3,
+         *       "minCount": 1,
+         *       "maxCount": 20,
+         *       "zones": [
+         *         "zone-a",
+         *         "zone-b",
+         *         "zone-c"
+         *       ],
+         *       "labels": {},
+         *       "taints": [],
+         *       "maxSurge": 1,
+         *       "maxUnavailable": 0,
+         *       "features": {
+         *         "gpu": {
+         *           "enabled": false,
+         *           "mode": "device-plugin"
+         *         },
+         *         "autoscaler": {
+         *           "enabled": false
+         *         }
+         *       },
+         *       "provenance": {
+         *         "/role": "default",
+         *         "/minCount": "template",
+         *         "/maxCount": "template",
+         *         "/labels": "default",
+         *         "/taints": "default",
+         *         "/maxSurge": "default",
+         *         "/maxUnavailable": "default",
+         *         "/machineClass": "template",
+         *         "/count": "nodeGroup",
+         *         "/zones": "default",
+         *         "/features/gpu/enabled": "default",
+         *         "/features/gpu/mode": "default",
+         *         "/features/autoscaler/enabled": "default"
+         *       }
+         *     }
+         */
         NodeGroupPlan: {
             /**
              * @description A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.
@@ -1174,7 +1828,129 @@ export interface components {
             };
             provenance: components["schemas"]["Provenance"];
         };
-        /** @description What a create would do, without doing it. */
+        /**
+         * @description What a create would do, without doing it.
+         * @example {
+         *       "dryRun": true,
+         *       "template": {
+         *         "name": "k8s-1.31",
+         *         "version": 1,
+         *         "deprecated": false
+         *       },
+         *       "spec": {
+         *         "kubernetesVersion": "1.31.4",
+         *         "backend": {
+         *           "name": "sim",
+         *           "kind": "simulator"
+         *         },
+         *         "controlPlane": {
+         *           "count": 3,
+         *           "machineClass": "m1.large"
+         *         },
+         *         "features": {
+         *           "gpu": {
+         *             "enabled": false,
+         *             "mode": "device-plugin"
+         *           },
+         *           "ingress": {
+         *             "controller": "nginx"
+         *           },
+         *           "monitoring": {
+         *             "enabled": false,
+         *             "retentionDays": 15
+         *           },
+         *           "cni": {
+         *             "plugin": "calico"
+         *           },
+         *           "kubeProxyMode": {
+         *             "mode": "iptables"
+         *           },
+         *           "metricsServer": {
+         *             "enabled": true
+         *           },
+         *           "autoscaler": {
+         *             "enabled": false
+         *           }
+         *         },
+         *         "nodeGroups": [
+         *           {
+         *             "name": "workers",
+         *             "role": "worker",
+         *             "machineClass": "m1.large",
+         *             "count": 3,
+         *             "minCount": 1,
+         *             "maxCount": 20,
+         *             "zones": [
+         *               "zone-a",
+         *               "zone-b",
+         *               "zone-c"
+         *             ],
+         *             "labels": {},
+         *             "taints": [],
+         *             "maxSurge": 1,
+         *             "maxUnavailable": 0,
+         *             "features": {
+         *               "gpu": {
+         *                 "enabled": false,
+         *                 "mode": "device-plugin"
+         *               },
+         *               "autoscaler": {
+         *                 "enabled": false
+         *               }
+         *             },
+         *             "provenance": {
+         *               "/role": "default",
+         *               "/minCount": "template",
+         *               "/maxCount": "template",
+         *               "/labels": "default",
+         *               "/taints": "default",
+         *               "/maxSurge": "default",
+         *               "/maxUnavailable": "default",
+         *               "/machineClass": "template",
+         *               "/count": "nodeGroup",
+         *               "/zones": "default",
+         *               "/features/gpu/enabled": "default",
+         *               "/features/gpu/mode": "default",
+         *               "/features/autoscaler/enabled": "default"
+         *             }
+         *           }
+         *         ],
+         *         "provenance": {
+         *           "/features/gpu/enabled": "default",
+         *           "/features/gpu/mode": "default",
+         *           "/features/ingress/controller": "cluster",
+         *           "/features/monitoring/enabled": "default",
+         *           "/features/monitoring/retentionDays": "default",
+         *           "/features/cni/plugin": "default",
+         *           "/features/kubeProxyMode/mode": "default",
+         *           "/features/metricsServer/enabled": "default",
+         *           "/features/autoscaler/enabled": "default",
+         *           "/controlPlane/count": "template",
+         *           "/controlPlane/machineClass": "template"
+         *         }
+         *       },
+         *       "consumption": {
+         *         "clusters": 1,
+         *         "nodes": 6,
+         *         "vcpus": 24,
+         *         "memoryMiB": 98304,
+         *         "gpus": 0,
+         *         "gpusByModel": {}
+         *       },
+         *       "operation": {
+         *         "kind": "cluster.create",
+         *         "steps": [
+         *           "reserve-capacity",
+         *           "allocate-machines",
+         *           "issue-certificates",
+         *           "bootstrap-control-plane",
+         *           "join-workers",
+         *           "install-addons",
+         *           "wait-healthy"
+         *         ]
+         *       }
+         *     }
+         */
         ClusterPlan: {
             /** @enum {boolean} */
             dryRun: true;
@@ -1295,6 +2071,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
                     "application/json": {
                         /** @enum {string} */
                         status: "ok";
@@ -1318,6 +2099,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ready",
+                     *       "checks": {
+                     *         "postgres": "ok",
+                     *         "redis": "ok"
+                     *       }
+                     *     }
+                     */
                     "application/json": {
                         /** @enum {string} */
                         status: "ready";
@@ -1347,6 +2137,100 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "name": "ingress",
+                     *           "title": "Ingress controller",
+                     *           "description": "An ingress controller on nodes with the ingress role (or on workers when there are none).",
+                     *           "schema": {
+                     *             "type": "object",
+                     *             "required": [
+                     *               "controller"
+                     *             ],
+                     *             "properties": {
+                     *               "controller": {
+                     *                 "type": "string",
+                     *                 "enum": [
+                     *                   "traefik",
+                     *                   "nginx",
+                     *                   "none"
+                     *                 ],
+                     *                 "description": "The ingress controller to run on ingress nodes."
+                     *               }
+                     *             },
+                     *             "additionalProperties": false
+                     *           },
+                     *           "default": {
+                     *             "controller": "traefik"
+                     *           },
+                     *           "kubernetesVersions": {},
+                     *           "backends": [
+                     *             "simulator",
+                     *             "ironic",
+                     *             "capi"
+                     *           ],
+                     *           "mutable": true,
+                     *           "nodeGroupScoped": false,
+                     *           "conflicts": []
+                     *         },
+                     *         {
+                     *           "name": "kubeProxyMode",
+                     *           "title": "kube-proxy mode",
+                     *           "description": "How Services are implemented on nodes. `none` lets Cilium replace kube-proxy.",
+                     *           "schema": {
+                     *             "type": "object",
+                     *             "required": [
+                     *               "mode"
+                     *             ],
+                     *             "properties": {
+                     *               "mode": {
+                     *                 "type": "string",
+                     *                 "enum": [
+                     *                   "iptables",
+                     *                   "ipvs",
+                     *                   "none"
+                     *                 ],
+                     *                 "description": "none: no kube-proxy; the CNI replaces it (Cilium only)."
+                     *               }
+                     *             },
+                     *             "additionalProperties": false
+                     *           },
+                     *           "default": {
+                     *             "mode": "iptables"
+                     *           },
+                     *           "kubernetesVersions": {},
+                     *           "backends": [
+                     *             "simulator",
+                     *             "ironic",
+                     *             "capi"
+                     *           ],
+                     *           "mutable": false,
+                     *           "nodeGroupScoped": false,
+                     *           "conflicts": [
+                     *             {
+                     *               "when": {
+                     *                 "field": "mode",
+                     *                 "oneOf": [
+                     *                   "none"
+                     *                 ]
+                     *               },
+                     *               "conflictsWith": {
+                     *                 "feature": "cni",
+                     *                 "field": "plugin",
+                     *                 "oneOf": [
+                     *                   "calico",
+                     *                   "flannel"
+                     *                 ]
+                     *               },
+                     *               "reason": "Only Cilium can replace kube-proxy; use cni.plugin=cilium or another kube-proxy mode."
+                     *             }
+                     *           ]
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Feature"][];
                     };
@@ -1436,6 +2320,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "9a2e7c14-5b3d-4f68-8e1a-2c7d9b0f4e63",
+                     *           "name": "sim",
+                     *           "kind": "simulator",
+                     *           "zones": [
+                     *             "zone-a",
+                     *             "zone-b",
+                     *             "zone-c"
+                     *           ],
+                     *           "createdAt": "2026-11-02T08:00:00.000Z",
+                     *           "updatedAt": "2026-11-02T08:00:00.000Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Backend"][];
                     };
@@ -1530,6 +2432,46 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "6d3b9f71-2e8c-4c05-a4d6-0f1e7b5c3a92",
+                     *           "name": "gpu.a100x4",
+                     *           "backend": "sim",
+                     *           "cpu": 32,
+                     *           "memoryMiB": 262144,
+                     *           "gpuModel": "nvidia-a100",
+                     *           "gpuCount": 4,
+                     *           "zones": [
+                     *             "zone-a"
+                     *           ],
+                     *           "description": "",
+                     *           "labels": {},
+                     *           "createdAt": "2026-11-02T08:00:00.000Z",
+                     *           "updatedAt": "2026-11-02T08:00:00.000Z"
+                     *         },
+                     *         {
+                     *           "id": "1c8f4e2a-7b6d-4a39-b5e0-8d2f6c1a9e47",
+                     *           "name": "m1.large",
+                     *           "backend": "sim",
+                     *           "cpu": 4,
+                     *           "memoryMiB": 16384,
+                     *           "gpuModel": null,
+                     *           "gpuCount": 0,
+                     *           "zones": [
+                     *             "zone-a",
+                     *             "zone-b",
+                     *             "zone-c"
+                     *           ],
+                     *           "description": "",
+                     *           "labels": {},
+                     *           "createdAt": "2026-11-02T08:00:00.000Z",
+                     *           "updatedAt": "2026-11-02T08:00:00.000Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["MachineClass"][];
                     };
@@ -1619,6 +2561,28 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "version": "1.31.4",
+                     *           "lifecycle": "supported",
+                     *           "releasedAt": null,
+                     *           "endOfLifeAt": null,
+                     *           "createdAt": "2026-11-02T08:00:00.000Z",
+                     *           "updatedAt": "2026-11-02T08:00:00.000Z"
+                     *         },
+                     *         {
+                     *           "version": "1.30.8",
+                     *           "lifecycle": "deprecated",
+                     *           "releasedAt": null,
+                     *           "endOfLifeAt": null,
+                     *           "createdAt": "2026-11-02T08:00:00.000Z",
+                     *           "updatedAt": "2026-11-02T08:00:00.000Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["KubernetesVersion"][];
                     };
@@ -1708,6 +2672,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "lifecycle": "deprecated"
+                 *     }
+                 */
                 "application/json": {
                     lifecycle: components["schemas"]["VersionLifecycle"];
                 };
@@ -1783,6 +2752,48 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "7e4a2d9c-1f5b-4e83-9a6c-3b8d0e2f5c14",
+                     *           "name": "k8s-standard",
+                     *           "version": 1,
+                     *           "project": "demo",
+                     *           "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
+                     *           "kubernetesVersion": "1.31.4",
+                     *           "kubernetesVersionLifecycle": "supported",
+                     *           "backend": "sim",
+                     *           "controlPlane": {
+                     *             "count": 3,
+                     *             "machineClass": "m1.large"
+                     *           },
+                     *           "nodeGroups": [
+                     *             {
+                     *               "name": "workers",
+                     *               "machineClass": "m1.large",
+                     *               "count": 3,
+                     *               "minCount": 1,
+                     *               "maxCount": 20
+                     *             }
+                     *           ],
+                     *           "features": {
+                     *             "ingress": {
+                     *               "controller": "traefik"
+                     *             }
+                     *           },
+                     *           "lockedFeatures": [
+                     *             "cni"
+                     *           ],
+                     *           "labels": {},
+                     *           "deprecated": false,
+                     *           "createdAt": "2026-11-20T16:30:00.000Z",
+                     *           "updatedAt": "2026-11-20T16:30:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["ClusterTemplate"][];
                         /** @description Pass as ?cursor= for the next page. */
@@ -1823,7 +2834,9 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "name": "k8s-1.31",
+                 *       "name": "k8s-standard",
+                 *       "project": "demo",
+                 *       "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
                  *       "kubernetesVersion": "1.31.4",
                  *       "backend": "sim",
                  *       "controlPlane": {
@@ -1851,8 +2864,8 @@ export interface operations {
                  */
                 "application/json": {
                     /**
-                     * @description A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.
-                     * @example ci-run-4711
+                     * @description Lower-case letters, digits, dashes and dots, starting and ending alphanumeric.
+                     * @example k8s-1.31
                      */
                     name: string;
                     /** @description Owning project; omit for a public template. */
@@ -2032,6 +3045,14 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "deprecated": true,
+                 *       "labels": {
+                 *         "superseded-by": "k8s-1.32"
+                 *       }
+                 *     }
+                 */
                 "application/json": {
                     deprecated?: boolean;
                     /**
@@ -2113,6 +3134,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "3f6c1a52-8d2e-4b7a-9c41-6e0d5b8a2f17",
+                     *           "name": "demo",
+                     *           "displayName": "Demo project",
+                     *           "labels": {},
+                     *           "createdAt": "2026-11-02T08:00:00.000Z",
+                     *           "updatedAt": "2026-11-02T08:00:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Project"][];
                         /** @description Pass as ?cursor= for the next page. */
@@ -2292,6 +3328,157 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0",
+                     *           "name": "ci-run-4711",
+                     *           "project": "demo",
+                     *           "labels": {
+                     *             "pipeline": "4711"
+                     *           },
+                     *           "template": {
+                     *             "name": "k8s-1.31",
+                     *             "version": 1
+                     *           },
+                     *           "generation": 1,
+                     *           "spec": {
+                     *             "kubernetesVersion": "1.31.4",
+                     *             "backend": {
+                     *               "name": "sim",
+                     *               "kind": "simulator"
+                     *             },
+                     *             "controlPlane": {
+                     *               "count": 3,
+                     *               "machineClass": "m1.large"
+                     *             },
+                     *             "features": {
+                     *               "gpu": {
+                     *                 "enabled": false,
+                     *                 "mode": "device-plugin"
+                     *               },
+                     *               "ingress": {
+                     *                 "controller": "nginx"
+                     *               },
+                     *               "monitoring": {
+                     *                 "enabled": false,
+                     *                 "retentionDays": 15
+                     *               },
+                     *               "cni": {
+                     *                 "plugin": "calico"
+                     *               },
+                     *               "kubeProxyMode": {
+                     *                 "mode": "iptables"
+                     *               },
+                     *               "metricsServer": {
+                     *                 "enabled": true
+                     *               },
+                     *               "autoscaler": {
+                     *                 "enabled": false
+                     *               }
+                     *             },
+                     *             "nodeGroups": [
+                     *               {
+                     *                 "id": "c5e81f3a-4d27-4b9e-8f06-1a3c7e9d2b58",
+                     *                 "name": "workers",
+                     *                 "role": "worker",
+                     *                 "machineClass": "m1.large",
+                     *                 "count": 3,
+                     *                 "minCount": 1,
+                     *                 "maxCount": 20,
+                     *                 "zones": [
+                     *                   "zone-a",
+                     *                   "zone-b",
+                     *                   "zone-c"
+                     *                 ],
+                     *                 "labels": {},
+                     *                 "taints": [],
+                     *                 "maxSurge": 1,
+                     *                 "maxUnavailable": 0,
+                     *                 "features": {
+                     *                   "gpu": {
+                     *                     "enabled": false,
+                     *                     "mode": "device-plugin"
+                     *                   },
+                     *                   "autoscaler": {
+                     *                     "enabled": false
+                     *                   }
+                     *                 },
+                     *                 "provenance": {
+                     *                   "/role": "default",
+                     *                   "/minCount": "template",
+                     *                   "/maxCount": "template",
+                     *                   "/labels": "default",
+                     *                   "/taints": "default",
+                     *                   "/maxSurge": "default",
+                     *                   "/maxUnavailable": "default",
+                     *                   "/machineClass": "template",
+                     *                   "/count": "nodeGroup",
+                     *                   "/zones": "default",
+                     *                   "/features/gpu/enabled": "default",
+                     *                   "/features/gpu/mode": "default",
+                     *                   "/features/autoscaler/enabled": "default"
+                     *                 },
+                     *                 "generation": 1,
+                     *                 "createdAt": "2026-11-21T10:00:00.000Z",
+                     *                 "updatedAt": "2026-11-21T10:00:00.000Z"
+                     *               }
+                     *             ],
+                     *             "provenance": {
+                     *               "/features/gpu/enabled": "default",
+                     *               "/features/gpu/mode": "default",
+                     *               "/features/ingress/controller": "cluster",
+                     *               "/features/monitoring/enabled": "default",
+                     *               "/features/monitoring/retentionDays": "default",
+                     *               "/features/cni/plugin": "default",
+                     *               "/features/kubeProxyMode/mode": "default",
+                     *               "/features/metricsServer/enabled": "default",
+                     *               "/features/autoscaler/enabled": "default",
+                     *               "/controlPlane/count": "template",
+                     *               "/controlPlane/machineClass": "template"
+                     *             }
+                     *           },
+                     *           "status": {
+                     *             "phase": "Provisioning",
+                     *             "conditions": [
+                     *               {
+                     *                 "type": "Ready",
+                     *                 "status": "Unknown",
+                     *                 "reason": "Pending",
+                     *                 "message": "Waiting for the create operation to start.",
+                     *                 "lastTransitionTime": "2026-11-21T10:00:00.000Z"
+                     *               },
+                     *               {
+                     *                 "type": "Progressing",
+                     *                 "status": "True",
+                     *                 "reason": "cluster.create",
+                     *                 "message": "Operation 4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+                     *                 "lastTransitionTime": "2026-11-21T10:00:00.180Z"
+                     *               },
+                     *               {
+                     *                 "type": "ControlPlaneAvailable",
+                     *                 "status": "True",
+                     *                 "reason": "Bootstrapped",
+                     *                 "message": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+                     *                 "lastTransitionTime": "2026-11-21T10:00:04.731Z"
+                     *               }
+                     *             ],
+                     *             "observedGeneration": 0,
+                     *             "message": "cluster.create running",
+                     *             "endpoint": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+                     *             "lastObservedAt": null
+                     *           },
+                     *           "activeOperationId": "4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+                     *           "deletionRequested": false,
+                     *           "expiresAt": null,
+                     *           "createdAt": "2026-11-21T10:00:00.000Z",
+                     *           "updatedAt": "2026-11-21T10:00:04.731Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Cluster"][];
                         /** @description Pass as ?cursor= for the next page. */
@@ -2756,6 +3943,57 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "c5e81f3a-4d27-4b9e-8f06-1a3c7e9d2b58",
+                     *           "name": "workers",
+                     *           "role": "worker",
+                     *           "machineClass": "m1.large",
+                     *           "count": 3,
+                     *           "minCount": 1,
+                     *           "maxCount": 20,
+                     *           "zones": [
+                     *             "zone-a",
+                     *             "zone-b",
+                     *             "zone-c"
+                     *           ],
+                     *           "labels": {},
+                     *           "taints": [],
+                     *           "maxSurge": 1,
+                     *           "maxUnavailable": 0,
+                     *           "features": {
+                     *             "gpu": {
+                     *               "enabled": false,
+                     *               "mode": "device-plugin"
+                     *             },
+                     *             "autoscaler": {
+                     *               "enabled": false
+                     *             }
+                     *           },
+                     *           "provenance": {
+                     *             "/role": "default",
+                     *             "/minCount": "template",
+                     *             "/maxCount": "template",
+                     *             "/labels": "default",
+                     *             "/taints": "default",
+                     *             "/maxSurge": "default",
+                     *             "/maxUnavailable": "default",
+                     *             "/machineClass": "template",
+                     *             "/count": "nodeGroup",
+                     *             "/zones": "default",
+                     *             "/features/gpu/enabled": "default",
+                     *             "/features/gpu/mode": "default",
+                     *             "/features/autoscaler/enabled": "default"
+                     *           },
+                     *           "generation": 1,
+                     *           "createdAt": "2026-11-21T10:00:00.000Z",
+                     *           "updatedAt": "2026-11-21T10:00:00.000Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["NodeGroup"][];
                     };
@@ -3001,6 +4239,13 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "minCount": 2,
+                 *       "maxCount": 30,
+                 *       "maxSurge": 2
+                 *     }
+                 */
                 "application/json": {
                     /**
                      * @description worker: general workloads; ingress: runs the ingress controller; infra: monitoring and other add-ons.
@@ -3320,6 +4565,83 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+                     *           "kind": "cluster.create",
+                     *           "status": "running",
+                     *           "progress": 57,
+                     *           "steps": [
+                     *             {
+                     *               "name": "reserve-capacity",
+                     *               "status": "succeeded",
+                     *               "startedAt": "2026-11-21T10:00:00.180Z",
+                     *               "finishedAt": "2026-11-21T10:00:00.912Z",
+                     *               "message": "Capacity for 6 machines is available."
+                     *             },
+                     *             {
+                     *               "name": "allocate-machines",
+                     *               "status": "succeeded",
+                     *               "startedAt": "2026-11-21T10:00:00.912Z",
+                     *               "finishedAt": "2026-11-21T10:00:03.447Z",
+                     *               "message": "6 machines allocated."
+                     *             },
+                     *             {
+                     *               "name": "issue-certificates",
+                     *               "status": "skipped",
+                     *               "startedAt": "2026-11-21T10:00:03.447Z",
+                     *               "finishedAt": "2026-11-21T10:00:03.449Z",
+                     *               "message": "Cluster certificates are not issued yet: the PKI arrives with the Kubernetes work."
+                     *             },
+                     *             {
+                     *               "name": "bootstrap-control-plane",
+                     *               "status": "succeeded",
+                     *               "startedAt": "2026-11-21T10:00:03.449Z",
+                     *               "finishedAt": "2026-11-21T10:00:04.731Z",
+                     *               "message": "Control plane up at https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443."
+                     *             },
+                     *             {
+                     *               "name": "join-workers",
+                     *               "status": "running",
+                     *               "startedAt": "2026-11-21T10:00:04.731Z",
+                     *               "finishedAt": null,
+                     *               "message": ""
+                     *             },
+                     *             {
+                     *               "name": "install-addons",
+                     *               "status": "pending",
+                     *               "startedAt": null,
+                     *               "finishedAt": null,
+                     *               "message": ""
+                     *             },
+                     *             {
+                     *               "name": "wait-healthy",
+                     *               "status": "pending",
+                     *               "startedAt": null,
+                     *               "finishedAt": null,
+                     *               "message": ""
+                     *             }
+                     *           ],
+                     *           "error": null,
+                     *           "project": "demo",
+                     *           "resource": {
+                     *             "kind": "cluster",
+                     *             "id": "0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0",
+                     *             "name": "ci-run-4711"
+                     *           },
+                     *           "requestedBy": "user:local-operator",
+                     *           "cancelRequested": false,
+                     *           "createdAt": "2026-11-21T10:00:00.000Z",
+                     *           "startedAt": "2026-11-21T10:00:00.180Z",
+                     *           "finishedAt": null,
+                     *           "updatedAt": "2026-11-21T10:00:04.731Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Operation"][];
                         /** @description Pass as ?cursor= for the next page. */

@@ -16,6 +16,15 @@ const LabelValue = Type.String({
   pattern: '^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$',
 })
 
+/** A template name: like a DNS subdomain, so versions read naturally (`k8s-1.31`). */
+export const TemplateName = Type.String({
+  minLength: 1,
+  maxLength: 63,
+  pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+  description: 'Lower-case letters, digits, dashes and dots, starting and ending alphanumeric.',
+  examples: ['k8s-1.31'],
+})
+
 /** Label maps, with Kubernetes' rules for keys and values; any other key is refused, not dropped. */
 export const Labels = Type.Unsafe<Record<string, string>>({
   type: 'object',

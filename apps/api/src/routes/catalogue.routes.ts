@@ -1,6 +1,5 @@
 import { isUuid, recordAudit } from '@kiln/db'
 import {
-  compareKubernetesVersions,
   DomainError,
   ErrorCode,
   type FeatureName,
@@ -17,6 +16,7 @@ import {
   BackendSchema,
   FeatureSchema,
   KubernetesVersionSchema,
+  listExamples,
   MachineClassSchema,
   ref,
   VersionLifecycleRef,
@@ -25,7 +25,10 @@ import { backendView, kubernetesVersionView, machineClassView } from '../views.t
 import { problemResponses } from './responses.ts'
 
 const Items = <T extends Type.TSchema>(item: T, description: string) =>
-  Type.Object({ items: Type.Array(item) }, { additionalProperties: false, description })
+  Type.Object(
+    { items: Type.Array(item) },
+    { additionalProperties: false, description, ...listExamples(item) },
+  )
 
 function featureView(name: FeatureName) {
   const def = featureDefinition(name)
@@ -223,7 +226,10 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         tags: ['kubernetes-versions'],
         params: VersionParams,
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
-        body: Type.Object({ lifecycle: VersionLifecycleRef }, { additionalProperties: false }),
+        body: Type.Object(
+          { lifecycle: VersionLifecycleRef },
+          { additionalProperties: false, examples: [{ lifecycle: 'deprecated' }] },
+        ),
         response: { 200: ref(KubernetesVersionSchema), ...problemResponses(404, 412) },
       },
     },

@@ -28,7 +28,7 @@ export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
         operationId: 'getHealth',
         summary: 'Liveness: the process is up',
         tags: ['health'],
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { examples: [{ status: 'ok' }] }) },
       },
     },
     async () => ({ status: 'ok' as const }),
@@ -43,10 +43,13 @@ export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
         summary: 'Readiness: PostgreSQL and Redis are reachable',
         tags: ['health'],
         response: {
-          200: Type.Object({
-            status: Type.Literal('ready'),
-            checks: Type.Object({ postgres: Check, redis: Check }),
-          }),
+          200: Type.Object(
+            {
+              status: Type.Literal('ready'),
+              checks: Type.Object({ postgres: Check, redis: Check }),
+            },
+            { examples: [{ status: 'ready', checks: { postgres: 'ok', redis: 'ok' } }] },
+          ),
         },
       },
     },

@@ -14,7 +14,7 @@ import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
-import { NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
+import { listExamples, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
 import { nodeGroupView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
 import { problemResponses } from './responses.ts'
@@ -46,7 +46,10 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['nodegroups'],
         params: ClusterParams,
         response: {
-          200: Type.Object({ items: Type.Array(ref(NodeGroupSchema)) }, { additionalProperties: false }),
+          200: Type.Object(
+            { items: Type.Array(ref(NodeGroupSchema)) },
+            { additionalProperties: false, ...listExamples(ref(NodeGroupSchema)) },
+          ),
           ...problemResponses(404),
         },
       },
@@ -121,7 +124,11 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['nodegroups'],
         params: NodeGroupParams,
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
-        body: Type.Object(patchable, { additionalProperties: false, minProperties: 1 }),
+        body: Type.Object(patchable, {
+          additionalProperties: false,
+          minProperties: 1,
+          examples: [{ minCount: 2, maxCount: 30, maxSurge: 2 }],
+        }),
         response: { 200: ref(NodeGroupSchema), ...problemResponses(404, 412, 422) },
       },
     },

@@ -18,6 +18,7 @@ import {
   Labels,
   notFound,
   resolveCluster,
+  TemplateName,
   type Violation,
 } from '@kiln/domain'
 import Type from 'typebox'
@@ -40,7 +41,7 @@ const include = { backend: true, project: true, k8sVersion: true } as const
 
 const TemplateCreate = Type.Object(
   {
-    name: DnsLabel,
+    name: TemplateName,
     project: Type.Optional(
       Type.String({ maxLength: 63, description: 'Owning project; omit for a public template.' }),
     ),
@@ -61,7 +62,9 @@ const TemplateCreate = Type.Object(
     additionalProperties: false,
     examples: [
       {
-        name: 'k8s-1.31',
+        name: 'k8s-standard',
+        project: 'demo',
+        description: 'Kubernetes 1.31 with traefik ingress; CPU workers.',
         kubernetesVersion: '1.31.4',
         backend: 'sim',
         controlPlane: { count: 3, machineClass: 'm1.large' },
@@ -297,7 +300,11 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
         body: Type.Object(
           { deprecated: Type.Optional(Type.Boolean()), labels: Type.Optional(Labels) },
-          { additionalProperties: false, minProperties: 1 },
+          {
+            additionalProperties: false,
+            minProperties: 1,
+            examples: [{ deprecated: true, labels: { 'superseded-by': 'k8s-1.32' } }],
+          },
         ),
         response: { 200: ref(TemplateSchema), ...problemResponses(404, 412) },
       },

@@ -1,0 +1,230 @@
+import { readFile } from 'node:fs/promises'
+import type { ValidateFunction } from 'ajv'
+import Ajv2020 from 'ajv/dist/2020.js'
+import addFormats from 'ajv-formats'
+import { describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
+
+// The committed OpenAPI document (test/generated.test.ts keeps it equal to what the routes generate)
+// is what client generators and the docs page read: every operation must be named, summarised,
+// tagged and illustrated with examples that are valid against their own schemas.
+
+type Json = Record<string, unknown>
+interface Media {
+  schema?: Json
+  example?: unknown
+  examples?: Record<string, { value?: unknown }>
+}
+interface Operation {
+  operationId?: string
+  summary?: string
+  tags?: string[]
+  requestBody?: { content?: Record<string, Media> }
+  responses?: Record<string, { content?: Record<string, Media> }>
+}
+interface Document {
+  tags?: { name: string }[]
+  paths: Record<string, Record<string, Operation>>
+  components: { schemas: Record<string, Json> }
+}
+
+const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options', 'trace']
+const componentPrefix = '#/components/schemas/'
+const problemRef = `${componentPrefix}Problem`
+const documentId = 'https://kiln.dev/openapi/kiln.v1.json'
+
+const doc = parse(await readFile('openapi/kiln.v1.yaml', 'utf8')) as Document
+
+const operations = Object.entries(doc.paths).flatMap(([path, item]) =>
+  methods
+    .filter((method) => item[method])
+    .map((method) => ({
+      name: `${method.toUpperCase()} ${path}`,
+      pointer: `#/paths/${pointerToken(path)}/${method}`,
+      op: item[method] as Operation,
+    })),
+)
+
+function pointerToken(token: string) {
+  return token.replaceAll('~', '~0').replaceAll('/', '~1')
+}
+
+/** A copy with every `#/components/schemas/X` ref made absolute, so Ajv resolves it in the document. */
+function absoluteRefs<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(absoluteRefs) as T
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [
+        k,
+        k === '$ref' && typeof v === 'string' && v.startsWith('#/') ? `${documentId}${v}` : absoluteRefs(v),
+      ]),
+    ) as T
+  }
+  return value
+}
+
+// OpenAPI 3.1 schema objects are JSON Schema 2020-12. `example` (OpenAPI's own annotation) is allowed.
+const ajv = new Ajv2020({ allErrors: true, strict: false })
+addFormats(ajv)
+ajv.addSchema({ $id: documentId, components: absoluteRefs(doc.components) })
+
+function validatorFor(schema: Json): ValidateFunction {
+  return ajv.compile(absoluteRefs(schema))
+}
+
+interface Example {
+  pointer: string
+  value: unknown
+}
+
+/** The examples of a schema: its own `examples`/`example`, or, for a ref, the component's. */
+function schemaExamples(schema: Json | undefined, pointer: string): Example[] {
+  if (!schema) return []
+  const out: Example[] = []
+  if (Array.isArray(schema.examples)) {
+    schema.examples.forEach((value, i) => {
+      out.push({ pointer: `${pointer}/examples/${i}`, value })
+    })
+  }
+  if ('example' in schema) out.push({ pointer: `${pointer}/example`, value: schema.example })
+  const ref = schema.$ref
+  if (out.length === 0 && typeof ref === 'string' && ref.startsWith(componentPrefix)) {
+    const name = ref.slice(componentPrefix.length)
+    return schemaExamples(doc.components.schemas[name], `${componentPrefix}${name}`)
+  }
+  return out
+}
+
+/** The examples that illustrate a media type: on the media type itself, else on its schema. */
+function mediaExamples(media: Media, pointer: string): Example[] {
+  const out: Example[] = []
+  if ('example' in media) out.push({ pointer: `${pointer}/example`, value: media.example })
+  for (const [name, example] of Object.entries(media.examples ?? {})) {
+    out.push({ pointer: `${pointer}/examples/${pointerToken(name)}/value`, value: example.value })
+  }
+  return out.length > 0 ? out : schemaExamples(media.schema, `${pointer}/schema`)
+}
+
+/** Problems with the examples of one media type: missing, or not valid against the schema. */
+function checkExamples(media: Media, pointer: string): string[] {
+  const examples = mediaExamples(media, pointer)
+  if (examples.length === 0) return [`${pointer}: no example`]
+  if (!media.schema) return [`${pointer}: no schema to check the example against`]
+  const validate = validatorFor(media.schema)
+  return examples.flatMap(({ pointer: at, value }) =>
+    validate(value)
+      ? []
+      : [
+          `${at} does not match ${pointer}/schema: ${ajv.errorsText(validate.errors, { dataVar: 'example' })}`,
+        ],
+  )
+}
+
+const declaredTags = new Set((doc.tags ?? []).map((t) => t.name))
+
+describe('openapi/kiln.v1.yaml', () => {
+  it('declares operations and tags', () => {
+    expect(operations.length).toBeGreaterThan(20)
+    expect(declaredTags.size).toBeGreaterThan(0)
+  })
+
+  it('every operationId is present and unique', () => {
+    const seen = new Map<string, string>()
+    const problems: string[] = []
+    for (const { name, op } of operations) {
+      if (!op.operationId) {
+        problems.push(`${name}: no operationId`)
+        continue
+      }
+      const other = seen.get(op.operationId)
+      if (other) problems.push(`${name}: operationId ${op.operationId} is also used by ${other}`)
+      seen.set(op.operationId, name)
+    }
+    expect(problems).toEqual([])
+  })
+
+  for (const { name, pointer, op } of operations) {
+    describe(name, () => {
+      const label = `${op.operationId ?? '(no operationId)'} ${pointer}`
+
+      it('has a summary and declared tags', () => {
+        const problems: string[] = []
+        if (!op.summary?.trim()) problems.push(`${label}: no summary`)
+        if (!op.tags?.length) problems.push(`${label}: no tag`)
+        for (const tag of op.tags ?? []) {
+          if (!declaredTags.has(tag))
+            problems.push(`${label}: tag '${tag}' is not declared in the document's tags`)
+        }
+        expect(problems).toEqual([])
+      })
+
+      it('has a valid example of its request body', () => {
+        const content = op.requestBody?.content
+        if (!op.requestBody) return
+        const problems = content
+          ? Object.entries(content).flatMap(([type, media]) =>
+              checkExamples(media, `${pointer}/requestBody/content/${pointerToken(type)}`).map(
+                (p) => `${op.operationId}: ${p}`,
+              ),
+            )
+          : [`${label}: requestBody without content`]
+        expect(problems).toEqual([])
+      })
+
+      it('has a valid example of every 2xx response', () => {
+        const problems: string[] = []
+        for (const [status, response] of Object.entries(op.responses ?? {})) {
+          if (!/^2\d\d$/.test(status)) continue
+          for (const [type, media] of Object.entries(response.content ?? {})) {
+            if (type === 'text/event-stream') continue
+            const at = `${pointer}/responses/${status}/content/${pointerToken(type)}`
+            problems.push(...checkExamples(media, at).map((p) => `${op.operationId}: ${p}`))
+          }
+        }
+        expect(problems).toEqual([])
+      })
+
+      it('answers every 4xx and 5xx with application/problem+json (Problem)', () => {
+        const problems: string[] = []
+        for (const [status, response] of Object.entries(op.responses ?? {})) {
+          if (!/^[45]\d\d$/.test(status)) continue
+          const types = Object.keys(response.content ?? {})
+          const schema = response.content?.['application/problem+json']?.schema
+          if (types.length !== 1 || schema?.$ref !== problemRef) {
+            problems.push(
+              `${label}: ${status} is ${types.join(', ') || 'without content'}, schema ${JSON.stringify(schema)}; expected application/problem+json with ${problemRef}`,
+            )
+          }
+        }
+        expect(problems).toEqual([])
+      })
+    })
+  }
+
+  it('every component example is valid against its component', () => {
+    const problems: string[] = []
+    for (const [name, schema] of Object.entries(doc.components.schemas)) {
+      const examples = schemaExamples(schema, `${componentPrefix}${name}`)
+      if (examples.length === 0) continue
+      const validate = validatorFor({ $ref: `${componentPrefix}${name}` })
+      for (const { pointer, value } of examples) {
+        if (!validate(value)) {
+          problems.push(`${pointer}: ${ajv.errorsText(validate.errors, { dataVar: 'example' })}`)
+        }
+      }
+    }
+    expect(problems).toEqual([])
+  })
+
+  it('the checks catch an example that does not match its schema', () => {
+    const media: Media = {
+      schema: { $ref: `${componentPrefix}Cluster` },
+      example: { id: 'not-a-uuid', name: 'ci-run-4711' },
+    }
+    const problems = checkExamples(media, '#/test')
+    expect(problems).toHaveLength(1)
+    expect(problems[0]).toMatch(/^#\/test\/example does not match #\/test\/schema: /)
+    expect(problems[0]).toContain('must have required property')
+    expect(checkExamples({ schema: { type: 'object' } }, '#/test')).toEqual(['#/test: no example'])
+  })
+})
