@@ -1,6 +1,7 @@
 export * from './audit.ts'
 export * from './catalogue.ts'
 export * from './client.ts'
+export * from './cluster-secrets.ts'
 export * from './clusters.ts'
 export * from './errors.ts'
 export type * from './generated/prisma/client.ts'
