@@ -29,7 +29,7 @@
  *   KILN_BENCH_REDIS (redis://127.0.0.1:6379).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises'
 import os from 'node:os'
@@ -44,6 +44,7 @@ import pg from 'pg'
 import { buildApp, type KilnApp } from '../apps/api/src/app.ts'
 import { classifyError } from '../apps/worker/src/engine.ts'
 import { buildOperationDefinitions, DriverCache, markProgressing } from '../apps/worker/src/operations.ts'
+import { parseMasterKey } from '../packages/pki/src/index.ts'
 import {
   createBenchDatabase,
   dbName,
@@ -530,6 +531,7 @@ async function startWorkerChild(cpuProfDir: string | undefined): Promise<WorkerC
       ...process.env,
       DATABASE_URL: dbUrl,
       REDIS_URL: redisUrl,
+      KILN_DEV_MODE: 'true',
       KILN_QUEUE_PREFIX: prefixes.storm,
       WORKER_CONCURRENCY: String(CONFIG.workerConcurrency),
       OPERATION_LEASE_MS: '15000',
@@ -987,7 +989,11 @@ async function profileQueries(db: Database, pool: pg.Pool) {
 
   const drivers = new DriverCache(dbUrl)
   onCleanup('drivers', () => drivers.closeAll())
-  const definitions = buildOperationDefinitions({ db: tdb, drivers })
+  const definitions = buildOperationDefinitions({
+    db: tdb,
+    drivers,
+    masterKey: parseMasterKey(randomBytes(32).toString('base64')),
+  })
   // Tag every step handler and finish with its name; the runner's own queries carry 'runner'.
   for (const def of Object.values(definitions)) {
     for (const [name, handler] of Object.entries(def.steps)) {

@@ -12,7 +12,13 @@ interface Service {
   build?: string
   image?: string
 }
-const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as {
+// Compose interpolates ${VAR:?message} from the caller's environment; give it what a user must set.
+const userEnv: Record<string, string> = { KILN_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') }
+const interpolated = readFileSync('docker-compose.yml', 'utf8').replace(
+  /\$\{([A-Z_]+):\?[^}]*\}/g,
+  (_, name: string) => userEnv[name] ?? '',
+)
+const compose = parse(interpolated, { merge: true }) as {
   services: Record<string, Service>
 }
 

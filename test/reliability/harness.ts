@@ -187,6 +187,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           ...process.env,
           DATABASE_URL: databaseUrl,
           REDIS_URL: redisFixed.url,
+          KILN_DEV_MODE: 'true',
           KILN_QUEUE_PREFIX: prefix,
           WORKER_CONCURRENCY: String(options.workerConcurrency ?? 8),
           OPERATION_LEASE_MS: '3000',

@@ -5,8 +5,13 @@ import { buildApp, type KilnApp } from '../../apps/api/src/app.ts'
 import { type Engine, type EngineOptions, startEngine } from '../../apps/worker/src/engine.ts'
 import { createDatabase, type Database } from '../../packages/db/src/index.ts'
 import type { SimulatorConfig } from '../../packages/drivers/src/index.ts'
+import { parseMasterKey } from '../../packages/pki/src/index.ts'
 import { redisUrl } from './api.ts'
 import { createTestDatabase } from './database.ts'
+
+/** A master key for one test run; what it seals is thrown away with the test database. */
+export const testMasterKeyBase64 = randomBytes(32).toString('base64')
+export const testMasterKey = parseMasterKey(testMasterKeyBase64)
 
 /** A small, fast simulated data centre for engine tests. */
 export const testDataCentre = (over: Partial<SimulatorConfig> = {}): SimulatorConfig => ({
@@ -66,6 +71,7 @@ export async function startTestStack(
     async startEngine(over = {}) {
       stack.engine = await startEngine({
         db,
+        masterKey: testMasterKey,
         databaseUrl: database.url,
         connection,
         prefix,

@@ -18,12 +18,15 @@ import {
   queueNames,
   runOperation,
 } from '@kiln/jobs'
+import type { MasterKey } from '@kiln/pki'
 import { type ConnectionOptions, DelayedError, type Job, Worker } from 'bullmq'
 import Value from 'typebox/value'
 import { buildOperationDefinitions, DriverCache, markProgressing } from './operations.ts'
 
 export interface EngineOptions {
   db: Database
+  /** Seals the private keys the engine generates (cluster CAs, service-account keys). */
+  masterKey: MasterKey
   /** Where drivers keep their own state (the simulator's data centre). */
   databaseUrl: string
   connection: ConnectionOptions
@@ -68,7 +71,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   const workerId = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`
   const log = options.log ?? (() => {})
   const drivers = new DriverCache(options.databaseUrl)
-  const definitions = buildOperationDefinitions({ db, drivers })
+  const definitions = buildOperationDefinitions({ db, drivers, masterKey: options.masterKey })
   const producer = new JobProducer({ connection: options.connection, prefix: options.prefix })
   const leaseMs = options.leaseMs ?? 15_000
 

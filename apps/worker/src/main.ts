@@ -1,4 +1,5 @@
 import { createDatabase } from '@kiln/db'
+import { parseMasterKey } from '@kiln/pki'
 import { loadWorkerConfig } from './config.ts'
 import { startEngine } from './engine.ts'
 
@@ -7,9 +8,17 @@ const db = createDatabase({ url: config.databaseUrl, maxConnections: config.conc
 const log = (event: Record<string, unknown>) =>
   console.log(JSON.stringify({ time: new Date().toISOString(), ...event }))
 
+const masterKey = parseMasterKey(config.masterKeyBase64)
+if (config.devMode && !process.env.KILN_MASTER_KEY) {
+  log({
+    msg: 'dev mode: cluster keys are sealed with the well-known development master key; never use this in production',
+  })
+}
+
 await db.$queryRaw`SELECT 1`
 const engine = await startEngine({
   db,
+  masterKey,
   databaseUrl: config.databaseUrl,
   // BullMQ workers must never give up on Redis commands: a restarted Redis is waited for.
   connection: { url: config.redisUrl, maxRetriesPerRequest: null },

@@ -2,6 +2,7 @@ import {
   type Actor,
   type Backend,
   type Database,
+  deleteClusterSecrets,
   type Machine,
   type NodeGroup,
   type Operation,
@@ -19,6 +20,8 @@ import {
 } from '@kiln/domain'
 import { type ClusterRef, createDriver, type Driver, DriverError } from '@kiln/drivers'
 import type { OperationDefinition, OperationDefinitions, Outcome, StepHandler } from '@kiln/jobs'
+import type { MasterKey } from '@kiln/pki'
+import { clusterSecretStore, ensureClusterAuthorities } from './cluster-pki.ts'
 import {
   allocateRecordedMachines,
   capacityNeeds,
@@ -52,6 +55,8 @@ export class DriverCache {
 export interface EngineDeps {
   db: Database
   drivers: DriverCache
+  /** Seals every private key the engine generates before it is written. */
+  masterKey: MasterKey
 }
 
 interface OperationScope {
@@ -309,9 +314,10 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     steps: {
       'reserve-capacity': reserveCapacity,
       'allocate-machines': allocateMachines,
-      'issue-certificates': skipped(
-        'Cluster certificates are not issued yet: the PKI arrives with the Kubernetes work.',
-      ),
+      'issue-certificates': scoped(async (s) => {
+        const issued = await ensureClusterAuthorities(clusterSecretStore(db), s.cluster.id, deps.masterKey)
+        return { message: `${issued.join(', ')} ready; private keys sealed.` }
+      }),
       'bootstrap-control-plane': bootstrapControlPlane,
       'join-workers': joinWorkers,
       'install-addons': noAddons,
@@ -370,7 +376,10 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         await releaseMachines(db, s.driver, s.ref, machines)
         return { message: `${machines.length} machines released.` }
       }),
-      'revoke-certificates': skipped('No certificates were issued for this cluster.'),
+      'revoke-certificates': scoped(async (s) => {
+        const count = await deleteClusterSecrets(db, s.cluster.id)
+        return { message: `${count} authorities and keys destroyed.` }
+      }),
       'forget-cluster': async () => ({ message: 'The cluster record is removed when this operation ends.' }),
     },
     async finish(tx, op, outcome) {

@@ -77,7 +77,13 @@ describe('create then delete', () => {
     expectAllStepsDone(created, createSteps)
     // The steps that do real work succeed; the placeholders say why they were skipped.
     const byName = Object.fromEntries(created.steps.map((s) => [s.name, s]))
-    for (const name of ['reserve-capacity', 'allocate-machines', 'bootstrap-control-plane', 'join-workers'])
+    for (const name of [
+      'reserve-capacity',
+      'allocate-machines',
+      'issue-certificates',
+      'bootstrap-control-plane',
+      'join-workers',
+    ])
       expect(byName[name]!.status, name).toBe('succeeded')
     expect(byName['wait-healthy']!.status).toBe('succeeded')
 

@@ -1,0 +1,109 @@
+import { createPublicKey, X509Certificate } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { clusterSecretStore, ensureClusterAuthorities } from '../../../apps/worker/src/cluster-pki.ts'
+import { listClusterCertificates } from '../../../packages/db/src/index.ts'
+import { openCertificate, openKeyPair, type StoredMaterial } from '../../../packages/pki/src/index.ts'
+import {
+  startTestStack,
+  type TestStack,
+  testDataCentre,
+  testMasterKey,
+} from '../../../test/support/engine.ts'
+import {
+  aSimulatedBackend,
+  clusterUrl,
+  createCluster,
+  getCluster,
+  startOperation,
+  waitForOperation,
+} from './support.ts'
+
+// The issue-certificates step: a cluster's authorities are generated once, stored with their
+// private keys sealed, readable only with the master key, and destroyed with the cluster.
+let stack: TestStack
+let clusterId: string
+
+beforeAll(async () => {
+  stack = await startTestStack({ engine: {} })
+  await aSimulatedBackend(stack.db, 'sim', testDataCentre(), { name: 'k8s-1.31' })
+  const op = await waitForOperation(
+    stack.app,
+    (await createCluster(stack.app, { name: 'pki', template: 'k8s-1.31' })).id,
+  )
+  expect(op.status, JSON.stringify(op.steps)).toBe('succeeded')
+  clusterId = (await getCluster(stack.app, 'pki')).id
+}, 60_000)
+afterAll(async () => stack?.close())
+
+const purposes = ['cluster-ca', 'etcd-ca', 'front-proxy-ca', 'service-account']
+
+describe('cluster authorities', () => {
+  it('issues the cluster, etcd and front-proxy CAs and the service-account key pair', async () => {
+    const rows = await listClusterCertificates(stack.db, clusterId)
+    expect(rows.map((r) => r.purpose).sort()).toEqual([...purposes].sort())
+    for (const row of rows.filter((r) => r.kind === 'certificate')) {
+      const cert = new X509Certificate(row.publicPem)
+      expect(cert.ca, row.purpose).toBe(true)
+      expect(cert.verify(cert.publicKey), `${row.purpose} is self-signed`).toBe(true)
+    }
+  })
+
+  it('seals every private key: it opens only with the master key, and matches its public half', async () => {
+    const store = clusterSecretStore(stack.db)
+    for (const purpose of purposes) {
+      const stored = (await store.get(clusterId, purpose as never)) as StoredMaterial
+      if (stored.kind === 'certificate') {
+        const { certPem, keyPem } = openCertificate(clusterId, purpose as never, stored, testMasterKey)
+        const fromKey = createPublicKey(keyPem).export({ type: 'spki', format: 'pem' })
+        expect(fromKey, purpose).toBe(
+          new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'pem' }),
+        )
+      } else {
+        const { publicKeyPem, privateKeyPem } = openKeyPair(
+          clusterId,
+          purpose as never,
+          stored,
+          testMasterKey,
+        )
+        expect(createPublicKey(privateKeyPem).export({ type: 'spki', format: 'pem' })).toBe(publicKeyPem)
+      }
+    }
+  })
+
+  it('is idempotent: running the step again generates nothing new', async () => {
+    const before = await listClusterCertificates(stack.db, clusterId)
+    await ensureClusterAuthorities(clusterSecretStore(stack.db), clusterId, testMasterKey)
+    expect(await listClusterCertificates(stack.db, clusterId)).toEqual(before)
+  })
+
+  it('stores no private key in plaintext anywhere in the database', async () => {
+    const tables = await stack.db.$queryRaw<{ schema: string; name: string }[]>`
+      SELECT table_schema AS schema, table_name AS name FROM information_schema.tables
+      WHERE table_schema IN ('public', 'simulator') AND table_type = 'BASE TABLE'`
+    expect(tables.length).toBeGreaterThan(5)
+    let scanned = 0
+    for (const { schema, name } of tables) {
+      const rows = await stack.db.$queryRawUnsafe<{ row: string }[]>(
+        `SELECT row_to_json(t)::text AS row FROM "${schema}"."${name}" t`,
+      )
+      scanned += rows.length
+      for (const { row } of rows) expect(row, `${schema}.${name}`).not.toMatch(/PRIVATE KEY/)
+    }
+    // The scan saw the sealed keys: ciphertext, not PEM.
+    expect(scanned).toBeGreaterThan(0)
+    const sealed = await stack.db.clusterSecret.findMany({ where: { clusterId } })
+    for (const s of sealed) expect(JSON.stringify(s.sealedKey)).toMatch(/"ciphertext"/)
+  })
+
+  it('destroys the authorities when the cluster is deleted', async () => {
+    const op = await waitForOperation(
+      stack.app,
+      (await startOperation(stack.app, 'DELETE', clusterUrl('pki'))).id,
+    )
+    expect(op.status).toBe('succeeded')
+    expect(op.steps.find((s) => s.name === 'revoke-certificates')?.message).toMatch(
+      /4 authorities and keys destroyed/,
+    )
+    expect(await stack.db.clusterSecret.count({ where: { clusterId } })).toBe(0)
+  })
+})

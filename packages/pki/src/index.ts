@@ -1,0 +1,44 @@
+// Named exports only: signing internals carry node-forge types, and node-forge stays inside this package.
+export { caBundle } from './bundle.ts'
+export { type GenerateCertificateAuthorityRequest, generateCertificateAuthority } from './ca.ts'
+export {
+  type CertificateInfo,
+  certificateInfo,
+  type DistinguishedName,
+  fingerprintSha256,
+} from './certificate-info.ts'
+export {
+  type CertificateUsage,
+  type IssueCertificateRequest,
+  type IssuedCertificate,
+  issueCertificate,
+} from './certificates.ts'
+export { type SignCsrRequest, type SignedCertificate, signCsr } from './csr.ts'
+export {
+  type MasterKey,
+  type MasterKeyring,
+  openPrivateKey,
+  parseMasterKey,
+  rewrapPrivateKey,
+  type SealedPrivateKey,
+  sealPrivateKey,
+} from './envelope.ts'
+export { PkiError, PkiErrorCode } from './errors.ts'
+export { generateServiceAccountKeyPair, type KeyPair } from './keys.ts'
+export { type RenderKubeconfigRequest, renderKubeconfig } from './kubeconfig.ts'
+export {
+  lookupOrGenerate,
+  openCertificate,
+  openKeyPair,
+  type PkiStore,
+  type StoredMaterial,
+  sealMaterial,
+} from './material.ts'
+export {
+  type CertificateAuthorityPurpose,
+  certificateAuthorityPurposes,
+  type MaterialKind,
+  materialKindOf,
+  Purpose,
+} from './purposes.ts'
+export type { CertificateAndKey, SubjectName } from './x509.ts'

@@ -1,0 +1,108 @@
+import {
+  type MasterKey,
+  type MasterKeyring,
+  openPrivateKey,
+  type SealedPrivateKey,
+  sealPrivateKey,
+} from './envelope.ts'
+import { PkiError, PkiErrorCode } from './errors.ts'
+import type { KeyPair } from './keys.ts'
+import { type MaterialKind, materialKindOf, type Purpose } from './purposes.ts'
+import type { CertificateAndKey } from './x509.ts'
+
+/** What is kept per cluster and purpose: the public half in clear, the private key sealed. */
+export type StoredMaterial =
+  | { kind: 'certificate'; certPem: string; sealedKey: SealedPrivateKey }
+  | { kind: 'key-pair'; publicKeyPem: string; sealedKey: SealedPrivateKey }
+
+/** Storage for PKI material, one entry per cluster and purpose; implemented by packages/db. */
+export interface PkiStore {
+  get(clusterId: string, purpose: Purpose): Promise<StoredMaterial | undefined>
+  /** Stores `material` unless an entry exists; returns whichever entry is stored afterwards. */
+  insertIfAbsent(clusterId: string, purpose: Purpose, material: StoredMaterial): Promise<StoredMaterial>
+}
+
+/**
+ * The material for a purpose, generated on first use. Safe to race: two callers may both generate,
+ * but insertIfAbsent keeps one and both return it, so a cluster never ends up with two CAs.
+ */
+export async function lookupOrGenerate(
+  store: PkiStore,
+  clusterId: string,
+  purpose: Purpose,
+  generate: () => Promise<StoredMaterial> | StoredMaterial,
+): Promise<StoredMaterial> {
+  const existing = await store.get(clusterId, purpose)
+  if (existing !== undefined) return expectKind(existing, materialKindOf(purpose), purpose)
+  const generated = expectKind(await generate(), materialKindOf(purpose), purpose)
+  return expectKind(
+    await store.insertIfAbsent(clusterId, purpose, generated),
+    materialKindOf(purpose),
+    purpose,
+  )
+}
+
+/** Seals the private key, bound to the cluster and purpose it belongs to. */
+export function sealMaterial(
+  clusterId: string,
+  purpose: Purpose,
+  material: CertificateAndKey | KeyPair,
+  masterKey: MasterKey,
+): StoredMaterial {
+  const context = sealingContext(clusterId, purpose)
+  const stored: StoredMaterial =
+    'certPem' in material
+      ? {
+          kind: 'certificate',
+          certPem: material.certPem,
+          sealedKey: sealPrivateKey(material.keyPem, masterKey, context),
+        }
+      : {
+          kind: 'key-pair',
+          publicKeyPem: material.publicKeyPem,
+          sealedKey: sealPrivateKey(material.privateKeyPem, masterKey, context),
+        }
+  return expectKind(stored, materialKindOf(purpose), purpose)
+}
+
+export function openCertificate(
+  clusterId: string,
+  purpose: Purpose,
+  stored: StoredMaterial,
+  keyring: MasterKeyring,
+): CertificateAndKey {
+  const material = expectKind(stored, 'certificate', purpose)
+  return {
+    certPem: material.certPem,
+    keyPem: openPrivateKey(material.sealedKey, keyring, sealingContext(clusterId, purpose)),
+  }
+}
+
+export function openKeyPair(
+  clusterId: string,
+  purpose: Purpose,
+  stored: StoredMaterial,
+  keyring: MasterKeyring,
+): KeyPair {
+  const material = expectKind(stored, 'key-pair', purpose)
+  return {
+    publicKeyPem: material.publicKeyPem,
+    privateKeyPem: openPrivateKey(material.sealedKey, keyring, sealingContext(clusterId, purpose)),
+  }
+}
+
+const sealingContext = (clusterId: string, purpose: Purpose) => `${clusterId}/${purpose}`
+
+function expectKind<K extends MaterialKind>(
+  material: StoredMaterial,
+  kind: K,
+  purpose: Purpose,
+): Extract<StoredMaterial, { kind: K }> {
+  if (material.kind !== kind) {
+    throw new PkiError(
+      PkiErrorCode.materialKindMismatch,
+      `Material for '${purpose}' must be a ${kind}, got a ${material.kind}.`,
+    )
+  }
+  return material as Extract<StoredMaterial, { kind: K }>
+}
