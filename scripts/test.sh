@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
 bash scripts/install.sh
-npx biome ci .
+npx biome ci --error-on-warnings .
 npx tsc -p tsconfig.json --noEmit
 if [ $# -gt 0 ]; then
   exec npx vitest run "$@"

@@ -17,6 +17,7 @@ import { openApiOptions } from './openapi.ts'
 import { buildValidatorCompiler, registerProblemHandlers } from './problems.ts'
 import { registerCatalogueRoutes } from './routes/catalogue.routes.ts'
 import { registerClusterRoutes } from './routes/clusters.routes.ts'
+import { registerCredentialRoutes } from './routes/credentials.routes.ts'
 import { registerHealthRoutes } from './routes/health.routes.ts'
 import { registerNodeGroupRoutes } from './routes/nodegroups.routes.ts'
 import { registerOperationRoutes } from './routes/operations.routes.ts'
@@ -115,6 +116,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   registerProjectRoutes(app, routeDeps)
   registerClusterRoutes(app, routeDeps)
   registerNodeGroupRoutes(app, routeDeps)
+  registerCredentialRoutes(app, routeDeps)
   registerOperationRoutes(app, routeDeps)
   await app.ready()
   return app

@@ -937,3 +937,33 @@ export const ListQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
   cursor: Type.Optional(Type.String({ maxLength: 512 })),
 }
+
+export const CertificateAuthoritySchema = named(
+  'CertificateAuthority',
+  Type.Object(
+    {
+      purpose: StringEnum(['cluster-ca', 'etcd-ca', 'front-proxy-ca'], {
+        description: 'What the CA signs: the API server and its clients, etcd, or the aggregation layer.',
+      }),
+      certificatePem: Type.String({ description: 'The CA certificate (PEM). Never a private key.' }),
+      subject: Type.String({ examples: ['CN=kubernetes'] }),
+      notBefore: Timestamp,
+      notAfter: Timestamp,
+      fingerprintSha256: Type.String({ description: 'Lower-case hex, no separators.' }),
+    },
+    {
+      additionalProperties: false,
+      description: 'One of a cluster’s certificate authorities (public certificate only).',
+      examples: [
+        {
+          purpose: 'cluster-ca',
+          certificatePem: '-----BEGIN CERTIFICATE-----\nMIIDBTCCAe2gAwIBAgIQ…\n-----END CERTIFICATE-----\n',
+          subject: 'CN=kubernetes',
+          notBefore: '2026-11-21T09:59:00.000Z',
+          notAfter: '2036-11-19T10:00:00.000Z',
+          fingerprintSha256: '9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e',
+        },
+      ],
+    },
+  ),
+)

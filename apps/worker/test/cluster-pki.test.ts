@@ -107,3 +107,30 @@ describe('cluster authorities', () => {
     expect(await stack.db.clusterSecret.count({ where: { clusterId } })).toBe(0)
   })
 })
+
+describe('GET …/clusters/{cluster}/ca', () => {
+  it('serves the CA certificates by purpose, and no private key', async () => {
+    const op = await waitForOperation(
+      stack.app,
+      (await createCluster(stack.app, { name: 'ca-read', template: 'k8s-1.31' })).id,
+    )
+    expect(op.status).toBe('succeeded')
+    const res = await stack.app.inject({ url: `${clusterUrl('ca-read')}/ca` })
+    expect(res.statusCode, res.body).toBe(200)
+    expect(res.body).not.toMatch(/PRIVATE KEY/)
+    const { items } = res.json<{
+      items: { purpose: string; certificatePem: string; subject: string; fingerprintSha256: string }[]
+    }>()
+    expect(items.map((i) => i.purpose).sort()).toEqual(['cluster-ca', 'etcd-ca', 'front-proxy-ca'])
+    for (const item of items) {
+      const cert = new X509Certificate(item.certificatePem)
+      expect(cert.ca).toBe(true)
+      expect(item.fingerprintSha256).toBe(cert.fingerprint256.replace(/:/g, '').toLowerCase())
+    }
+    expect(items.find((i) => i.purpose === 'cluster-ca')?.subject).toBe('CN=kubernetes')
+  })
+
+  it('answers 404 for a cluster that does not exist', async () => {
+    expect((await stack.app.inject({ url: `${clusterUrl('nope')}/ca` })).statusCode).toBe(404)
+  })
+})

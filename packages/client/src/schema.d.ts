@@ -412,6 +412,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{project}/clusters/{cluster}/ca": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a cluster’s CA certificates, by purpose
+         * @description The public certificates of the cluster, etcd and front-proxy CAs, to verify the API server or to build trust bundles. Empty until the create operation has issued them. Private keys never leave Kiln.
+         */
+        get: operations["listClusterCertificateAuthorities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/operations/{operation}": {
         parameters: {
             query?: never;
@@ -2046,6 +2066,40 @@ export interface components {
             controlPlane?: components["schemas"]["ControlPlaneInput"];
             features?: components["schemas"]["FeatureOverrides"];
             nodeGroups?: components["schemas"]["NodeGroupInput"][];
+        };
+        /**
+         * @description One of a cluster’s certificate authorities (public certificate only).
+         * @example {
+         *       "purpose": "cluster-ca",
+         *       "certificatePem": "-----BEGIN CERTIFICATE-----\nMIIDBTCCAe2gAwIBAgIQ…\n-----END CERTIFICATE-----\n",
+         *       "subject": "CN=kubernetes",
+         *       "notBefore": "2026-11-21T09:59:00.000Z",
+         *       "notAfter": "2036-11-19T10:00:00.000Z",
+         *       "fingerprintSha256": "9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e"
+         *     }
+         */
+        CertificateAuthority: {
+            /**
+             * @description What the CA signs: the API server and its clients, etcd, or the aggregation layer.
+             * @enum {string}
+             */
+            purpose: "cluster-ca" | "etcd-ca" | "front-proxy-ca";
+            /** @description The CA certificate (PEM). Never a private key. */
+            certificatePem: string;
+            /** @example CN=kubernetes */
+            subject: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            notBefore: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            notAfter: string;
+            /** @description Lower-case hex, no separators. */
+            fingerprintSha256: string;
         };
     };
     responses: never;
@@ -4408,6 +4462,74 @@ export interface operations {
             };
             /** @description Well-formed, but breaks a rule (each error points at the field). */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listClusterCertificateAuthorities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Cluster name or id. */
+                cluster: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "purpose": "cluster-ca",
+                     *           "certificatePem": "-----BEGIN CERTIFICATE-----\nMIIDBTCCAe2gAwIBAgIQ…\n-----END CERTIFICATE-----\n",
+                     *           "subject": "CN=kubernetes",
+                     *           "notBefore": "2026-11-21T09:59:00.000Z",
+                     *           "notAfter": "2036-11-19T10:00:00.000Z",
+                     *           "fingerprintSha256": "9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["CertificateAuthority"][];
+                    };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

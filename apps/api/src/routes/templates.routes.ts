@@ -10,7 +10,6 @@ import {
   toPage,
 } from '@kiln/db'
 import {
-  DnsLabel,
   DomainError,
   ErrorCode,
   featureNames,
