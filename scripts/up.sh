@@ -21,6 +21,10 @@ npx tsx apps/api/src/seed.main.ts
 
 npx tsx apps/worker/src/main.ts &
 worker=$!
-trap 'kill -TERM $worker 2>/dev/null; wait $worker 2>/dev/null' EXIT INT TERM
-echo "Kiln API on http://${HOST:-127.0.0.1}:${PORT:-8080} (docs: /docs); worker pid $worker"
+# The simulated data centre's Kubernetes API servers: one TLS port, every cluster by SNI.
+npx tsx apps/simulator/src/main.ts &
+simulator=$!
+trap 'kill -TERM $worker $simulator 2>/dev/null; wait $worker $simulator 2>/dev/null' EXIT INT TERM
+echo "Kiln API on http://${HOST:-127.0.0.1}:${PORT:-8080} (docs: /docs); worker pid $worker;" \
+  "Kubernetes API servers on https://127.0.0.1:${SIMULATOR_API_PORT:-6443} (pid $simulator)"
 npx tsx apps/api/src/main.ts

@@ -59,6 +59,7 @@ export async function startTestStack(
   const app = await buildApp({
     db,
     redis,
+    masterKey: testMasterKey,
     queue: { connection: { url: redisUrl, maxRetriesPerRequest: 1 }, prefix },
     operationPollMs: 25,
   })

@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Database } from '@kiln/db'
 import { JobProducer, type QueueSettings } from '@kiln/jobs'
+import type { MasterKey } from '@kiln/pki'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -30,6 +31,8 @@ export interface AppDeps {
   redis: Redis
   /** Where to hand new operations to the workers at once; without it the dispatcher picks them up. */
   queue?: QueueSettings
+  /** Opens cluster CA keys to sign the credentials the API issues; without it, issuance answers 503. */
+  masterKey?: MasterKey
   logger?: boolean | { level: string } | FastifyBaseLogger
   bodyLimitBytes?: number
   /** How often `?wait=` re-reads an operation. */
@@ -53,6 +56,7 @@ export interface RouteDeps {
    * worker's dispatcher queues whatever this misses (Redis down, process killed).
    */
   dispatch(operationId: string): void
+  masterKey: MasterKey | null
 }
 
 /** Builds the API without listening; tests call `inject()` on it, `main.ts` listens. */
@@ -109,6 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
     redis: deps.redis,
     operationPollMs: deps.operationPollMs ?? 200,
     dispatch,
+    masterKey: deps.masterKey ?? null,
   }
   registerHealthRoutes(app, routeDeps)
   registerCatalogueRoutes(app, routeDeps)

@@ -14,6 +14,9 @@ const Env = Type.Object({
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 262_144 }),
   KILN_QUEUE_PREFIX: Type.String({ minLength: 1, default: 'kiln' }),
+  /** Base64 of 32 bytes: opens a cluster's CA key to sign the credentials it issues. */
+  KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  KILN_DEV_MODE: Type.Boolean({ default: false }),
 })
 
 export interface ApiConfig {
@@ -26,6 +29,9 @@ export interface ApiConfig {
   databasePoolSize: number
   bodyLimitBytes: number
   queuePrefix: string
+  /** Resolved with masterKeyFromSettings at boot. */
+  masterKey: string | undefined
+  devMode: boolean
 }
 
 /** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
@@ -41,5 +47,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     databasePoolSize: c.DATABASE_POOL_SIZE,
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
     queuePrefix: c.KILN_QUEUE_PREFIX,
+    masterKey: c.KILN_MASTER_KEY,
+    devMode: c.KILN_DEV_MODE,
   }
 }

@@ -1,4 +1,5 @@
 import { createDatabase } from '@kiln/db'
+import { masterKeyFromSettings } from '@kiln/pki'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadApiConfig } from './config.ts'
@@ -13,9 +14,11 @@ const redis = new Redis(config.redisUrl, {
 redis.on('error', () => {
   // Reported by /readyz and as 503s; ioredis reconnects by itself.
 })
+const { masterKey } = masterKeyFromSettings(config)
 const app = await buildApp({
   db,
   redis,
+  masterKey,
   logger: { level: config.logLevel },
   bodyLimitBytes: config.bodyLimitBytes,
 })

@@ -741,6 +741,11 @@ export const ClusterStatusSchema = named(
       observedGeneration: Type.Integer(),
       message: Type.String(),
       endpoint: Type.Union([Type.String(), Type.Null()], { description: 'The Kubernetes API server URL.' }),
+      tlsServerName: Type.Optional(
+        Type.Union([Type.String(), Type.Null()], {
+          description: 'The TLS server name to ask the endpoint for, when one address serves many clusters.',
+        }),
+      ),
       lastObservedAt: Type.Union([Timestamp, Type.Null()]),
     },
     {

@@ -100,6 +100,8 @@ export const demoCatalogue = {
 export function demoDataCentre(): SimulatorConfig {
   const perRack: Record<string, number> = { 'gpu.a100x4': 2, 'gpu.t4x1': 4 }
   return {
+    // apps/simulator serves every demo cluster's Kubernetes API here (scripts/up.sh starts it).
+    apiServerUrl: 'https://127.0.0.1:6443',
     zones: demoCatalogue.backend.zones,
     racksPerZone: 4,
     machineClasses: demoCatalogue.machineClasses.map((mc) => ({ ...mc, perRack: perRack[mc.name] ?? 16 })),

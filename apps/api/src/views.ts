@@ -173,6 +173,7 @@ export function clusterView(
       observedGeneration: status.observedGeneration,
       message: status.message,
       endpoint: status.endpoint ?? null,
+      tlsServerName: status.tlsServerName ?? null,
       lastObservedAt: status.lastObservedAt ?? null,
     },
     activeOperationId: c.activeOperationId,

@@ -1,42 +1,28 @@
-import {
-  type ClusterSecretRecord,
-  type Database,
-  getClusterSecret,
-  insertClusterSecretIfAbsent,
-} from '@kiln/db'
+import { type Database, getClusterSecret, insertClusterSecretIfAbsent } from '@kiln/db'
 import {
   certificateAuthorityPurposes,
   generateCertificateAuthority,
   generateServiceAccountKeyPair,
   lookupOrGenerate,
   type MasterKey,
+  materialFromRecord,
   type PkiStore,
   Purpose,
-  type SealedPrivateKey,
-  type StoredMaterial,
+  recordFromMaterial,
   sealMaterial,
 } from '@kiln/pki'
-
-const toMaterial = (record: ClusterSecretRecord): StoredMaterial =>
-  record.kind === 'certificate'
-    ? { kind: 'certificate', certPem: record.publicPem, sealedKey: record.sealedKey as SealedPrivateKey }
-    : { kind: 'key-pair', publicKeyPem: record.publicPem, sealedKey: record.sealedKey as SealedPrivateKey }
-
-const toRecord = (material: StoredMaterial): ClusterSecretRecord => ({
-  kind: material.kind,
-  publicPem: material.kind === 'certificate' ? material.certPem : material.publicKeyPem,
-  sealedKey: material.sealedKey,
-})
 
 /** The PKI store over the cluster secrets table: sealed keys only ever reach the database. */
 export function clusterSecretStore(db: Database): PkiStore {
   return {
     async get(clusterId, purpose) {
       const record = await getClusterSecret(db, clusterId, purpose)
-      return record && toMaterial(record)
+      return record && materialFromRecord(record)
     },
     async insertIfAbsent(clusterId, purpose, material) {
-      return toMaterial(await insertClusterSecretIfAbsent(db, clusterId, purpose, toRecord(material)))
+      return materialFromRecord(
+        await insertClusterSecretIfAbsent(db, clusterId, purpose, recordFromMaterial(material)),
+      )
     },
   }
 }

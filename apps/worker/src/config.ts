@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { parseSettings } from '@kiln/domain'
 import Type from 'typebox'
 
@@ -21,22 +20,14 @@ export interface WorkerConfig {
   concurrency: number
   leaseMs: number
   healthIntervalMs: number
-  /** Base64; in dev mode without one, a fixed development key. */
-  masterKeyBase64: string
+  /** Base64 of 32 bytes; resolved with masterKeyFromSettings at boot. */
+  masterKey: string | undefined
   devMode: boolean
 }
-
-/** A well-known key for local development only: anything sealed with it is readable by anyone. */
-export const devMasterKeyBase64 = createHash('sha256').update('kiln development master key').digest('base64')
 
 /** Parses the environment once, at boot; refuses to start naming what is missing. */
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const c = parseSettings(Env, env)
-  if (!c.KILN_MASTER_KEY && !c.KILN_DEV_MODE) {
-    throw new Error(
-      'Invalid configuration:\n  /KILN_MASTER_KEY: required outside dev mode (32 random bytes, base64: `openssl rand -base64 32`); set KILN_DEV_MODE=true only on a development machine.',
-    )
-  }
   return {
     databaseUrl: c.DATABASE_URL,
     redisUrl: c.REDIS_URL,
@@ -44,7 +35,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     concurrency: c.WORKER_CONCURRENCY,
     leaseMs: c.OPERATION_LEASE_MS,
     healthIntervalMs: c.HEALTH_INTERVAL_MS,
-    masterKeyBase64: c.KILN_MASTER_KEY ?? devMasterKeyBase64,
+    masterKey: c.KILN_MASTER_KEY,
     devMode: c.KILN_DEV_MODE,
   }
 }

@@ -1,5 +1,5 @@
 import { createDatabase } from '@kiln/db'
-import { parseMasterKey } from '@kiln/pki'
+import { masterKeyFromSettings } from '@kiln/pki'
 import { loadWorkerConfig } from './config.ts'
 import { startEngine } from './engine.ts'
 
@@ -8,8 +8,8 @@ const db = createDatabase({ url: config.databaseUrl, maxConnections: config.conc
 const log = (event: Record<string, unknown>) =>
   console.log(JSON.stringify({ time: new Date().toISOString(), ...event }))
 
-const masterKey = parseMasterKey(config.masterKeyBase64)
-if (config.devMode && !process.env.KILN_MASTER_KEY) {
+const { masterKey, development } = masterKeyFromSettings(config)
+if (development) {
   log({
     msg: 'dev mode: cluster keys are sealed with the well-known development master key; never use this in production',
   })

@@ -246,6 +246,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         op,
         (status, now) => ({
           endpoint: endpoint.server,
+          tlsServerName: endpoint.tlsServerName ?? null,
           conditions: condition(
             status.conditions,
             now,
@@ -259,7 +260,9 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         'cluster.control-plane-available',
       ),
     )
-    return { message: `Control plane up at ${endpoint.server}.` }
+    return {
+      message: `Control plane up at ${endpoint.server}${endpoint.tlsServerName ? ` (${endpoint.tlsServerName})` : ''}.`,
+    }
   })
 
   const joinWorkers = scoped(async (s) => {

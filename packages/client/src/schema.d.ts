@@ -432,6 +432,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{project}/clusters/{cluster}/kubeconfig": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Issue a short-lived kubeconfig for a cluster
+         * @description Signs a new client certificate with the cluster CA (default 24 h, at most 7 days; groups from your role) and returns a kubeconfig that real kubectl uses. Every issuance is in the audit log. Nothing is stored, so the call cannot be replayed: it refuses an Idempotency-Key, and retrying simply issues another credential.
+         */
+        post: operations["issueKubeconfig"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/operations/{operation}": {
         parameters: {
             query?: never;
@@ -1394,6 +1414,8 @@ export interface components {
             message: string;
             /** @description The Kubernetes API server URL. */
             endpoint: string | null;
+            /** @description The TLS server name to ask the endpoint for, when one address serves many clusters. */
+            tlsServerName?: string | null;
             lastObservedAt: string | null;
         };
         /**
@@ -4530,6 +4552,99 @@ export interface operations {
             };
             /** @description Not found, or not visible to you. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    issueKubeconfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Cluster name or id. */
+                cluster: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "ttlSeconds": 3600
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * @description Lifetime.
+                     * @default 86400
+                     */
+                    ttlSeconds?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "kubeconfig": "apiVersion: v1\nkind: Config\nclusters:\n  - name: demo-ci-run-4711\n…",
+                     *       "username": "user:local-operator",
+                     *       "groups": [
+                     *         "system:masters"
+                     *       ],
+                     *       "expiresAt": "2026-11-21T11:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description YAML; save it and point KUBECONFIG at it. */
+                        kubeconfig: string;
+                        username: string;
+                        groups: string[];
+                        /** Format: date-time */
+                        expiresAt: string;
+                    };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

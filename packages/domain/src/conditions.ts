@@ -30,6 +30,8 @@ export interface ClusterStatus {
   message: string
   /** The Kubernetes API server, once the control plane is up. */
   endpoint?: string | null
+  /** The TLS server name to ask the endpoint for (one address serving many API servers). */
+  tlsServerName?: string | null
   /** When the health checker last observed the cluster. */
   lastObservedAt?: string | null
 }

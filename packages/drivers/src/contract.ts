@@ -42,8 +42,10 @@ export interface Capabilities {
 }
 
 export interface ClusterEndpoint {
-  /** The Kubernetes API server URL. */
+  /** Where clients connect: the Kubernetes API server URL. */
   server: string
+  /** The TLS server name to ask for when one address serves many API servers (routed by SNI). */
+  tlsServerName?: string
 }
 
 export type MachineHealth = 'Healthy' | 'Unhealthy' | 'Missing'

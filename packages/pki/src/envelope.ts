@@ -190,3 +190,27 @@ function decodeBase64(text: unknown): Buffer {
 }
 
 const corrupt = (message: string) => new PkiError(PkiErrorCode.sealedKeyCorrupt, message)
+
+/**
+ * A well-known key for local development only (dev mode): anything sealed with it is readable by
+ * anyone who has this source code.
+ */
+export const developmentMasterKeyBase64 = createHash('sha256')
+  .update('kiln development master key')
+  .digest('base64')
+
+/**
+ * The master key a process runs with: the configured one, or in dev mode (only) the development
+ * key. Without either it refuses, naming the variable, so no process starts with keys it cannot seal.
+ */
+export function masterKeyFromSettings(settings: { masterKey?: string; devMode: boolean }): {
+  masterKey: MasterKey
+  development: boolean
+} {
+  if (settings.masterKey) return { masterKey: parseMasterKey(settings.masterKey), development: false }
+  if (settings.devMode) return { masterKey: parseMasterKey(developmentMasterKeyBase64), development: true }
+  throw new PkiError(
+    PkiErrorCode.masterKeyInvalid,
+    'Invalid configuration:\n  /KILN_MASTER_KEY: required outside dev mode (32 random bytes, base64: `openssl rand -base64 32`); set KILN_DEV_MODE=true only on a development machine.',
+  )
+}

@@ -15,8 +15,10 @@ export {
 } from './certificates.ts'
 export { type SignCsrRequest, type SignedCertificate, signCsr } from './csr.ts'
 export {
+  developmentMasterKeyBase64,
   type MasterKey,
   type MasterKeyring,
+  masterKeyFromSettings,
   openPrivateKey,
   parseMasterKey,
   rewrapPrivateKey,
@@ -28,9 +30,12 @@ export { generateServiceAccountKeyPair, type KeyPair } from './keys.ts'
 export { type RenderKubeconfigRequest, renderKubeconfig } from './kubeconfig.ts'
 export {
   lookupOrGenerate,
+  type MaterialRecord,
+  materialFromRecord,
   openCertificate,
   openKeyPair,
   type PkiStore,
+  recordFromMaterial,
   type StoredMaterial,
   sealMaterial,
 } from './material.ts'

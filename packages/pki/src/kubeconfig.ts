@@ -13,6 +13,11 @@ export interface RenderKubeconfigRequest {
   clientCertPem: string
   clientKeyPem: string
   namespace?: string
+  /**
+   * The TLS server name to ask for and verify, when it differs from the server URL's host: one
+   * address serving many API servers, routed by SNI.
+   */
+  tlsServerName?: string
 }
 
 const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64')
@@ -53,6 +58,7 @@ export function renderKubeconfig(request: RenderKubeconfigRequest): string {
         cluster: {
           server: request.server,
           'certificate-authority-data': base64(caBundle(request.caCertsPem)),
+          ...(request.tlsServerName ? { 'tls-server-name': request.tlsServerName } : {}),
         },
       },
     ],

@@ -106,3 +106,21 @@ function expectKind<K extends MaterialKind>(
   }
   return material as Extract<StoredMaterial, { kind: K }>
 }
+
+/** Material as a store keeps it: one public PEM column (certificate or public key) and the sealed key. */
+export interface MaterialRecord {
+  kind: MaterialKind
+  publicPem: string
+  sealedKey: unknown
+}
+
+export const materialFromRecord = (record: MaterialRecord): StoredMaterial =>
+  record.kind === 'certificate'
+    ? { kind: 'certificate', certPem: record.publicPem, sealedKey: record.sealedKey as SealedPrivateKey }
+    : { kind: 'key-pair', publicKeyPem: record.publicPem, sealedKey: record.sealedKey as SealedPrivateKey }
+
+export const recordFromMaterial = (material: StoredMaterial): MaterialRecord => ({
+  kind: material.kind,
+  publicPem: material.kind === 'certificate' ? material.certPem : material.publicKeyPem,
+  sealedKey: material.sealedKey,
+})

@@ -29,6 +29,11 @@ export interface LatencyRange {
 
 /** A simulated data centre, as stored in a simulator backend's `config`. */
 export interface SimulatorConfig {
+  /**
+   * Where the simulated API servers listen (apps/simulator): one address for every cluster, each
+   * reached by its own TLS server name. Defaults to https://127.0.0.1:6443.
+   */
+  apiServerUrl?: string
   zones: string[]
   racksPerZone: number
   machineClasses: SimulatedMachineClass[]
@@ -293,13 +298,17 @@ export class SimulatorDriver implements Driver {
     await this.simulateCall('bootstrap')
     if (controlPlane.length === 0)
       throw new DriverError('ERR_INVALID_REQUEST', 'A control plane needs machines.')
-    const endpoint = `https://${cluster.id}.clusters.${this.backend}.sim.kiln.internal:6443`
+    const endpoint = {
+      server: this.config.apiServerUrl ?? 'https://127.0.0.1:6443',
+      // The name apps/simulator routes by (its SIMULATOR_API_DOMAIN, clusters.sim.kiln.internal).
+      tlsServerName: `${cluster.id}.clusters.sim.kiln.internal`,
+    }
     await this.pool.query(
       `INSERT INTO simulator.clusters (id, backend, endpoint) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
-      [cluster.id, this.backend, endpoint],
+      [cluster.id, this.backend, endpoint.tlsServerName],
     )
     await this.markJoined(controlPlane.map((m) => m.name))
-    return { server: endpoint }
+    return endpoint
   }
 
   async joinMachines(_cluster: ClusterRef, machines: MachineRef[]): Promise<void> {

@@ -1,0 +1,36 @@
+import { parseSettings } from '@kiln/domain'
+import Type from 'typebox'
+import { defaultDomain } from './server.ts'
+
+const Env = Type.Object({
+  DATABASE_URL: Type.String({ minLength: 1 }),
+  /** Base64 of 32 bytes: opens each cluster's sealed CA key, as the worker's. */
+  KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  KILN_DEV_MODE: Type.Boolean({ default: false }),
+  SIMULATOR_API_HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  SIMULATOR_API_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 6443 }),
+  SIMULATOR_API_DOMAIN: Type.String({ minLength: 1, default: defaultDomain }),
+})
+
+export interface SimulatorConfig {
+  databaseUrl: string
+  /** Base64 of 32 bytes; resolved with masterKeyFromSettings at boot. */
+  masterKey: string | undefined
+  devMode: boolean
+  host: string
+  port: number
+  domain: string
+}
+
+/** Parses the environment once, at boot; refuses to start naming what is missing. */
+export function loadSimulatorConfig(env: NodeJS.ProcessEnv = process.env): SimulatorConfig {
+  const c = parseSettings(Env, env)
+  return {
+    databaseUrl: c.DATABASE_URL,
+    masterKey: c.KILN_MASTER_KEY,
+    devMode: c.KILN_DEV_MODE,
+    host: c.SIMULATOR_API_HOST,
+    port: c.SIMULATOR_API_PORT,
+    domain: c.SIMULATOR_API_DOMAIN.toLowerCase(),
+  }
+}

@@ -1,0 +1,423 @@
+import type { Database } from '@kiln/db'
+
+// The Kubernetes side of a simulated cluster: its objects derived from Kiln's books (Machine,
+// NodeGroup, MachineClass) and the simulated data centre's (simulator.machines), and the
+// documents the API serves. JSON only.
+
+export type KubeObject = Record<string, unknown> & {
+  metadata: { name: string; labels?: Record<string, string>; creationTimestamp: string }
+}
+
+export interface ClusterView {
+  id: string
+  name: string
+  kubernetesVersion: string
+  createdAt: Date
+}
+
+interface Taint {
+  key: string
+  value?: string
+  effect: string
+}
+
+export const status = (code: number, reason: string, message: string, details?: Record<string, unknown>) => ({
+  kind: 'Status',
+  apiVersion: 'v1',
+  metadata: {},
+  status: 'Failure',
+  message,
+  reason,
+  ...(details ? { details } : {}),
+  code,
+})
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+export async function findCluster(db: Database, clusterId: string): Promise<ClusterView | undefined> {
+  if (!uuidPattern.test(clusterId)) return undefined
+  const row = await db.cluster.findUnique({
+    where: { id: clusterId },
+    select: { id: true, name: true, spec: true, createdAt: true },
+  })
+  if (!row) return undefined
+  const spec = (row.spec ?? {}) as { kubernetesVersion?: unknown }
+  const version = typeof spec.kubernetesVersion === 'string' ? spec.kubernetesVersion : '0.0.0'
+  return { id: row.id, name: row.name, kubernetesVersion: version, createdAt: row.createdAt }
+}
+
+export function versionInfo(cluster: ClusterView) {
+  const [major = '1', minor = '0'] = cluster.kubernetesVersion.split('.')
+  return {
+    major,
+    minor,
+    gitVersion: `v${cluster.kubernetesVersion}`,
+    gitCommit: '0000000000000000000000000000000000000000',
+    gitTreeState: 'clean',
+    buildDate: cluster.createdAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    goVersion: 'go1.23.0',
+    compiler: 'gc',
+    platform: 'linux/amd64',
+  }
+}
+
+const rfc3339 = (date: Date) => date.toISOString().replace(/\.\d{3}Z$/, 'Z')
+
+/** The data centre's view of each machine name: 'joined' is healthy. Empty if it has no books yet. */
+async function simulatorStates(db: Database, names: string[]): Promise<Map<string, string>> {
+  if (names.length === 0) return new Map()
+  try {
+    const rows = await db.$queryRaw<{ allocated_to: string; state: string }[]>`
+      SELECT allocated_to, state FROM simulator.machines WHERE allocated_to = ANY(${names}::text[])`
+    return new Map(rows.map((r) => [r.allocated_to, r.state]))
+  } catch {
+    // No simulator schema in this database: no machine is healthy.
+    return new Map()
+  }
+}
+
+const stringRecord = (value: unknown): Record<string, string> => {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return {}
+  return Object.fromEntries(
+    Object.entries(value as Record<string, unknown>).filter(
+      (entry): entry is [string, string] => typeof entry[1] === 'string',
+    ),
+  )
+}
+
+const taintList = (value: unknown): Taint[] =>
+  Array.isArray(value)
+    ? value.filter(
+        (t): t is Taint =>
+          t !== null && typeof t === 'object' && typeof t.key === 'string' && typeof t.effect === 'string',
+      )
+    : []
+
+/** One Node per Kiln Machine of the cluster, sorted by name. */
+export async function listNodes(db: Database, cluster: ClusterView): Promise<KubeObject[]> {
+  const machines = await db.machine.findMany({
+    where: { clusterId: cluster.id },
+    include: { nodeGroup: { select: { name: true, labels: true, taints: true, role: true } } },
+    orderBy: { name: 'asc' },
+  })
+  const classNames = [...new Set(machines.map((m) => m.machineClass))]
+  const classes = new Map(
+    (
+      await db.machineClass.findMany({
+        where: { name: { in: classNames } },
+        select: { name: true, cpu: true, memoryMiB: true, gpuCount: true },
+      })
+    ).map((c) => [c.name, c]),
+  )
+  const states = await simulatorStates(
+    db,
+    machines.map((m) => m.name),
+  )
+
+  return machines.map((m) => {
+    const controlPlane = m.role === 'control-plane'
+    const labels: Record<string, string> = {
+      ...stringRecord(m.nodeGroup?.labels),
+      'kubernetes.io/hostname': m.name,
+      'kubernetes.io/os': 'linux',
+      'kubernetes.io/arch': 'amd64',
+      'node.kubernetes.io/instance-type': m.machineClass,
+      'kiln.dev/node-group': m.nodeGroup?.name ?? 'control-plane',
+      ...(m.zone ? { 'topology.kubernetes.io/zone': m.zone } : {}),
+      ...(controlPlane ? { 'node-role.kubernetes.io/control-plane': '' } : {}),
+    }
+    const taints = controlPlane
+      ? [{ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' }]
+      : taintList(m.nodeGroup?.taints)
+    const mc = classes.get(m.machineClass)
+    const capacity: Record<string, string> = {
+      cpu: String(mc?.cpu ?? 0),
+      memory: `${(mc?.memoryMiB ?? 0) * 1024}Ki`,
+      pods: '110',
+      ...(mc && mc.gpuCount > 0 ? { 'nvidia.com/gpu': String(mc.gpuCount) } : {}),
+    }
+    const simState = states.get(m.name)
+    const ready = m.phase === 'Running' && simState === 'joined'
+    const reason = ready
+      ? 'KubeletReady'
+      : m.phase !== 'Running'
+        ? `Machine${m.phase}`
+        : simState === 'dead'
+          ? 'HardwareFailure'
+          : 'KubeletNotReady'
+    const message = ready
+      ? 'kubelet is posting ready status'
+      : m.phase !== 'Running'
+        ? `machine is ${m.phase}`
+        : `simulated machine is ${simState ?? 'not allocated'}`
+    const updated = rfc3339(m.updatedAt)
+    return {
+      kind: 'Node',
+      apiVersion: 'v1',
+      metadata: {
+        name: m.name,
+        uid: m.id,
+        resourceVersion: String(m.updatedAt.getTime()),
+        creationTimestamp: rfc3339(m.createdAt),
+        labels,
+        annotations: { 'kiln.dev/machine-phase': m.phase },
+      },
+      spec: {
+        providerID: `kiln-sim://${m.externalId ?? m.name}`,
+        ...(taints.length > 0 ? { taints } : {}),
+      },
+      status: {
+        capacity,
+        allocatable: capacity,
+        conditions: [
+          {
+            type: 'Ready',
+            status: ready ? 'True' : 'False',
+            lastHeartbeatTime: updated,
+            lastTransitionTime: updated,
+            reason,
+            message,
+          },
+        ],
+        addresses: [{ type: 'Hostname', address: m.name }],
+        nodeInfo: {
+          machineID: m.id.replace(/-/g, ''),
+          systemUUID: m.id,
+          bootID: m.id,
+          kernelVersion: '6.1.0-kiln-sim',
+          osImage: 'Kiln simulated node',
+          containerRuntimeVersion: 'containerd://1.7.0',
+          kubeletVersion: `v${m.kubernetesVersion}`,
+          kubeProxyVersion: `v${m.kubernetesVersion}`,
+          operatingSystem: 'linux',
+          architecture: 'amd64',
+        },
+      },
+    }
+  })
+}
+
+export function listNamespaces(cluster: ClusterView): KubeObject[] {
+  return ['default', 'kube-node-lease', 'kube-public', 'kube-system'].map((name) => ({
+    kind: 'Namespace',
+    apiVersion: 'v1',
+    metadata: {
+      name,
+      uid: `${cluster.id.slice(0, 24)}${Buffer.from(name).toString('hex').padEnd(12, '0').slice(0, 12)}`,
+      resourceVersion: '1',
+      creationTimestamp: rfc3339(cluster.createdAt),
+      labels: { 'kubernetes.io/metadata.name': name },
+    },
+    spec: { finalizers: ['kubernetes'] },
+    status: { phase: 'Active' },
+  }))
+}
+
+// ---- label selectors ---------------------------------------------------------------------
+
+type Requirement =
+  | { op: 'exists'; key: string }
+  | { op: 'notexists'; key: string }
+  | { op: 'in' | 'notin'; key: string; values: string[] }
+
+export class SelectorError extends Error {}
+
+/** Parses a label selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`. */
+export function parseLabelSelector(selector: string): Requirement[] {
+  const parts: string[] = []
+  let depth = 0
+  let current = ''
+  for (const ch of selector) {
+    if (ch === '(') depth++
+    if (ch === ')') depth--
+    if (ch === ',' && depth === 0) {
+      parts.push(current)
+      current = ''
+    } else current += ch
+  }
+  parts.push(current)
+  const requirements: Requirement[] = []
+  for (const raw of parts) {
+    const part = raw.trim()
+    if (part === '') continue
+    let match = /^(\S+?)\s+(in|notin)\s*\(([^)]*)\)$/.exec(part)
+    if (match) {
+      requirements.push({
+        op: match[2] as 'in' | 'notin',
+        key: match[1]!,
+        values: match[3]!.split(',').map((v) => v.trim()),
+      })
+      continue
+    }
+    match = /^([^=!\s]+)\s*(==|=|!=)\s*([^=!\s]*)$/.exec(part)
+    if (match) {
+      requirements.push({ op: match[2] === '!=' ? 'notin' : 'in', key: match[1]!, values: [match[3]!] })
+      continue
+    }
+    match = /^(!?)\s*([^=!\s(),]+)$/.exec(part)
+    if (match) {
+      requirements.push(match[1] ? { op: 'notexists', key: match[2]! } : { op: 'exists', key: match[2]! })
+      continue
+    }
+    throw new SelectorError(`unable to parse requirement: '${part}'`)
+  }
+  return requirements
+}
+
+export function matchesSelector(labels: Record<string, string>, requirements: Requirement[]): boolean {
+  return requirements.every((r) => {
+    const value = labels[r.key]
+    if (r.op === 'exists') return value !== undefined
+    if (r.op === 'notexists') return value === undefined
+    if (r.op === 'in') return value !== undefined && r.values.includes(value)
+    return value === undefined || !r.values.includes(value)
+  })
+}
+
+/** `metadata.name=x` / `metadata.name!=x`, the one field selector every resource supports. */
+export function matchesFieldSelector(object: KubeObject, selector: string): boolean {
+  return selector
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')
+    .every((part) => {
+      const match = /^([^=!]+)(==|=|!=)(.*)$/.exec(part)
+      if (match?.[1] !== 'metadata.name') throw new SelectorError(`field label not supported: ${part}`)
+      return match[2] === '!=' ? object.metadata.name !== match[3] : object.metadata.name === match[3]
+    })
+}
+
+// ---- tables ------------------------------------------------------------------------------
+
+/** Kubernetes' duration.HumanDuration, as `kubectl get` shows ages. */
+export function humanDuration(ms: number): string {
+  const seconds = Math.max(0, Math.floor(ms / 1000))
+  if (seconds < 120) return `${seconds}s`
+  const minutes = Math.floor(seconds / 60)
+  if (minutes < 10) return seconds % 60 === 0 ? `${minutes}m` : `${minutes}m${seconds % 60}s`
+  if (minutes < 180) return `${minutes}m`
+  const hours = Math.floor(minutes / 60)
+  if (hours < 8) return minutes % 60 === 0 ? `${hours}h` : `${hours}h${minutes % 60}m`
+  if (hours < 48) return `${hours}h`
+  const days = Math.floor(hours / 24)
+  if (days < 8) return hours % 24 === 0 ? `${days}d` : `${days}d${hours % 24}h`
+  if (days < 365 * 2) return `${days}d`
+  const years = Math.floor(days / 365)
+  if (years < 8) return days % 365 === 0 ? `${years}y` : `${years}y${days % 365}d`
+  return `${years}y`
+}
+
+const column = (name: string, type: string, format: string, description: string, priority = 0) => ({
+  name,
+  type,
+  format,
+  description,
+  priority,
+})
+
+const ageOf = (object: KubeObject, now: number) =>
+  humanDuration(now - Date.parse(object.metadata.creationTimestamp))
+
+const partialMetadata = (object: KubeObject) => ({
+  kind: 'PartialObjectMetadata',
+  apiVersion: 'meta.k8s.io/v1',
+  metadata: object.metadata,
+})
+
+function nodeCells(node: KubeObject, now: number): unknown[] {
+  const st = node.status as {
+    conditions: { type: string; status: string }[]
+    nodeInfo: { kubeletVersion: string }
+  }
+  const ready = st.conditions.find((c) => c.type === 'Ready')?.status === 'True'
+  const labels = node.metadata.labels ?? {}
+  const roles = Object.keys(labels)
+    .filter((k) => k.startsWith('node-role.kubernetes.io/'))
+    .map((k) => k.slice('node-role.kubernetes.io/'.length))
+    .filter((r) => r !== '')
+  return [
+    node.metadata.name,
+    ready ? 'Ready' : 'NotReady',
+    roles.length > 0 ? roles.sort().join(',') : '<none>',
+    ageOf(node, now),
+    st.nodeInfo.kubeletVersion,
+  ]
+}
+
+function namespaceCells(namespace: KubeObject, now: number): unknown[] {
+  return [namespace.metadata.name, (namespace.status as { phase: string }).phase, ageOf(namespace, now)]
+}
+
+const nameColumn = column(
+  'Name',
+  'string',
+  'name',
+  'Name must be unique within a namespace. Cannot be updated.',
+)
+
+export function table(
+  resource: 'nodes' | 'namespaces',
+  objects: KubeObject[],
+  resourceVersion: string,
+  includeObject: string,
+) {
+  const now = Date.now()
+  const columnDefinitions =
+    resource === 'nodes'
+      ? [
+          nameColumn,
+          column('Status', 'string', '', 'The status of the node'),
+          column('Roles', 'string', '', 'The roles of the node'),
+          column('Age', 'string', '', 'CreationTimestamp is when this object was created.'),
+          column('Version', 'string', '', 'Kubelet Version reported by the node.'),
+        ]
+      : [
+          nameColumn,
+          column('Status', 'string', '', 'The status of the namespace'),
+          column('Age', 'string', '', 'CreationTimestamp is when this object was created.'),
+        ]
+  const cells = resource === 'nodes' ? nodeCells : namespaceCells
+  return {
+    kind: 'Table',
+    apiVersion: 'meta.k8s.io/v1',
+    metadata: { resourceVersion },
+    columnDefinitions,
+    rows: objects.map((o) => ({
+      cells: cells(o, now),
+      ...(includeObject === 'None' ? {} : { object: includeObject === 'Object' ? o : partialMetadata(o) }),
+    })),
+  }
+}
+
+// ---- discovery ---------------------------------------------------------------------------
+
+export const apiVersions = (serverAddress: string) => ({
+  kind: 'APIVersions',
+  versions: ['v1'],
+  serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }],
+})
+
+export const apiGroupList = () => ({ kind: 'APIGroupList', apiVersion: 'v1', groups: [] })
+
+export const coreResourceList = () => ({
+  kind: 'APIResourceList',
+  groupVersion: 'v1',
+  resources: [
+    {
+      name: 'namespaces',
+      singularName: 'namespace',
+      namespaced: false,
+      kind: 'Namespace',
+      verbs: ['get', 'list'],
+      shortNames: ['ns'],
+    },
+    {
+      name: 'nodes',
+      singularName: 'node',
+      namespaced: false,
+      kind: 'Node',
+      verbs: ['get', 'list'],
+      shortNames: ['no'],
+    },
+  ],
+})

@@ -1,0 +1,41 @@
+import { createDatabase } from '@kiln/db'
+import { masterKeyFromSettings } from '@kiln/pki'
+import { loadSimulatorConfig } from './config.ts'
+import { startApiServer } from './server.ts'
+
+const config = loadSimulatorConfig()
+const db = createDatabase({ url: config.databaseUrl, maxConnections: 10 })
+const log = (event: Record<string, unknown>) =>
+  console.log(JSON.stringify({ time: new Date().toISOString(), ...event }))
+
+if (config.devMode && !process.env.KILN_MASTER_KEY) {
+  log({ msg: 'dev mode: using the well-known development master key; never use this in production' })
+}
+
+await db.$queryRaw`SELECT 1`
+const server = await startApiServer({
+  db,
+  masterKey: masterKeyFromSettings(config).masterKey,
+  host: config.host,
+  port: config.port,
+  domain: config.domain,
+  log,
+})
+log({
+  msg: 'simulator API server ready',
+  address: `https://${server.host}:${server.port}`,
+  domain: config.domain,
+})
+
+let stopping = false
+async function shutdown(signal: string) {
+  if (stopping) return
+  stopping = true
+  log({ msg: 'simulator API server stopping', signal })
+  await server.close()
+  await db.$disconnect()
+  log({ msg: 'simulator API server stopped', signal })
+  process.exit(0)
+}
+process.once('SIGTERM', () => void shutdown('SIGTERM'))
+process.once('SIGINT', () => void shutdown('SIGINT'))
