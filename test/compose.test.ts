@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { loadApiConfig } from '../apps/api/src/config.ts'
+import { loadSimulatorConfig } from '../apps/simulator/src/config.ts'
 import { loadWorkerConfig } from '../apps/worker/src/config.ts'
 
 // No Docker engine runs here, so docker-compose.yml is checked for what would break it: its app
@@ -35,10 +36,12 @@ describe('docker-compose.yml', () => {
     expect(() => loadApiConfig(api.environment)).not.toThrow()
     expect(loadApiConfig(api.environment).host).toBe('0.0.0.0')
     expect(() => loadWorkerConfig(worker.environment)).not.toThrow()
+    expect(loadWorkerConfig(worker.environment).masterKey).toBeTruthy()
+    expect(loadSimulatorConfig(compose.services['simulator']!.environment).host).toBe('0.0.0.0')
   })
 
   it('starts entry points that exist', () => {
-    for (const name of ['api', 'worker']) {
+    for (const name of ['api', 'worker', 'simulator']) {
       const file = compose.services[name]!.command!.find((part) => part.endsWith('.ts'))!
       expect(existsSync(file), file).toBe(true)
     }
