@@ -40,6 +40,15 @@ export const dataCentre = (over: Partial<SimulatorConfig> = {}): SimulatorConfig
   ...over,
 })
 
+/**
+ * Latency that keeps operations in flight long enough to be interrupted: the calls that change
+ * machines take `minMs`–`maxMs`, everything else 20–80 ms.
+ */
+export function slowMachineCalls(minMs: number, maxMs: number): SimulatorConfig['latency'] {
+  const slow = { minMs, maxMs }
+  return { default: { minMs: 20, maxMs: 80 }, ensureMachines: slow, bootstrap: slow, joinMachines: slow }
+}
+
 export type OperationStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled'
 const terminal = new Set<OperationStatus>(['succeeded', 'failed', 'cancelled'])
 export const isTerminal = (status: OperationStatus) => terminal.has(status)
@@ -401,14 +410,14 @@ export async function clusterPhases(app: KilnApp): Promise<Map<string, string>> 
   return new Map(body.items.map((c) => [c.name, c.status.phase]))
 }
 
-/** Sums retried runs: every run of an operation after its first (`attempts - 1`). */
+/** Sums retries: `attempts` counts an operation's retryable failures, each followed by one retry. */
 export async function retryFigures(db: Database, ids: string[]) {
   const rows = await db.operation.findMany({
     where: { id: { in: ids } },
     select: { id: true, kind: true, status: true, attempts: true, error: true },
   })
-  const retriedRuns = rows.reduce((sum, r) => sum + Math.max(0, r.attempts - 1), 0)
-  const opsWithRetries = rows.filter((r) => r.attempts > 1).length
+  const retriedRuns = rows.reduce((sum, r) => sum + r.attempts, 0)
+  const opsWithRetries = rows.filter((r) => r.attempts > 0).length
   const maxAttempts = rows.reduce((max, r) => Math.max(max, r.attempts), 0)
   return { rows, retriedRuns, opsWithRetries, maxAttempts }
 }

@@ -12,6 +12,7 @@ import {
   retryFigures,
   type Stack,
   sleep,
+  slowMachineCalls,
   startStack,
 } from './harness.ts'
 
@@ -25,12 +26,7 @@ describe('postgres restart', () => {
   beforeAll(async () => {
     stack = await startStack({
       simulator: dataCentre({
-        latency: {
-          default: { minMs: 20, maxMs: 80 },
-          ensureMachines: { minMs: 300, maxMs: 1000 },
-          bootstrap: { minMs: 300, maxMs: 1000 },
-          joinMachines: { minMs: 300, maxMs: 1000 },
-        },
+        latency: slowMachineCalls(300, 1000),
       }),
       controlPlane: 1,
       workers: 2,

@@ -11,6 +11,7 @@ import {
   isTerminal,
   retryFigures,
   type Stack,
+  slowMachineCalls,
   startStack,
 } from './harness.ts'
 
@@ -24,12 +25,7 @@ describe('redis flush', () => {
     stack = await startStack({
       // Slow machine calls keep operations in flight across the flushes.
       simulator: dataCentre({
-        latency: {
-          default: { minMs: 20, maxMs: 80 },
-          ensureMachines: { minMs: 200, maxMs: 800 },
-          bootstrap: { minMs: 200, maxMs: 800 },
-          joinMachines: { minMs: 200, maxMs: 800 },
-        },
+        latency: slowMachineCalls(200, 800),
       }),
       controlPlane: 1,
       workers: 2,

@@ -12,6 +12,7 @@ import {
   describeUnsucceeded,
   retryFigures,
   type Stack,
+  slowMachineCalls,
   startStack,
   type WorkerProcess,
 } from './harness.ts'
@@ -28,12 +29,7 @@ describe('worker crash', () => {
       // Latency on every driver call, and more on the ones that change machines, so each step
       // takes long enough for kills to land inside operations rather than between them.
       simulator: dataCentre({
-        latency: {
-          default: { minMs: 20, maxMs: 80 },
-          ensureMachines: { minMs: 200, maxMs: 800 },
-          bootstrap: { minMs: 200, maxMs: 800 },
-          joinMachines: { minMs: 200, maxMs: 800 },
-        },
+        latency: slowMachineCalls(200, 800),
       }),
       controlPlane: 1,
       workers: 2,
