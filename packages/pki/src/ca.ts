@@ -1,15 +1,17 @@
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
+import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto'
 import forge from 'node-forge'
 import { errorMessage, PkiError, PkiErrorCode } from './errors.ts'
-import { generateRsaKeyPair } from './keys.ts'
+import { generateEcKeyPair } from './keys.ts'
 import { type CertificateAuthorityPurpose, certificateAuthorityPurposes } from './purposes.ts'
 import {
   type CertificateAndKey,
   clockSkewMs,
-  forgePublicKey,
   type Issuer,
   keyIdentifierOf,
-  reusableAttributes,
+  keyIdentifierOfSpki,
+  type ParsedCertificateParts,
+  parseCertificateParts,
+  signatureAlgorithmOf,
   signCertificate,
   subjectAttributes,
   wholeSeconds,
@@ -30,7 +32,7 @@ export interface GenerateCertificateAuthorityRequest {
   now?: Date
 }
 
-/** A self-signed RSA 2048 CA. */
+/** A self-signed ECDSA P-256 CA, signed ecdsa-with-SHA256. */
 export async function generateCertificateAuthority(
   request: GenerateCertificateAuthorityRequest,
 ): Promise<CertificateAndKey> {
@@ -51,8 +53,8 @@ export async function generateCertificateAuthority(
     throw new PkiError(PkiErrorCode.invalidRequest, 'A CA needs a non-empty common name.')
   }
 
-  const keys = await generateRsaKeyPair()
-  const publicKey = forgePublicKey(keys.publicKeyPem)
+  const keys = await generateEcKeyPair()
+  const publicKey = createPublicKey(keys.publicKeyPem)
   const privateKey = createPrivateKey(keys.privateKeyPem)
   const now = wholeSeconds(request.now ?? new Date())
   const subject = subjectAttributes({ commonName, organizations: [] })
@@ -65,7 +67,7 @@ export async function generateCertificateAuthority(
       { name: 'basicConstraints', cA: true, critical: true },
       { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
     ],
-    issuer: { name: subject, keyIdentifier: keyIdentifierOf(publicKey), privateKey },
+    issuer: { name: nameDer(subject), keyIdentifier: keyIdentifierOf(publicKey), privateKey },
   })
   return { certPem, keyPem: keys.privateKeyPem }
 }
@@ -80,14 +82,13 @@ const caInvalid = (message: string, cause?: unknown) =>
   new PkiError(PkiErrorCode.caInvalid, message, cause === undefined ? undefined : { cause })
 
 export function loadCertificateAuthority(ca: CertificateAndKey): LoadedCertificateAuthority {
-  let cert: forge.pki.Certificate
+  let x509: X509Certificate
+  let cert: ParsedCertificateParts
   try {
-    cert = forge.pki.certificateFromPem(ca.certPem)
+    x509 = new X509Certificate(ca.certPem)
+    cert = parseCertificateParts(Buffer.from(x509.raw))
   } catch (cause) {
-    throw caInvalid(
-      `The CA certificate cannot be read (only RSA CAs can sign): ${errorMessage(cause)}`,
-      cause,
-    )
+    throw caInvalid(`The CA certificate cannot be read: ${errorMessage(cause)}`, cause)
   }
   const basicConstraints = extensionOf<{ cA?: boolean }>(cert, 'basicConstraints')
   if (basicConstraints?.cA !== true) {
@@ -108,25 +109,42 @@ export function loadCertificateAuthority(ca: CertificateAndKey): LoadedCertifica
     )
   }
   // A mismatched key signs certificates that nothing verifies; better to fail here than in a TLS handshake.
-  if (!new X509Certificate(ca.certPem).checkPrivateKey(privateKey)) {
+  if (!x509.checkPrivateKey(privateKey)) {
     throw caInvalid('The CA private key does not belong to the CA certificate.')
+  }
+  try {
+    signatureAlgorithmOf(privateKey)
+  } catch (cause) {
+    throw caInvalid(
+      `The CA key cannot sign (RSA, ECDSA P-256 and P-384 CAs can): ${errorMessage(cause)}`,
+      cause,
+    )
   }
 
   const subjectKeyIdentifier = extensionOf<{ subjectKeyIdentifier?: string }>(cert, 'subjectKeyIdentifier')
   return {
     issuer: {
-      name: reusableAttributes(cert.subject.attributes),
+      name: cert.subject,
       // The CA's own identifier when it has one (it may come from another tool that computes it differently).
       keyIdentifier:
         subjectKeyIdentifier?.subjectKeyIdentifier !== undefined
-          ? forge.util.hexToBytes(subjectKeyIdentifier.subjectKeyIdentifier)
-          : keyIdentifierOf(cert.publicKey as forge.pki.rsa.PublicKey),
+          ? Buffer.from(subjectKeyIdentifier.subjectKeyIdentifier, 'hex')
+          : keyIdentifierOfSpki(cert.subjectPublicKeyInfo),
       privateKey,
     },
-    notAfter: cert.validity.notAfter,
+    notAfter: cert.notAfter,
   }
 }
 
-/** forge returns null for an absent extension (its types say undefined). */
-const extensionOf = <T>(cert: forge.pki.Certificate, name: string): T | undefined =>
-  (cert.getExtension(name) ?? undefined) as T | undefined
+const extensionOf = <T>(cert: ParsedCertificateParts, name: string): T | undefined =>
+  cert.extensions.find((extension) => extension.name === name) as T | undefined
+
+/** A subject's DER, which a self-signed certificate repeats as its issuer. */
+const nameDer = (attributes: forge.pki.CertificateField[]): Buffer => {
+  const scratch = forge.pki.createCertificate()
+  scratch.setSubject(attributes)
+  const dn = (
+    forge.pki as unknown as { distinguishedNameToAsn1(dn: unknown): forge.asn1.Asn1 }
+  ).distinguishedNameToAsn1(scratch.subject)
+  return Buffer.from(forge.asn1.toDer(dn).getBytes(), 'binary')
+}

@@ -1,12 +1,12 @@
+import { createPublicKey } from 'node:crypto'
 import { isIP } from 'node:net'
 import type forge from 'node-forge'
 import { type LoadedCertificateAuthority, loadCertificateAuthority } from './ca.ts'
 import { PkiError, PkiErrorCode } from './errors.ts'
-import { generateRsaKeyPair } from './keys.ts'
+import { generateEcKeyPair } from './keys.ts'
 import {
   type CertificateAndKey,
   clockSkewMs,
-  forgePublicKey,
   type SubjectName,
   signCertificate,
   subjectAttributes,
@@ -33,7 +33,7 @@ export interface IssuedCertificate extends CertificateAndKey {
   notAfter: Date
 }
 
-/** A new RSA 2048 key and a certificate for it signed by `ca`. */
+/** A new ECDSA P-256 key and a certificate for it signed by `ca`. */
 export async function issueCertificate(request: IssueCertificateRequest): Promise<IssuedCertificate> {
   const ca = loadCertificateAuthority(request.ca)
   // Validate before generating a key: a bad request should cost nothing.
@@ -45,10 +45,10 @@ export async function issueCertificate(request: IssueCertificateRequest): Promis
     ttlSeconds: request.ttlSeconds,
     now: request.now ?? new Date(),
   })
-  const keys = await generateRsaKeyPair()
+  const keys = await generateEcKeyPair()
   const certPem = signCertificate({
     ...plan,
-    publicKey: forgePublicKey(keys.publicKeyPem),
+    publicKey: createPublicKey(keys.publicKeyPem),
     issuer: ca.issuer,
   })
   return { certPem, keyPem: keys.privateKeyPem, notAfter: plan.notAfter }

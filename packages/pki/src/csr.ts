@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto'
 import forge from 'node-forge'
 import { loadCertificateAuthority } from './ca.ts'
 import { type CertificateUsage, planLeafCertificate } from './certificates.ts'
@@ -88,7 +89,14 @@ export function signCsr(request: SignCsrRequest): SignedCertificate {
     ttlSeconds: request.ttlSeconds,
     now: request.now ?? new Date(),
   })
-  return { certPem: signCertificate({ ...plan, publicKey, issuer: ca.issuer }), notAfter: plan.notAfter }
+  return {
+    certPem: signCertificate({
+      ...plan,
+      publicKey: createPublicKey(forge.pki.publicKeyToPem(publicKey)),
+      issuer: ca.issuer,
+    }),
+    notAfter: plan.notAfter,
+  }
 }
 
 /** forge throws, rather than returning false, for a signature that does not decode or an unknown algorithm. */

@@ -21,10 +21,14 @@ describe('generateCertificateAuthority', () => {
     expect(x509.verify(x509.publicKey)).toBe(true)
   })
 
-  it('holds an RSA 2048 key that belongs to the certificate', () => {
+  it('holds an ECDSA P-256 key that belongs to the certificate', () => {
     const key = createPrivateKey(ca.keyPem)
-    expect(key.asymmetricKeyType).toBe('rsa')
-    expect(key.asymmetricKeyDetails?.modulusLength).toBe(2048)
+    expect(key.asymmetricKeyType).toBe('ec')
+    expect(key.asymmetricKeyDetails?.namedCurve).toBe('prime256v1')
+    expect(x509.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1')
+    // ecdsa-with-SHA256 (1.2.840.10045.4.3.2), in the TBSCertificate and the outer signatureAlgorithm.
+    const oid = Buffer.from('06082a8648ce3d040302', 'hex')
+    expect(x509.raw.indexOf(oid)).not.toBe(x509.raw.lastIndexOf(oid))
     expect(x509.checkPrivateKey(key)).toBe(true)
   })
 

@@ -66,9 +66,13 @@ describe('issueCertificate: a server certificate', () => {
     expect(leaf.checkHost('example.com')).toBeUndefined()
   })
 
-  it('comes with its own RSA 2048 key', () => {
+  it('comes with its own ECDSA P-256 key, signed ecdsa-with-SHA256', () => {
     const key = createPrivateKey(issued.keyPem)
-    expect(key.asymmetricKeyDetails?.modulusLength).toBe(2048)
+    expect(key.asymmetricKeyType).toBe('ec')
+    expect(key.asymmetricKeyDetails?.namedCurve).toBe('prime256v1')
+    expect(leaf.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1')
+    expect(issued.keyPem).toMatch(/^-----BEGIN PRIVATE KEY-----\n/)
+    expect(leaf.raw.includes(Buffer.from('06082a8648ce3d040302', 'hex'))).toBe(true)
     expect(leaf.checkPrivateKey(key)).toBe(true)
     expect(leaf.checkPrivateKey(createPrivateKey(ca.keyPem))).toBe(false)
   })
