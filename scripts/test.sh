@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
+bash scripts/test-tools.sh
 bash scripts/install.sh
 npx biome ci --error-on-warnings .
 npx tsc -p tsconfig.json --noEmit
