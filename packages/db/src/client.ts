@@ -28,6 +28,12 @@ export function createDatabase(options: DatabaseOptions): Database {
   pool.on('error', () => {
     // An idle connection dropped (PostgreSQL restarting): the next query reconnects or reports it.
   })
+  // node-postgres emits 'error' on a client whose server goes away (57P01 on restart) even while it
+  // is checked out; with no listener at that moment the process dies. Every client gets one for
+  // life: the failure still reaches the query that was using it.
+  pool.on('connect', (client) => {
+    client.on('error', () => {})
+  })
   const client = new PrismaClient({ adapter: new PrismaPg(pool) })
   pools.set(client, pool)
   return client

@@ -107,6 +107,11 @@ export class SimulatorDriver implements Driver {
     this.pool.on('error', () => {
       // Idle-client errors (a restarting Postgres) surface on the next query instead.
     })
+    // A client whose server goes away emits 'error' even while checked out; unheard, that kills the
+    // process. The failure still reaches the query that was using it.
+    this.pool.on('connect', (client) => {
+      client.on('error', () => {})
+    })
     this.random = seeded(config.faults?.seed ?? 1)
   }
 
