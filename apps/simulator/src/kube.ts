@@ -1,4 +1,4 @@
-import type { Database } from '@kiln/db'
+import { type Database, isUuid } from '@kiln/db'
 
 // The Kubernetes side of a simulated cluster: its objects derived from Kiln's books (Machine,
 // NodeGroup, MachineClass) and the simulated data centre's (simulator.machines), and the
@@ -32,10 +32,8 @@ export const status = (code: number, reason: string, message: string, details?: 
   code,
 })
 
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
 export async function findCluster(db: Database, clusterId: string): Promise<ClusterView | undefined> {
-  if (!uuidPattern.test(clusterId)) return undefined
+  if (!isUuid(clusterId)) return undefined
   const row = await db.cluster.findUnique({
     where: { id: clusterId },
     select: { id: true, name: true, spec: true, createdAt: true },

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
-import { type Database, getClusterSecret } from '@kiln/db'
+import { type Database, getClusterSecret, isUuid } from '@kiln/db'
 import {
   generateCertificateAuthority,
   issueCertificate,
@@ -68,7 +68,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     const name = (serverName || '').toLowerCase()
     if (!name.endsWith(suffix)) return undefined
     const id = name.slice(0, -suffix.length)
-    return /^[0-9a-f-]{36}$/.test(id) ? id : undefined
+    return isUuid(id) ? id : undefined
   }
 
   const contexts = new Map<string, { expires: number; context: Promise<SecureContext> }>()

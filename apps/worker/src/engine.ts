@@ -218,11 +218,11 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
           )
         }
         if (healthy || sick.length > budget) return null
-        const relocked = await lockCluster(tx, cluster.projectId, cluster.id)
+        // Still under the row lock taken above: the row read then is the one to start from.
         return startClusterOperation(
           tx,
           { subject: 'system:health', requestId: workerId },
-          relocked,
+          locked,
           'cluster.repair',
           {
             unhealthy: sick.map((m) => m.name),

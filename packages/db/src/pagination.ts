@@ -1,6 +1,5 @@
 import { DomainError, ErrorCode } from '@kiln/domain'
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+import { isUuid } from './catalogue.ts'
 
 export interface Cursor {
   createdAt: Date
@@ -22,8 +21,7 @@ export function decodeCursor(value: string | undefined): Cursor | undefined {
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as [string, string]
     const date = new Date(createdAt)
-    if (typeof id !== 'string' || !uuidPattern.test(id) || Number.isNaN(date.getTime()))
-      throw new Error('bad cursor')
+    if (typeof id !== 'string' || !isUuid(id) || Number.isNaN(date.getTime())) throw new Error('bad cursor')
     return { createdAt: date, id }
   } catch {
     throw new DomainError(ErrorCode.invalidSpec, 'The cursor is not one this API issued.', {
