@@ -32,6 +32,21 @@ declare module 'fastify' {
  */
 export const localOperator: Principal = { subject: 'user:local-operator', platformAdmin: true }
 
+/**
+ * The Kubernetes groups a principal's cluster credentials carry: what a kubeconfig gets, and the
+ * most a signed CSR may ask for. Roles map to groups with identity (issue 5); until then only a
+ * platform admin is cluster-admin (system:masters).
+ */
+export const clusterGroupsOf = (principal: Principal): string[] =>
+  principal.platformAdmin ? ['system:masters'] : []
+
+/**
+ * Whether a principal may be certified as a `system:` user (a control-plane component, a node, a
+ * service account): only one who is cluster-admin anyway.
+ */
+export const mayActAsSystemUser = (principal: Principal): boolean =>
+  clusterGroupsOf(principal).includes('system:masters')
+
 export function registerAuthentication(app: FastifyInstance) {
   app.decorateRequest('principal', null as unknown as Principal)
   app.addHook('onRequest', async (request) => {

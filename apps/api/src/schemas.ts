@@ -472,6 +472,24 @@ export const OperationKindRef = ref(named('OperationKind', OperationKindSchema))
 export const StepStatusRef = ref(named('StepStatus', StepStatus))
 export const ProvenanceSourceRef = ref(named('ProvenanceSource', ProvenanceSource))
 named('ConditionStatus', ConditionStatus)
+export const CertificateAuthorityStateRef = ref(
+  named(
+    'CertificateAuthorityState',
+    StringEnum(['current', 'previous'], {
+      description:
+        'current: signs every credential issued now. previous: the cluster CA being rotated out; still trusted (and still signing the API server’s serving certificate) until the rotation completes.',
+    }),
+  ),
+)
+export const CaRotationPhaseRef = ref(
+  named(
+    'CaRotationPhase',
+    StringEnum(['start', 'complete'], {
+      description:
+        'start: generate a new cluster CA, trusted beside the current one, that signs every new credential. complete: destroy the previous CA, so credentials it signed stop working.',
+    }),
+  ),
+)
 
 export const Provenance = named(
   'Provenance',
@@ -955,10 +973,16 @@ export const CertificateAuthoritySchema = named(
       notBefore: Timestamp,
       notAfter: Timestamp,
       fingerprintSha256: Type.String({ description: 'Lower-case hex, no separators.' }),
+      generation: Type.Integer({
+        minimum: 1,
+        description: '1 when the cluster was created; each CA rotation adds one.',
+      }),
+      state: CertificateAuthorityStateRef,
     },
     {
       additionalProperties: false,
-      description: 'One of a cluster’s certificate authorities (public certificate only).',
+      description:
+        'One of a cluster’s certificate authorities (public certificate only). While the cluster CA rotates, both the previous and the current cluster-ca are listed.',
       examples: [
         {
           purpose: 'cluster-ca',
@@ -967,8 +991,92 @@ export const CertificateAuthoritySchema = named(
           notBefore: '2026-11-21T09:59:00.000Z',
           notAfter: '2036-11-19T10:00:00.000Z',
           fingerprintSha256: '9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e',
+          generation: 1,
+          state: 'current',
         },
       ],
+    },
+  ),
+)
+
+const csrPemExample =
+  '-----BEGIN CERTIFICATE REQUEST-----\nMIHhMIGIAgEAMCYxDzANBgNVBAoMBmRldm9wczETMBEGA1UEAwwKYWxpY2VA…\n-----END CERTIFICATE REQUEST-----\n'
+
+/** Lifetimes of issued client credentials: 24 h unless asked, never more than 7 days. */
+export const CredentialTtlSeconds = Type.Integer({
+  minimum: 300,
+  maximum: 7 * 24 * 3600,
+  default: 24 * 3600,
+  description: 'Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.',
+})
+
+export const CertificateSigningRequestSchema = named(
+  'CertificateSigningRequest',
+  Type.Object(
+    {
+      csrPem: Type.String({
+        minLength: 1,
+        maxLength: 16_384,
+        description:
+          'A PEM PKCS#10 request (`openssl req -new …`) with an RSA (2048 bits or more) or ECDSA P-256/P-384 key. Its CN becomes the Kubernetes user and its O= values the groups, which must be among the groups your role grants; other attributes and requested extensions are ignored.',
+      }),
+      ttlSeconds: Type.Optional(CredentialTtlSeconds),
+      usage: Type.Optional(
+        StringEnum(['client'], {
+          default: 'client',
+          description: 'A client certificate for the API server.',
+        }),
+      ),
+    },
+    {
+      additionalProperties: false,
+      description: 'A certificate signing request for the cluster CA (Magnum’s `ca-sign`).',
+      examples: [{ csrPem: csrPemExample, ttlSeconds: 3600 }],
+    },
+  ),
+)
+
+export const SignedCertificateSchema = named(
+  'SignedCertificate',
+  Type.Object(
+    {
+      certificatePem: Type.String({
+        description: 'The client certificate (PEM), signed by the current cluster CA.',
+      }),
+      caPem: Type.String({
+        description:
+          'Every CA certificate the cluster trusts now (PEM bundle; two while the CA rotates): verify the API server with it.',
+      }),
+      username: Type.String({ description: 'The Kubernetes user: the CSR’s common name.' }),
+      groups: Type.Array(Type.String(), { description: 'The Kubernetes groups: the CSR’s organizations.' }),
+      notAfter: Timestamp,
+      serialNumber: Type.String({ description: 'Lower-case hex.' }),
+    },
+    {
+      additionalProperties: false,
+      description: 'A certificate issued for a CSR. Kiln keeps no copy; the audit log records its serial.',
+      examples: [
+        {
+          certificatePem: '-----BEGIN CERTIFICATE-----\nMIIB9jCCAZygAwIBAgIQ…\n-----END CERTIFICATE-----\n',
+          caPem: '-----BEGIN CERTIFICATE-----\nMIIBdjCCAR2gAwIBAgIQ…\n-----END CERTIFICATE-----\n',
+          username: 'alice@example.com',
+          groups: ['system:masters'],
+          notAfter: '2026-11-21T11:00:00.000Z',
+          serialNumber: '5c1f0e9a7d3b42c8a6e4f2d0b8c6a4e2',
+        },
+      ],
+    },
+  ),
+)
+
+export const CaRotationRequestSchema = named(
+  'CaRotationRequest',
+  Type.Object(
+    { phase: CaRotationPhaseRef },
+    {
+      additionalProperties: false,
+      description: 'Which phase of the cluster CA rotation to run.',
+      examples: [{ phase: 'start' }, { phase: 'complete' }],
     },
   ),
 )

@@ -421,7 +421,7 @@ export interface paths {
         };
         /**
          * Get a cluster’s CA certificates, by purpose
-         * @description The public certificates of the cluster, etcd and front-proxy CAs, to verify the API server or to build trust bundles. Empty until the create operation has issued them. Private keys never leave Kiln.
+         * @description The public certificates of the cluster, etcd and front-proxy CAs, to verify the API server or to build trust bundles. Empty until the create operation has issued them. While the cluster CA rotates, both cluster-ca generations are listed: `current` signs new credentials, `previous` is trusted until the rotation completes. Private keys never leave Kiln.
          */
         get: operations["listClusterCertificateAuthorities"];
         put?: never;
@@ -443,9 +443,49 @@ export interface paths {
         put?: never;
         /**
          * Issue a short-lived kubeconfig for a cluster
-         * @description Signs a new client certificate with the cluster CA (default 24 h, at most 7 days; groups from your role) and returns a kubeconfig that real kubectl uses. Every issuance is in the audit log. Nothing is stored, so the call cannot be replayed: it refuses an Idempotency-Key, and retrying simply issues another credential.
+         * @description Signs a new client certificate with the current cluster CA (default 24 h, at most 7 days; groups from your role) and returns a kubeconfig that real kubectl uses; it trusts every CA the cluster trusts (both while the CA rotates). Every issuance is in the audit log. Nothing is stored, so the call cannot be replayed: it refuses an Idempotency-Key, and retrying simply issues another credential.
          */
         post: operations["issueKubeconfig"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/clusters/{cluster}/csr": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign a certificate signing request with the cluster CA
+         * @description Magnum’s `ca-sign`: certifies the key in a PEM PKCS#10 CSR as a client of the cluster’s API server, signed by the current cluster CA (default 24 h, at most 7 days). The CSR’s CN becomes the user and its O= values the groups; a group your role does not grant (e.g. system:masters for a non-admin) or a `system:` user is refused with 422, as are unreadable CSRs, bad signatures and unsupported keys. Every signature is in the audit log; nothing is stored, so an Idempotency-Key is refused.
+         */
+        post: operations["signClusterCertificateRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/clusters/{cluster}/rotate-ca": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate the cluster CA, in two phases
+         * @description Answers 202 with the phase’s operation. `start` (cluster.rotate-ca-start) generates a new cluster CA trusted beside the current one: from then on every kubeconfig and signed CSR comes from the new CA and trusts both, while credentials issued before keep working and the API server keeps a serving certificate they trust. `complete` (cluster.rotate-ca-complete) destroys the previous CA: credentials it signed stop working. The cluster shows the rotation as the condition CertificateAuthorityRotating and `GET …/ca` lists both CAs until it completes. `start` during a rotation, or `complete` without one, is 409.
+         */
+        post: operations["rotateClusterCertificateAuthority"];
         delete?: never;
         options?: never;
         head?: never;
@@ -576,7 +616,7 @@ export interface components {
         /** @enum {string} */
         OperationStatus: "pending" | "running" | "succeeded" | "failed" | "cancelled";
         /** @enum {string} */
-        OperationKind: "cluster.create" | "cluster.delete" | "cluster.update-features" | "nodegroup.create" | "nodegroup.resize" | "nodegroup.delete" | "cluster.upgrade" | "cluster.repair";
+        OperationKind: "cluster.create" | "cluster.delete" | "cluster.update-features" | "nodegroup.create" | "nodegroup.resize" | "nodegroup.delete" | "cluster.upgrade" | "cluster.repair" | "cluster.rotate-ca-start" | "cluster.rotate-ca-complete";
         /** @enum {string} */
         StepStatus: "pending" | "running" | "succeeded" | "failed" | "skipped";
         /**
@@ -586,6 +626,16 @@ export interface components {
         ProvenanceSource: "default" | "template" | "cluster" | "nodeGroup";
         /** @enum {string} */
         ConditionStatus: "True" | "False" | "Unknown";
+        /**
+         * @description current: signs every credential issued now. previous: the cluster CA being rotated out; still trusted (and still signing the API server’s serving certificate) until the rotation completes.
+         * @enum {string}
+         */
+        CertificateAuthorityState: "current" | "previous";
+        /**
+         * @description start: generate a new cluster CA, trusted beside the current one, that signs every new credential. complete: destroy the previous CA, so credentials it signed stop working.
+         * @enum {string}
+         */
+        CaRotationPhase: "start" | "complete";
         /**
          * @description JSON pointer (relative to the object it sits on) → where the effective value came from.
          * @example {
@@ -2090,14 +2140,16 @@ export interface components {
             nodeGroups?: components["schemas"]["NodeGroupInput"][];
         };
         /**
-         * @description One of a cluster’s certificate authorities (public certificate only).
+         * @description One of a cluster’s certificate authorities (public certificate only). While the cluster CA rotates, both the previous and the current cluster-ca are listed.
          * @example {
          *       "purpose": "cluster-ca",
          *       "certificatePem": "-----BEGIN CERTIFICATE-----\nMIIDBTCCAe2gAwIBAgIQ…\n-----END CERTIFICATE-----\n",
          *       "subject": "CN=kubernetes",
          *       "notBefore": "2026-11-21T09:59:00.000Z",
          *       "notAfter": "2036-11-19T10:00:00.000Z",
-         *       "fingerprintSha256": "9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e"
+         *       "fingerprintSha256": "9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e",
+         *       "generation": 1,
+         *       "state": "current"
          *     }
          */
         CertificateAuthority: {
@@ -2122,6 +2174,73 @@ export interface components {
             notAfter: string;
             /** @description Lower-case hex, no separators. */
             fingerprintSha256: string;
+            /** @description 1 when the cluster was created; each CA rotation adds one. */
+            generation: number;
+            state: components["schemas"]["CertificateAuthorityState"];
+        };
+        /**
+         * @description A certificate signing request for the cluster CA (Magnum’s `ca-sign`).
+         * @example {
+         *       "csrPem": "-----BEGIN CERTIFICATE REQUEST-----\nMIHhMIGIAgEAMCYxDzANBgNVBAoMBmRldm9wczETMBEGA1UEAwwKYWxpY2VA…\n-----END CERTIFICATE REQUEST-----\n",
+         *       "ttlSeconds": 3600
+         *     }
+         */
+        CertificateSigningRequest: {
+            /** @description A PEM PKCS#10 request (`openssl req -new …`) with an RSA (2048 bits or more) or ECDSA P-256/P-384 key. Its CN becomes the Kubernetes user and its O= values the groups, which must be among the groups your role grants; other attributes and requested extensions are ignored. */
+            csrPem: string;
+            /**
+             * @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.
+             * @default 86400
+             */
+            ttlSeconds: number;
+            /**
+             * @description A client certificate for the API server.
+             * @default client
+             * @enum {string}
+             */
+            usage: "client";
+        };
+        /**
+         * @description A certificate issued for a CSR. Kiln keeps no copy; the audit log records its serial.
+         * @example {
+         *       "certificatePem": "-----BEGIN CERTIFICATE-----\nMIIB9jCCAZygAwIBAgIQ…\n-----END CERTIFICATE-----\n",
+         *       "caPem": "-----BEGIN CERTIFICATE-----\nMIIBdjCCAR2gAwIBAgIQ…\n-----END CERTIFICATE-----\n",
+         *       "username": "alice@example.com",
+         *       "groups": [
+         *         "system:masters"
+         *       ],
+         *       "notAfter": "2026-11-21T11:00:00.000Z",
+         *       "serialNumber": "5c1f0e9a7d3b42c8a6e4f2d0b8c6a4e2"
+         *     }
+         */
+        SignedCertificate: {
+            /** @description The client certificate (PEM), signed by the current cluster CA. */
+            certificatePem: string;
+            /** @description Every CA certificate the cluster trusts now (PEM bundle; two while the CA rotates): verify the API server with it. */
+            caPem: string;
+            /** @description The Kubernetes user: the CSR’s common name. */
+            username: string;
+            /** @description The Kubernetes groups: the CSR’s organizations. */
+            groups: string[];
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            notAfter: string;
+            /** @description Lower-case hex. */
+            serialNumber: string;
+        };
+        /**
+         * @description Which phase of the cluster CA rotation to run.
+         * @example {
+         *       "phase": "start"
+         *     }
+         * @example {
+         *       "phase": "complete"
+         *     }
+         */
+        CaRotationRequest: {
+            phase: components["schemas"]["CaRotationPhase"];
         };
     };
     responses: never;
@@ -4531,7 +4650,9 @@ export interface operations {
                      *           "subject": "CN=kubernetes",
                      *           "notBefore": "2026-11-21T09:59:00.000Z",
                      *           "notAfter": "2036-11-19T10:00:00.000Z",
-                     *           "fingerprintSha256": "9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e"
+                     *           "fingerprintSha256": "9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e",
+                     *           "generation": 1,
+                     *           "state": "current"
                      *         }
                      *       ]
                      *     }
@@ -4591,7 +4712,7 @@ export interface operations {
                  */
                 "application/json": {
                     /**
-                     * @description Lifetime.
+                     * @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.
                      * @default 86400
                      */
                     ttlSeconds?: number;
@@ -4623,6 +4744,147 @@ export interface operations {
                         /** Format: date-time */
                         expiresAt: string;
                     };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    signClusterCertificateRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Cluster name or id. */
+                cluster: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CertificateSigningRequest"];
+            };
+        };
+        responses: {
+            /** @description A certificate issued for a CSR. Kiln keeps no copy; the audit log records its serial. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignedCertificate"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but breaks a rule (each error points at the field). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotateClusterCertificateAuthority: {
+        parameters: {
+            query?: never;
+            header?: {
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Cluster name or id. */
+                cluster: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CaRotationRequest"];
+            };
+        };
+        responses: {
+            /** @description Asynchronous work on a resource; watch it to completion. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Operation"];
                 };
             };
             /** @description Malformed or schema-invalid request. */

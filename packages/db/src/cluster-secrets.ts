@@ -8,36 +8,48 @@ export interface ClusterSecretRecord {
   sealedKey: unknown
 }
 
+/** One generation of a purpose's material: CA rotation stores the next generation beside the current one. */
+export interface ClusterSecretGeneration extends ClusterSecretRecord {
+  generation: number
+  createdAt: Date
+}
+
 const toRecord = (row: { kind: string; publicPem: string; sealedKey: unknown }): ClusterSecretRecord => ({
   kind: row.kind as ClusterSecretRecord['kind'],
   publicPem: row.publicPem,
   sealedKey: row.sealedKey,
 })
 
+/** The newest generation of a purpose's material (the only one, unless a CA rotation is under way). */
 export async function getClusterSecret(
   db: Queryable,
   clusterId: string,
   purpose: string,
 ): Promise<ClusterSecretRecord | undefined> {
-  const row = await db.clusterSecret.findUnique({ where: { clusterId_purpose: { clusterId, purpose } } })
+  const row = await db.clusterSecret.findFirst({
+    where: { clusterId, purpose },
+    orderBy: { generation: 'desc' },
+  })
   return row ? toRecord(row) : undefined
 }
 
 /**
- * Stores the material unless the cluster already has some for this purpose, and returns what is
- * stored afterwards: two racing workers end up with the same CA, never two.
+ * Stores the material unless the cluster already has some for this purpose and generation, and
+ * returns what is stored afterwards: two racing workers end up with the same CA, never two.
  */
 export async function insertClusterSecretIfAbsent(
   db: Queryable,
   clusterId: string,
   purpose: string,
   record: ClusterSecretRecord,
+  generation = 1,
 ): Promise<ClusterSecretRecord> {
   await db.clusterSecret.createMany({
     data: [
       {
         clusterId,
         purpose,
+        generation,
         kind: record.kind,
         publicPem: record.publicPem,
         sealedKey: record.sealedKey as Prisma.InputJsonValue,
@@ -45,16 +57,80 @@ export async function insertClusterSecretIfAbsent(
     ],
     skipDuplicates: true,
   })
-  return (await getClusterSecret(db, clusterId, purpose))!
+  const stored = await db.clusterSecret.findUniqueOrThrow({
+    where: { clusterId_purpose_generation: { clusterId, purpose, generation } },
+  })
+  return toRecord(stored)
 }
 
-/** The public halves only (certificates, public keys), by purpose. */
-export async function listClusterCertificates(db: Queryable, clusterId: string) {
-  return db.clusterSecret.findMany({
-    where: { clusterId },
-    select: { purpose: true, kind: true, publicPem: true, createdAt: true },
-    orderBy: { purpose: 'asc' },
+/** Every stored generation of a purpose's material, oldest first. */
+export async function listClusterSecretGenerations(
+  db: Queryable,
+  clusterId: string,
+  purpose: string,
+): Promise<ClusterSecretGeneration[]> {
+  const rows = await db.clusterSecret.findMany({
+    where: { clusterId, purpose },
+    orderBy: { generation: 'asc' },
   })
+  return rows.map((row) => ({ ...toRecord(row), generation: row.generation, createdAt: row.createdAt }))
+}
+
+/**
+ * Only the generation numbers, oldest first: the cheap read (primary-key index only) a server uses to
+ * notice that a cluster's trust changed.
+ */
+export async function clusterSecretGenerations(
+  db: Queryable,
+  clusterId: string,
+  purpose: string,
+): Promise<number[]> {
+  const rows = await db.clusterSecret.findMany({
+    where: { clusterId, purpose },
+    select: { generation: true },
+    orderBy: { generation: 'asc' },
+  })
+  return rows.map((row) => row.generation)
+}
+
+/**
+ * A cluster's CA generations as `@kiln/pki` reads them (its AuthorityStore, matched by shape:
+ * this package does not import pki).
+ */
+export const clusterAuthorityStore = (db: Queryable) => ({
+  authorityGenerations: (clusterId: string, purpose: string) =>
+    listClusterSecretGenerations(db, clusterId, purpose),
+})
+
+/**
+ * Deletes every generation older than `keepGeneration`: its sealed private key goes with the row.
+ * Returns the deleted generations' certificates (public halves), for the audit log.
+ */
+export async function deleteClusterSecretsBefore(
+  db: Queryable,
+  clusterId: string,
+  purpose: string,
+  keepGeneration: number,
+): Promise<{ generation: number; publicPem: string }[]> {
+  const doomed = await db.clusterSecret.findMany({
+    where: { clusterId, purpose, generation: { lt: keepGeneration } },
+    select: { generation: true, publicPem: true },
+    orderBy: { generation: 'asc' },
+  })
+  if (doomed.length > 0) {
+    await db.clusterSecret.deleteMany({ where: { clusterId, purpose, generation: { lt: keepGeneration } } })
+  }
+  return doomed
+}
+
+/** The public halves only (certificates, public keys), by purpose, oldest generation first. */
+export async function listClusterCertificates(db: Queryable, clusterId: string) {
+  const rows = await db.clusterSecret.findMany({
+    where: { clusterId },
+    select: { purpose: true, generation: true, kind: true, publicPem: true, createdAt: true },
+    orderBy: [{ purpose: 'asc' }, { generation: 'asc' }],
+  })
+  return rows.map((row) => ({ ...row, kind: row.kind as ClusterSecretRecord['kind'] }))
 }
 
 export async function deleteClusterSecrets(db: Queryable, clusterId: string): Promise<number> {

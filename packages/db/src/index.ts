@@ -1,4 +1,5 @@
 export * from './audit.ts'
+export * from './ca-rotation.ts'
 export * from './catalogue.ts'
 export * from './client.ts'
 export * from './cluster-secrets.ts'

@@ -4,6 +4,8 @@ export const PkiErrorCode = {
   invalidRequest: 'invalid-request',
   /** The CA certificate or key cannot be parsed, is not a CA, or the key does not belong to the certificate. */
   caInvalid: 'ca-invalid',
+  /** The cluster has no CA for the purpose (yet): its create operation has not issued one. */
+  caMissing: 'ca-missing',
   /** The CA's validity ended before the requested issuance time. */
   caExpired: 'ca-expired',
   /** The CSR cannot be parsed or its self-signature does not verify. */

@@ -13,6 +13,21 @@ export {
   type IssuedCertificate,
   issueCertificate,
 } from './certificates.ts'
+export {
+  type AuthorityRecord,
+  type AuthorityRole,
+  type AuthorityStore,
+  authorityRole,
+  type ClusterClientCertificate,
+  type ClusterTrust,
+  type CsrClientCertificateRequest,
+  clusterTrust,
+  issueClusterClientCertificate,
+  loadClusterTrust,
+  type NewClientCertificateRequest,
+  openAuthority,
+  type PublicAuthorityRecord,
+} from './cluster-authority.ts'
 export { type SignCsrRequest, type SignedCertificate, signCsr } from './csr.ts'
 export {
   developmentMasterKeyBase64,

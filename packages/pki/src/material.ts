@@ -42,14 +42,18 @@ export async function lookupOrGenerate(
   )
 }
 
-/** Seals the private key, bound to the cluster and purpose it belongs to. */
+/**
+ * Seals the private key, bound to the cluster, purpose and generation it belongs to (a CA rotation
+ * adds generation 2, 3 …; the first generation's context predates rotation and stays as it was).
+ */
 export function sealMaterial(
   clusterId: string,
   purpose: Purpose,
   material: CertificateAndKey | KeyPair,
   masterKey: MasterKey,
+  generation = 1,
 ): StoredMaterial {
-  const context = sealingContext(clusterId, purpose)
+  const context = sealingContext(clusterId, purpose, generation)
   const stored: StoredMaterial =
     'certPem' in material
       ? {
@@ -70,11 +74,12 @@ export function openCertificate(
   purpose: Purpose,
   stored: StoredMaterial,
   keyring: MasterKeyring,
+  generation = 1,
 ): CertificateAndKey {
   const material = expectKind(stored, 'certificate', purpose)
   return {
     certPem: material.certPem,
-    keyPem: openPrivateKey(material.sealedKey, keyring, sealingContext(clusterId, purpose)),
+    keyPem: openPrivateKey(material.sealedKey, keyring, sealingContext(clusterId, purpose, generation)),
   }
 }
 
@@ -91,7 +96,15 @@ export function openKeyPair(
   }
 }
 
-const sealingContext = (clusterId: string, purpose: Purpose) => `${clusterId}/${purpose}`
+const sealingContext = (clusterId: string, purpose: Purpose, generation = 1) => {
+  if (!Number.isInteger(generation) || generation < 1) {
+    throw new PkiError(
+      PkiErrorCode.invalidRequest,
+      `generation must be a positive whole number, got ${generation}.`,
+    )
+  }
+  return generation === 1 ? `${clusterId}/${purpose}` : `${clusterId}/${purpose}#${generation}`
+}
 
 function expectKind<K extends MaterialKind>(
   material: StoredMaterial,

@@ -50,22 +50,6 @@ export function subjectAttributes(name: SubjectName): forge.pki.CertificateField
   ]
 }
 
-/** Parsed attributes carry raw UTF-8 bytes, but forge encodes values again on output; decode them so they survive. */
-export function reusableAttributes(attributes: forge.pki.CertificateField[]): forge.pki.CertificateField[] {
-  return attributes.map((attribute) =>
-    (attribute.valueTagClass as unknown) === forge.asn1.Type.UTF8 && typeof attribute.value === 'string'
-      ? { ...attribute, value: forge.util.decodeUtf8(attribute.value) }
-      : attribute,
-  )
-}
-
-/** The values of one attribute (e.g. every organizationName) as JavaScript strings. */
-export function attributeValues(attributes: forge.pki.CertificateField[], name: string): string[] {
-  return reusableAttributes(attributes)
-    .filter((attribute) => attribute.name === name && typeof attribute.value === 'string')
-    .map((attribute) => attribute.value as string)
-}
-
 /**
  * RFC 5280 method 1: SHA-1 of the subjectPublicKey BIT STRING's contents (for RSA, the RSAPublicKey),
  * the identifier Go and OpenSSL compute too.

@@ -1,5 +1,8 @@
 import { execFileSync } from 'node:child_process'
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import forge from 'node-forge'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { type CertificateAndKey, generateCertificateAuthority, PkiErrorCode, signCsr } from '../src/index.ts'
@@ -188,10 +191,90 @@ describe('signCsr with CSRs made by OpenSSL', () => {
     expect(cert.verify(new X509Certificate(ca.certPem).publicKey)).toBe(true)
   })
 
-  it('refuses an ECDSA CSR, naming the limitation', () => {
-    const csrPem = opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], '/CN=dave')
-    expect(() => signCsr({ ca, csrPem, usage: 'client', ttlSeconds: 60 })).toThrow(
-      expect.objectContaining({ code: PkiErrorCode.csrInvalid, message: expect.stringMatching(/only RSA/) }),
+  it.each([
+    ['P-256', 'prime256v1'],
+    ['P-384', 'secp384r1'],
+  ])('signs an ECDSA %s CSR for its own key', (_name, curve) => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-csr-'))
+    const keyFile = join(dir, 'key.pem')
+    const csrPem = execFileSync(
+      'openssl',
+      [
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        `ec_paramgen_curve:${curve}`,
+        '-nodes',
+        '-keyout',
+        keyFile,
+      ].concat(['-utf8', '-subj', '/O=dev/O=ops/CN=dave']),
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+    )
+    const key = readFileSync(keyFile, 'utf8')
+    rmSync(dir, { recursive: true })
+    const signed = signCsr({ ca, csrPem, usage: 'client', ttlSeconds: 60 })
+    const cert = new X509Certificate(signed.certPem)
+    const caCert = new X509Certificate(ca.certPem)
+    expect(cert.verify(caCert.publicKey)).toBe(true)
+    expect(cert.checkIssued(caCert)).toBe(true)
+    expect(cert.subject).toBe('O=dev\nO=ops\nCN=dave')
+    expect(signed).toMatchObject({ commonName: 'dave', organizations: ['dev', 'ops'] })
+    expect(spki(cert.publicKey.export({ type: 'spki', format: 'pem' }).toString())).toEqual(
+      createPublicKey(key).export({ type: 'spki', format: 'der' }),
+    )
+    expect(cert.keyUsage).toEqual([clientAuth])
+  })
+
+  it('keeps UTF-8 names intact', () => {
+    const csrPem = opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], '/O=équipe/CN=zoë')
+    const signed = signCsr({ ca, csrPem, usage: 'client', ttlSeconds: 60 })
+    expect(signed).toMatchObject({ commonName: 'zoë', organizations: ['équipe'] })
+  })
+
+  it('refuses keys and algorithms it does not sign, naming them', () => {
+    const ed25519 = opensslCsr(['-newkey', 'ed25519'], '/CN=erin')
+    expect(() => signCsr({ ca, csrPem: ed25519, usage: 'client', ttlSeconds: 60 })).toThrow(
+      expect.objectContaining({ code: PkiErrorCode.csrRefused, message: expect.stringMatching(/ed25519/) }),
+    )
+    const p521 = opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-521'], '/CN=erin')
+    expect(() => signCsr({ ca, csrPem: p521, usage: 'client', ttlSeconds: 60 })).toThrow(
+      expect.objectContaining({ code: PkiErrorCode.csrRefused, message: expect.stringMatching(/secp521r1/) }),
+    )
+    const sha1 = opensslCsr(['-newkey', 'rsa:2048', '-sha1'], '/CN=erin')
+    expect(() => signCsr({ ca, csrPem: sha1, usage: 'client', ttlSeconds: 60 })).toThrow(
+      expect.objectContaining({ code: PkiErrorCode.csrRefused, message: expect.stringMatching(/algorithm/) }),
+    )
+  })
+
+  it('refuses a system: user when told to, and only then', () => {
+    const csrPem = opensslCsr(
+      ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'],
+      '/CN=system:kube-scheduler',
+    )
+    expect(() => signCsr({ ca, csrPem, usage: 'client', ttlSeconds: 60, allowSystemUsers: false })).toThrow(
+      expect.objectContaining({
+        code: PkiErrorCode.csrRefused,
+        message: expect.stringMatching(/system:kube-scheduler/),
+      }),
+    )
+    expect(signCsr({ ca, csrPem, usage: 'client', ttlSeconds: 60 }).commonName).toBe('system:kube-scheduler')
+  })
+
+  it('refuses a truncated or re-labelled request as unreadable', () => {
+    const csrPem = opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], '/CN=frank')
+    const body = csrPem.replace(/-----[A-Z ]+-----|\s/g, '')
+    const truncated = `-----BEGIN CERTIFICATE REQUEST-----\n${body.slice(0, body.length - 8)}\n-----END CERTIFICATE REQUEST-----\n`
+    expect(() => signCsr({ ca, csrPem: truncated, usage: 'client', ttlSeconds: 60 })).toThrow(
+      expect.objectContaining({ code: PkiErrorCode.csrInvalid }),
+    )
+    const twoBlocks = `${csrPem}${csrPem}`
+    expect(() => signCsr({ ca, csrPem: twoBlocks, usage: 'client', ttlSeconds: 60 })).toThrow(
+      expect.objectContaining({
+        code: PkiErrorCode.csrInvalid,
+        message: expect.stringMatching(/exactly one/),
+      }),
     )
   })
 })

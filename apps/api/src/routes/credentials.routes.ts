@@ -1,24 +1,107 @@
-import { findClusterInProject, getClusterSecret, listClusterCertificates, recordAudit } from '@kiln/db'
-import { type ClusterStatus, DomainError, ErrorCode } from '@kiln/domain'
 import {
+  type ClusterReadRow,
+  clusterAuthorityStore,
+  findClusterInProject,
+  findProject,
+  listClusterCertificates,
+  recordAudit,
+  requestCaRotation,
+} from '@kiln/db'
+import { type ClusterStatus, DomainError, ErrorCode, invalidSpec } from '@kiln/domain'
+import {
+  authorityRole,
   certificateInfo,
-  issueCertificate,
-  materialFromRecord,
-  openCertificate,
-  Purpose,
+  clusterTrust,
+  issueClusterClientCertificate,
+  type MasterKey,
+  PkiError,
+  PkiErrorCode,
   renderKubeconfig,
 } from '@kiln/pki'
+import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
+import { acceptOnce } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
-import { actorOf } from '../auth.ts'
+import { actorOf, clusterGroupsOf, mayActAsSystemUser } from '../auth.ts'
 import { HttpProblem } from '../problems.ts'
-import { CertificateAuthoritySchema, listExamples, ref } from '../schemas.ts'
+import {
+  CaRotationRequestSchema,
+  CertificateAuthoritySchema,
+  CertificateSigningRequestSchema,
+  CredentialTtlSeconds,
+  listExamples,
+  OperationSchema,
+  ref,
+  SignedCertificateSchema,
+} from '../schemas.ts'
 import { ClusterParams } from './clusters.routes.ts'
 import { problemResponses } from './responses.ts'
 
 const authorityPurposes = new Set(['cluster-ca', 'etcd-ca', 'front-proxy-ca'])
+const defaultTtlSeconds = 24 * 3600
 
-export function registerCredentialRoutes(app: KilnApp, { db, masterKey }: RouteDeps) {
+/**
+ * What every credential issuance checks first, in this order: no Idempotency-Key (a credential is
+ * never stored, so it cannot be handed out twice), a master key to open the CA with, the cluster
+ * (404 when it is not in the project).
+ */
+async function issuanceTarget(
+  { db, masterKey }: RouteDeps,
+  request: FastifyRequest,
+  params: { project: string; cluster: string },
+): Promise<{ cluster: ClusterReadRow; masterKey: MasterKey }> {
+  if (request.headers['idempotency-key'] !== undefined) {
+    throw new HttpProblem(
+      400,
+      'invalid-request',
+      'Credentials are not replayed',
+      'A credential is never stored, so it cannot be returned twice; send the request without an Idempotency-Key (each call issues a new short-lived credential).',
+      [{ pointer: '/Idempotency-Key', in: 'header', message: 'not accepted on credential issuance' }],
+    )
+  }
+  if (!masterKey) {
+    throw new HttpProblem(
+      503,
+      'credentials-unavailable',
+      'Credential issuance is not configured',
+      'This API runs without a master key, so it cannot sign credentials.',
+      [],
+      { 'retry-after': '60' },
+    )
+  }
+  const cluster = await findClusterInProject(db, params.project, params.cluster)
+  return { cluster, masterKey }
+}
+
+const noCaYet = (cluster: { name: string }) =>
+  new DomainError(
+    ErrorCode.conflict,
+    `Cluster '${cluster.name}' has no API server yet; wait for its create operation to finish.`,
+  )
+
+/** PKI refusals as problems: what the caller sent is at fault (422 at `pointer`), or the cluster's state (409). */
+function pkiProblem(error: unknown, cluster: { name: string }, pointer: string): unknown {
+  if (!(error instanceof PkiError)) return error
+  switch (error.code) {
+    case PkiErrorCode.csrInvalid:
+    case PkiErrorCode.csrRefused:
+    case PkiErrorCode.invalidRequest:
+      return invalidSpec([{ pointer, message: error.message }])
+    case PkiErrorCode.caMissing:
+      return noCaYet(cluster)
+    case PkiErrorCode.caExpired:
+      return new DomainError(
+        ErrorCode.conflict,
+        `The CA of cluster '${cluster.name}' has expired: ${error.message} Rotate it.`,
+      )
+    default:
+      return error
+  }
+}
+
+export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
+  const { db } = deps
+
   app.get(
     '/v1/projects/:project/clusters/:cluster/ca',
     {
@@ -27,7 +110,7 @@ export function registerCredentialRoutes(app: KilnApp, { db, masterKey }: RouteD
         operationId: 'listClusterCertificateAuthorities',
         summary: 'Get a cluster’s CA certificates, by purpose',
         description:
-          'The public certificates of the cluster, etcd and front-proxy CAs, to verify the API server or to build trust bundles. Empty until the create operation has issued them. Private keys never leave Kiln.',
+          'The public certificates of the cluster, etcd and front-proxy CAs, to verify the API server or to build trust bundles. Empty until the create operation has issued them. While the cluster CA rotates, both cluster-ca generations are listed: `current` signs new credentials, `previous` is trusted until the rotation completes. Private keys never leave Kiln.',
         tags: ['clusters'],
         params: ClusterParams,
         response: {
@@ -41,29 +124,35 @@ export function registerCredentialRoutes(app: KilnApp, { db, masterKey }: RouteD
     },
     async (request) => {
       const cluster = await findClusterInProject(db, request.params.project, request.params.cluster)
-      const stored = await listClusterCertificates(db, cluster.id)
-      return {
-        items: stored
-          .filter((s) => authorityPurposes.has(s.purpose))
-          .map((s) => {
-            const info = certificateInfo(s.publicPem)
-            return {
-              purpose: s.purpose as 'cluster-ca' | 'etcd-ca' | 'front-proxy-ca',
-              certificatePem: s.publicPem,
-              subject: [
-                ...(info.subject.commonName ? [`CN=${info.subject.commonName}`] : []),
-                ...info.subject.organizations.map((o) => `O=${o}`),
-              ].join(','),
-              notBefore: info.notBefore.toISOString(),
-              notAfter: info.notAfter.toISOString(),
-              fingerprintSha256: info.fingerprintSha256,
-            }
-          }),
+      const stored = (await listClusterCertificates(db, cluster.id)).filter((s) =>
+        authorityPurposes.has(s.purpose),
+      )
+      const items = []
+      for (const purpose of authorityPurposes) {
+        const generations = stored.filter((s) => s.purpose === purpose)
+        const trust = clusterTrust(generations)
+        if (!trust) continue
+        for (const s of trust.generations) {
+          const info = certificateInfo(s.publicPem)
+          items.push({
+            purpose: purpose as 'cluster-ca' | 'etcd-ca' | 'front-proxy-ca',
+            certificatePem: s.publicPem,
+            subject: [
+              ...(info.subject.commonName ? [`CN=${info.subject.commonName}`] : []),
+              ...info.subject.organizations.map((o) => `O=${o}`),
+            ].join(','),
+            notBefore: info.notBefore.toISOString(),
+            notAfter: info.notAfter.toISOString(),
+            fingerprintSha256: info.fingerprintSha256,
+            generation: s.generation,
+            state: authorityRole(trust, s.generation),
+          })
+        }
       }
+      return { items }
     },
   )
 
-  const hour = 3600
   app.post(
     '/v1/projects/:project/clusters/:cluster/kubeconfig',
     {
@@ -72,20 +161,11 @@ export function registerCredentialRoutes(app: KilnApp, { db, masterKey }: RouteD
         operationId: 'issueKubeconfig',
         summary: 'Issue a short-lived kubeconfig for a cluster',
         description:
-          'Signs a new client certificate with the cluster CA (default 24 h, at most 7 days; groups from your role) and returns a kubeconfig that real kubectl uses. Every issuance is in the audit log. Nothing is stored, so the call cannot be replayed: it refuses an Idempotency-Key, and retrying simply issues another credential.',
+          'Signs a new client certificate with the current cluster CA (default 24 h, at most 7 days; groups from your role) and returns a kubeconfig that real kubectl uses; it trusts every CA the cluster trusts (both while the CA rotates). Every issuance is in the audit log. Nothing is stored, so the call cannot be replayed: it refuses an Idempotency-Key, and retrying simply issues another credential.',
         tags: ['clusters'],
         params: ClusterParams,
         body: Type.Object(
-          {
-            ttlSeconds: Type.Optional(
-              Type.Integer({
-                minimum: 300,
-                maximum: 7 * 24 * hour,
-                default: 24 * hour,
-                description: 'Lifetime.',
-              }),
-            ),
-          },
+          { ttlSeconds: Type.Optional(CredentialTtlSeconds) },
           { additionalProperties: false, examples: [{ ttlSeconds: 3600 }] },
         ),
         response: {
@@ -113,51 +193,22 @@ export function registerCredentialRoutes(app: KilnApp, { db, masterKey }: RouteD
       },
     },
     async (request, reply) => {
-      if (request.headers['idempotency-key'] !== undefined) {
-        throw new HttpProblem(
-          400,
-          'invalid-request',
-          'Credentials are not replayed',
-          'A kubeconfig is never stored, so it cannot be returned twice; send the request without an Idempotency-Key (each call issues a new short-lived credential).',
-          [{ pointer: '/Idempotency-Key', in: 'header', message: 'not accepted on credential issuance' }],
-        )
-      }
-      if (!masterKey) {
-        throw new HttpProblem(
-          503,
-          'credentials-unavailable',
-          'Credential issuance is not configured',
-          'This API runs without a master key, so it cannot sign credentials.',
-          [],
-          { 'retry-after': '60' },
-        )
-      }
-      const cluster = await findClusterInProject(db, request.params.project, request.params.cluster)
+      const { cluster, masterKey } = await issuanceTarget(deps, request, request.params)
       const status = cluster.status as unknown as ClusterStatus
-      const secret = await getClusterSecret(db, cluster.id, Purpose.clusterCa)
-      if (!status.endpoint || !secret) {
-        throw new DomainError(
-          ErrorCode.conflict,
-          `Cluster '${cluster.name}' has no API server yet; wait for its create operation to finish.`,
-        )
-      }
-      const ca = openCertificate(cluster.id, Purpose.clusterCa, materialFromRecord(secret), masterKey)
-      // The single local operator administers everything; roles map to groups with identity (issue 5).
+      if (!status.endpoint) throw noCaYet(cluster)
       const username = request.principal.subject
-      const groups = request.principal.platformAdmin ? ['system:masters'] : []
-      const issued = await issueCertificate({
-        ca,
+      const issued = await issueClusterClientCertificate(clusterAuthorityStore(db), masterKey, cluster.id, {
         commonName: username,
-        organizations: groups,
-        usage: 'client',
-        ttlSeconds: request.body?.ttlSeconds ?? 24 * hour,
+        groups: clusterGroupsOf(request.principal),
+        ttlSeconds: request.body?.ttlSeconds ?? defaultTtlSeconds,
+      }).catch((error: unknown) => {
+        throw pkiProblem(error, cluster, '/')
       })
-      const clusterName = `${cluster.project.name}-${cluster.name}`
       const kubeconfig = renderKubeconfig({
-        clusterName,
+        clusterName: `${cluster.project.name}-${cluster.name}`,
         server: status.endpoint,
         tlsServerName: status.tlsServerName ?? undefined,
-        caCertsPem: [ca.certPem],
+        caCertsPem: [issued.caBundlePem],
         userName: username,
         clientCertPem: issued.certPem,
         clientKeyPem: issued.keyPem,
@@ -169,12 +220,101 @@ export function registerCredentialRoutes(app: KilnApp, { db, masterKey }: RouteD
         targetId: cluster.id,
         data: {
           username,
-          groups,
+          groups: issued.groups,
           expiresAt: issued.notAfter.toISOString(),
-          serial: certificateInfo(issued.certPem).serialNumber,
+          serial: issued.serialNumber,
+          caGeneration: issued.generation,
         },
       })
-      return reply.code(201).send({ kubeconfig, username, groups, expiresAt: issued.notAfter.toISOString() })
+      return reply.code(201).send({
+        kubeconfig,
+        username,
+        groups: issued.groups,
+        expiresAt: issued.notAfter.toISOString(),
+      })
+    },
+  )
+
+  app.post(
+    '/v1/projects/:project/clusters/:cluster/csr',
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'signClusterCertificateRequest',
+        summary: 'Sign a certificate signing request with the cluster CA',
+        description:
+          'Magnum’s `ca-sign`: certifies the key in a PEM PKCS#10 CSR as a client of the cluster’s API server, signed by the current cluster CA (default 24 h, at most 7 days). The CSR’s CN becomes the user and its O= values the groups; a group your role does not grant (e.g. system:masters for a non-admin) or a `system:` user is refused with 422, as are unreadable CSRs, bad signatures and unsupported keys. Every signature is in the audit log; nothing is stored, so an Idempotency-Key is refused.',
+        tags: ['clusters'],
+        params: ClusterParams,
+        body: ref(CertificateSigningRequestSchema),
+        response: {
+          201: ref(SignedCertificateSchema),
+          ...problemResponses(404, 409, 422),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { cluster, masterKey } = await issuanceTarget(deps, request, request.params)
+      const signed = await issueClusterClientCertificate(clusterAuthorityStore(db), masterKey, cluster.id, {
+        csrPem: request.body.csrPem,
+        allowedGroups: clusterGroupsOf(request.principal),
+        allowSystemUsers: mayActAsSystemUser(request.principal),
+        ttlSeconds: request.body.ttlSeconds ?? defaultTtlSeconds,
+      }).catch((error: unknown) => {
+        throw pkiProblem(error, cluster, '/csrPem')
+      })
+      await recordAudit(db, actorOf(request), {
+        projectId: cluster.projectId,
+        action: 'credential.csr.sign',
+        targetKind: 'cluster',
+        targetId: cluster.id,
+        data: {
+          username: signed.username,
+          groups: signed.groups,
+          expiresAt: signed.notAfter.toISOString(),
+          serial: signed.serialNumber,
+          caGeneration: signed.generation,
+        },
+      })
+      return reply.code(201).send({
+        certificatePem: signed.certPem,
+        caPem: signed.caBundlePem,
+        username: signed.username,
+        groups: signed.groups,
+        notAfter: signed.notAfter.toISOString(),
+        serialNumber: signed.serialNumber,
+      })
+    },
+  )
+
+  app.post(
+    '/v1/projects/:project/clusters/:cluster/rotate-ca',
+    {
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'rotateClusterCertificateAuthority',
+        summary: 'Rotate the cluster CA, in two phases',
+        description:
+          'Answers 202 with the phase’s operation. `start` (cluster.rotate-ca-start) generates a new cluster CA trusted beside the current one: from then on every kubeconfig and signed CSR comes from the new CA and trusts both, while credentials issued before keep working and the API server keeps a serving certificate they trust. `complete` (cluster.rotate-ca-complete) destroys the previous CA: credentials it signed stop working. The cluster shows the rotation as the condition CertificateAuthorityRotating and `GET …/ca` lists both CAs until it completes. `start` during a rotation, or `complete` without one, is 409.',
+        tags: ['clusters'],
+        params: ClusterParams,
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
+        body: ref(CaRotationRequestSchema),
+        response: { 202: ref(OperationSchema), ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const project = await findProject(db, request.params.project)
+      return acceptOnce(deps, request, reply, async (tx) => {
+        const { operation } = await requestCaRotation(
+          tx,
+          actorOf(request),
+          project.id,
+          request.params.cluster,
+          request.body.phase,
+        )
+        return { operation, project: project.name }
+      })
     },
   )
 }
