@@ -1,0 +1,16 @@
+export { AddonError, AddonErrorCode, type AddonVerb } from './errors.ts'
+export { type AddonKind, addonKindOf, addonKinds } from './kinds.ts'
+export { type AddonKubeConfigRequest, addonKubeConfig } from './kubeconfig.ts'
+export {
+  type AddonInput,
+  AddonLabel,
+  type AddonManifest,
+  type AddonName,
+  type AddonNodeGroup,
+  addonSelector,
+  type KubeObject,
+  managedByKiln,
+} from './model.ts'
+export { nodeGroupLabel, nodeRoleLabel } from './placement.ts'
+export { desiredAddons } from './planner.ts'
+export { type ReconcileOptions, type ReconcileResult, reconcileAddons, refOf } from './reconciler.ts'
