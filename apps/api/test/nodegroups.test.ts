@@ -122,6 +122,7 @@ describe('adding a node group', () => {
       'reserve-capacity',
       'allocate-machines',
       'join-workers',
+      'install-addons',
       'wait-healthy',
     ])
     const ng: Json = await getJson(app, group('adder', 'extra'))
@@ -317,7 +318,7 @@ describe('deleting a node group', () => {
       status: 'pending',
       resource: { kind: 'nodegroup', name: 'spare' },
     })
-    expect(op.steps.map((s) => s.name)).toEqual(['drain-workers', 'release-machines'])
+    expect(op.steps.map((s) => s.name)).toEqual(['drain-workers', 'release-machines', 'install-addons'])
     const cluster: Json = await getJson(app, '/v1/projects/team-a/clusters/shrinker')
     expect(cluster.activeOperationId).toBe(op.id)
 

@@ -122,7 +122,8 @@ export async function listNodes(db: Database, cluster: ClusterView): Promise<Kub
       'node.kubernetes.io/instance-type': m.machineClass,
       'kiln.dev/node-group': m.nodeGroup?.name ?? 'control-plane',
       ...(m.zone ? { 'topology.kubernetes.io/zone': m.zone } : {}),
-      ...(controlPlane ? { 'node-role.kubernetes.io/control-plane': '' } : {}),
+      // kubectl's ROLES column, and what add-ons select on (the ingress controller, monitoring).
+      [`node-role.kubernetes.io/${controlPlane ? 'control-plane' : (m.nodeGroup?.role ?? 'worker')}`]: '',
     }
     const taints = controlPlane
       ? [{ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' }]
@@ -272,150 +273,20 @@ export function matchesSelector(labels: Record<string, string>, requirements: Re
   })
 }
 
-/** `metadata.name=x` / `metadata.name!=x`, the one field selector every resource supports. */
-export function matchesFieldSelector(object: KubeObject, selector: string): boolean {
+/** A field selector (`metadata.name=x,spec.nodeName!=y`): any dotted path, compared as text. */
+export function matchesFieldSelector(object: Record<string, unknown>, selector: string): boolean {
   return selector
     .split(',')
     .map((p) => p.trim())
     .filter((p) => p !== '')
     .every((part) => {
-      const match = /^([^=!]+)(==|=|!=)(.*)$/.exec(part)
-      if (match?.[1] !== 'metadata.name') throw new SelectorError(`field label not supported: ${part}`)
-      return match[2] === '!=' ? object.metadata.name !== match[3] : object.metadata.name === match[3]
+      const match = /^([A-Za-z][\w.]*)(==|=|!=)(.*)$/.exec(part)
+      if (!match) throw new SelectorError(`invalid field selector: '${part}'`)
+      let value: unknown = object
+      for (const key of match[1]!.split('.'))
+        value =
+          value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined
+      const text = value === undefined || value === null ? '' : String(value)
+      return match[2] === '!=' ? text !== match[3] : text === match[3]
     })
 }
-
-// ---- tables ------------------------------------------------------------------------------
-
-/** Kubernetes' duration.HumanDuration, as `kubectl get` shows ages. */
-export function humanDuration(ms: number): string {
-  const seconds = Math.max(0, Math.floor(ms / 1000))
-  if (seconds < 120) return `${seconds}s`
-  const minutes = Math.floor(seconds / 60)
-  if (minutes < 10) return seconds % 60 === 0 ? `${minutes}m` : `${minutes}m${seconds % 60}s`
-  if (minutes < 180) return `${minutes}m`
-  const hours = Math.floor(minutes / 60)
-  if (hours < 8) return minutes % 60 === 0 ? `${hours}h` : `${hours}h${minutes % 60}m`
-  if (hours < 48) return `${hours}h`
-  const days = Math.floor(hours / 24)
-  if (days < 8) return hours % 24 === 0 ? `${days}d` : `${days}d${hours % 24}h`
-  if (days < 365 * 2) return `${days}d`
-  const years = Math.floor(days / 365)
-  if (years < 8) return days % 365 === 0 ? `${years}y` : `${years}y${days % 365}d`
-  return `${years}y`
-}
-
-const column = (name: string, type: string, format: string, description: string, priority = 0) => ({
-  name,
-  type,
-  format,
-  description,
-  priority,
-})
-
-const ageOf = (object: KubeObject, now: number) =>
-  humanDuration(now - Date.parse(object.metadata.creationTimestamp))
-
-const partialMetadata = (object: KubeObject) => ({
-  kind: 'PartialObjectMetadata',
-  apiVersion: 'meta.k8s.io/v1',
-  metadata: object.metadata,
-})
-
-function nodeCells(node: KubeObject, now: number): unknown[] {
-  const st = node.status as {
-    conditions: { type: string; status: string }[]
-    nodeInfo: { kubeletVersion: string }
-  }
-  const ready = st.conditions.find((c) => c.type === 'Ready')?.status === 'True'
-  const labels = node.metadata.labels ?? {}
-  const roles = Object.keys(labels)
-    .filter((k) => k.startsWith('node-role.kubernetes.io/'))
-    .map((k) => k.slice('node-role.kubernetes.io/'.length))
-    .filter((r) => r !== '')
-  return [
-    node.metadata.name,
-    ready ? 'Ready' : 'NotReady',
-    roles.length > 0 ? roles.sort().join(',') : '<none>',
-    ageOf(node, now),
-    st.nodeInfo.kubeletVersion,
-  ]
-}
-
-function namespaceCells(namespace: KubeObject, now: number): unknown[] {
-  return [namespace.metadata.name, (namespace.status as { phase: string }).phase, ageOf(namespace, now)]
-}
-
-const nameColumn = column(
-  'Name',
-  'string',
-  'name',
-  'Name must be unique within a namespace. Cannot be updated.',
-)
-
-export function table(
-  resource: 'nodes' | 'namespaces',
-  objects: KubeObject[],
-  resourceVersion: string,
-  includeObject: string,
-) {
-  const now = Date.now()
-  const columnDefinitions =
-    resource === 'nodes'
-      ? [
-          nameColumn,
-          column('Status', 'string', '', 'The status of the node'),
-          column('Roles', 'string', '', 'The roles of the node'),
-          column('Age', 'string', '', 'CreationTimestamp is when this object was created.'),
-          column('Version', 'string', '', 'Kubelet Version reported by the node.'),
-        ]
-      : [
-          nameColumn,
-          column('Status', 'string', '', 'The status of the namespace'),
-          column('Age', 'string', '', 'CreationTimestamp is when this object was created.'),
-        ]
-  const cells = resource === 'nodes' ? nodeCells : namespaceCells
-  return {
-    kind: 'Table',
-    apiVersion: 'meta.k8s.io/v1',
-    metadata: { resourceVersion },
-    columnDefinitions,
-    rows: objects.map((o) => ({
-      cells: cells(o, now),
-      ...(includeObject === 'None' ? {} : { object: includeObject === 'Object' ? o : partialMetadata(o) }),
-    })),
-  }
-}
-
-// ---- discovery ---------------------------------------------------------------------------
-
-export const apiVersions = (serverAddress: string) => ({
-  kind: 'APIVersions',
-  versions: ['v1'],
-  serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }],
-})
-
-export const apiGroupList = () => ({ kind: 'APIGroupList', apiVersion: 'v1', groups: [] })
-
-export const coreResourceList = () => ({
-  kind: 'APIResourceList',
-  groupVersion: 'v1',
-  resources: [
-    {
-      name: 'namespaces',
-      singularName: 'namespace',
-      namespaced: false,
-      kind: 'Namespace',
-      verbs: ['get', 'list'],
-      shortNames: ['ns'],
-    },
-    {
-      name: 'nodes',
-      singularName: 'node',
-      namespaced: false,
-      kind: 'Node',
-      verbs: ['get', 'list'],
-      shortNames: ['no'],
-    },
-  ],
-})

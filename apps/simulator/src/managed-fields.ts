@@ -139,7 +139,8 @@ export function fieldSetOf(object: Obj): Record<string, unknown> {
 // Which part of an object is managed
 // ---------------------------------------------------------------------------------------------
 
-const systemMetadata = new Set([
+/** Metadata the server owns; never a field manager's. */
+export const unmanagedMetadata: ReadonlySet<string> = new Set([
   'name',
   'namespace',
   'uid',
@@ -159,7 +160,9 @@ function managedPart(object: Obj, subresource: string | undefined): Obj {
     if (key === 'apiVersion' || key === 'kind' || key === 'status') continue
     if (key === 'metadata') {
       if (!isObject(value)) continue
-      const metadata = Object.fromEntries(Object.entries(value).filter(([name]) => !systemMetadata.has(name)))
+      const metadata = Object.fromEntries(
+        Object.entries(value).filter(([name]) => !unmanagedMetadata.has(name)),
+      )
       if (Object.keys(metadata).length > 0) part[key] = metadata
       continue
     }
@@ -179,7 +182,7 @@ function withManagedPart(base: Obj, part: Obj, subresource: string | undefined):
   if (Object.hasOwn(base, 'kind')) result['kind'] = base['kind']
   const baseMetadata = isObject(base['metadata']) ? base['metadata'] : {}
   const metadata = Object.fromEntries(
-    Object.entries(baseMetadata).filter(([name]) => systemMetadata.has(name)),
+    Object.entries(baseMetadata).filter(([name]) => unmanagedMetadata.has(name)),
   )
   for (const [key, value] of Object.entries(isObject(part['metadata']) ? part['metadata'] : {})) {
     setField(metadata, key, value)

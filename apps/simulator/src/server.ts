@@ -1,33 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
-import { type Database, getClusterSecret, isUuid } from '@kiln/db'
-import {
-  generateCertificateAuthority,
-  issueCertificate,
-  type MasterKeyring,
-  openCertificate,
-  Purpose,
-  type SealedPrivateKey,
-} from '@kiln/pki'
-import {
-  apiGroupList,
-  apiVersions,
-  type ClusterView,
-  coreResourceList,
-  findCluster,
-  type KubeObject,
-  listNamespaces,
-  listNodes,
-  matchesFieldSelector,
-  matchesSelector,
-  parseLabelSelector,
-  SelectorError,
-  status,
-  table,
-  versionInfo,
-} from './kube.ts'
+import type { SecureContext, TLSSocket } from 'node:tls'
+import { type Database, isUuid, poolOf } from '@kiln/db'
+import { generateCertificateAuthority, issueCertificate, type MasterKeyring, Purpose } from '@kiln/pki'
+import { findCluster, status } from './kube.ts'
+import { send, serveKubernetesApi } from './rest.ts'
+import { ObjectStore } from './store.ts'
+import { ClusterTrustCache } from './trust.ts'
 
 /** Each cluster's API answers at `<clusterId>.<domain>`; the TLS SNI name picks the cluster. */
 export const defaultDomain = 'clusters.sim.kiln.internal'
@@ -39,8 +19,15 @@ export interface ApiServerOptions {
   /** 0 picks a free port. */
   port?: number
   domain?: string
-  /** How long a cluster's TLS context (its serving certificate and trusted CA) is reused. */
+  /** How long a cluster's TLS context (its serving certificate and trusted CAs) is reused while its CAs stay the same. */
   contextTtlMs?: number
+  /**
+   * How often a cluster's CA generations are re-read (default 1 s): the most a started or completed
+   * CA rotation takes to reach its API server.
+   */
+  trustTtlMs?: number
+  /** How often objects of deleted clusters are removed. */
+  purgeIntervalMs?: number
   log?: (event: Record<string, unknown>) => void
 }
 
@@ -52,9 +39,6 @@ export interface ApiServer {
   serverNameOf(clusterId: string): string
   close(): Promise<void>
 }
-
-/** Serving certificates live a day; contexts are rebuilt well before. */
-const servingCertTtlSeconds = 24 * 3600
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const { db, masterKey } = options
@@ -71,7 +55,23 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     return isUuid(id) ? id : undefined
   }
 
-  const contexts = new Map<string, { expires: number; context: Promise<SecureContext> }>()
+  const pool = poolOf(db)
+  if (!pool) throw new Error('the simulated API server needs a database created by createDatabase')
+  const store = new ObjectStore(pool)
+  await store.ensureSchema()
+  // Objects of clusters Kiln has deleted are forgotten; the cluster's API is gone with it.
+  const purge = setInterval(() => {
+    store.purgeDeletedClusters().catch((error: unknown) => log({ msg: 'purge failed', error: String(error) }))
+  }, options.purgeIntervalMs ?? 60_000)
+  purge.unref()
+
+  const trust = new ClusterTrustCache({
+    db,
+    masterKey,
+    contextTtlMs,
+    trustTtlMs: options.trustTtlMs ?? 1000,
+    log,
+  })
 
   // A name that is no cluster gets a certificate no client trusts, so the client fails at once with
   // a certificate error instead of retrying what would look like a dropped connection.
@@ -88,40 +88,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     ttlSeconds: 86_400,
   })
 
-  async function buildContext(serverName: string, clusterId: string): Promise<SecureContext> {
-    const secret = await getClusterSecret(db, clusterId, Purpose.clusterCa)
-    if (secret?.kind !== 'certificate') throw new Error(`no cluster CA for '${serverName}'`)
-    const ca = openCertificate(
-      clusterId,
-      Purpose.clusterCa,
-      { kind: 'certificate', certPem: secret.publicPem, sealedKey: secret.sealedKey as SealedPrivateKey },
-      masterKey,
-    )
-    const serving = await issueCertificate({
-      ca,
-      commonName: 'kube-apiserver',
-      usage: 'server',
-      dnsNames: [serverName, 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'localhost'],
-      ipAddresses: ['127.0.0.1'],
-      ttlSeconds: servingCertTtlSeconds,
-    })
-    log({ msg: 'serving certificate issued', clusterId, serverName, notAfter: serving.notAfter })
-    return createSecureContext({ cert: serving.certPem, key: serving.keyPem, ca: ca.certPem })
-  }
-
   function contextFor(serverName: string): Promise<SecureContext> {
     const name = serverName.toLowerCase()
     const clusterId = clusterIdOf(name)
     if (clusterId === undefined) return Promise.reject(new Error(`unknown server name '${serverName}'`))
-    const cached = contexts.get(name)
-    if (cached && cached.expires > Date.now()) return cached.context
-    const context = buildContext(name, clusterId)
-    contexts.set(name, { expires: Date.now() + contextTtlMs, context })
-    // A failure is not remembered: the cluster may be being created right now.
-    context.catch(() => {
-      if (contexts.get(name)?.context === context) contexts.delete(name)
-    })
-    return context
+    return trust.contextFor(name, clusterId)
   }
 
   const server = https.createServer(
@@ -161,109 +132,31 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     const clusterId = clusterIdOf(socket.servername)
     const cluster = clusterId === undefined ? undefined : await findCluster(db, clusterId)
     const peer = socket.getPeerCertificate()
-    if (!socket.authorized || !cluster || !peer?.subject) {
+    // The handshake checked the client certificate against the CAs trusted then; a CA rotation
+    // completed since (on a kept-alive connection) is caught by clientTrusted.
+    if (
+      !socket.authorized ||
+      clusterId === undefined ||
+      !cluster ||
+      !peer?.subject ||
+      !(await trust.clientTrusted(socket, clusterId))
+    ) {
       return send(res, 401, status(401, 'Unauthorized', 'Unauthorized'))
     }
     const user = String(peer.subject.CN ?? '')
     const organizations = peer.subject.O
     const groups = Array.isArray(organizations) ? organizations : organizations ? [organizations] : []
-    const url = new URL(req.url ?? '/', 'https://localhost')
-    const path = url.pathname.replace(/\/+$/, '') || '/'
-    const method = req.method ?? 'GET'
-
+    const path = new URL(req.url ?? '/', 'https://localhost').pathname.replace(/\/+$/, '') || '/'
     if (path === '/healthz' || path === '/readyz' || path === '/livez') {
       res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' })
       return res.end('ok')
     }
-    if (method !== 'GET' && method !== 'HEAD') {
-      return send(
-        res,
-        405,
-        status(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`),
-      )
-    }
-    switch (path) {
-      case '/version':
-        return send(res, 200, versionInfo(cluster))
-      case '/api':
-        return send(res, 200, apiVersions(`${socket.servername}:${(server.address() as AddressInfo).port}`))
-      case '/apis':
-        return send(res, 200, apiGroupList())
-      case '/api/v1':
-        return send(res, 200, coreResourceList())
-    }
-    const match = /^\/api\/v1\/(nodes|namespaces)(?:\/([^/]+))?$/.exec(path)
-    if (!match)
-      return send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'))
-    const resource = match[1] as 'nodes' | 'namespaces'
-    const name = match[2] === undefined ? undefined : decodeURIComponent(match[2])
-
-    // Authorization: the cluster-admin group only, as a fresh kubeadm cluster without RBAC bindings.
-    if (!groups.includes('system:masters')) {
-      const verb = name === undefined ? 'list' : 'get'
-      return send(
-        res,
-        403,
-        status(
-          403,
-          'Forbidden',
-          `${resource}${name ? ` "${name}"` : ''} is forbidden: User "${user}" cannot ${verb} resource "${resource}" in API group "" at the cluster scope`,
-          { ...(name ? { name } : {}), kind: resource },
-        ),
-      )
-    }
-    return serveResource(req, res, url, cluster, resource, name)
-  }
-
-  async function serveResource(
-    req: IncomingMessage,
-    res: ServerResponse,
-    url: URL,
-    cluster: ClusterView,
-    resource: 'nodes' | 'namespaces',
-    name: string | undefined,
-  ) {
-    let objects: KubeObject[] = resource === 'nodes' ? await listNodes(db, cluster) : listNamespaces(cluster)
-    const resourceVersion = String(
-      objects.reduce(
-        (max, o) => Math.max(max, Number((o.metadata as { resourceVersion?: string }).resourceVersion ?? 0)),
-        1,
-      ),
-    )
-    const wantsTable = /as=Table/.test(req.headers.accept ?? '')
-    const includeObject = url.searchParams.get('includeObject') ?? 'Metadata'
-    const kind = resource === 'nodes' ? 'Node' : 'Namespace'
-
-    if (name !== undefined) {
-      const object = objects.find((o) => o.metadata.name === name)
-      if (!object) {
-        return send(
-          res,
-          404,
-          status(404, 'NotFound', `${resource} "${name}" not found`, { name, kind: resource }),
-        )
-      }
-      return send(res, 200, wantsTable ? table(resource, [object], resourceVersion, includeObject) : object)
-    }
-
-    try {
-      const labelSelector = url.searchParams.get('labelSelector')
-      if (labelSelector) {
-        const requirements = parseLabelSelector(labelSelector)
-        objects = objects.filter((o) => matchesSelector(o.metadata.labels ?? {}, requirements))
-      }
-      const fieldSelector = url.searchParams.get('fieldSelector')
-      if (fieldSelector) objects = objects.filter((o) => matchesFieldSelector(o, fieldSelector))
-    } catch (error) {
-      if (error instanceof SelectorError) return send(res, 400, status(400, 'BadRequest', error.message))
-      throw error
-    }
-    if (wantsTable) return send(res, 200, table(resource, objects, resourceVersion, includeObject))
-    return send(res, 200, {
-      kind: `${kind}List`,
-      apiVersion: 'v1',
-      metadata: { resourceVersion },
-      items: objects,
+    return serveKubernetesApi(req, res, {
+      db,
+      store,
+      cluster,
+      caller: { user, groups },
+      serverAddress: `${socket.servername}:${(server.address() as AddressInfo).port}`,
     })
   }
 
@@ -287,19 +180,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     serverNameOf: (clusterId) => `${clusterId.toLowerCase()}${suffix}`,
     close: () =>
       new Promise<void>((resolve, reject) => {
+        clearInterval(purge)
         server.close((error) => (error ? reject(error) : resolve()))
         server.closeAllConnections()
       }),
   }
-}
-
-/** JSON only: discovery media types (aggregated discovery, protobuf) are answered as plain JSON. */
-function send(res: ServerResponse, code: number, body: unknown) {
-  const text = JSON.stringify(body)
-  res.writeHead(code, {
-    'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(text),
-    'Cache-Control': 'no-cache, private',
-  })
-  res.end(res.req.method === 'HEAD' ? undefined : text)
 }

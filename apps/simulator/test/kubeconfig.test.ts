@@ -5,12 +5,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import {
-  startTestStack,
-  type TestStack,
-  testDataCentre,
-  testMasterKey,
-} from '../../../test/support/engine.ts'
+import { startTestStack, type TestStack, testDataCentre } from '../../../test/support/engine.ts'
 import {
   aSimulatedBackend,
   clusterUrl,
@@ -18,29 +13,21 @@ import {
   getCluster,
   waitForOperation,
 } from '../../worker/test/support.ts'
-import { type ApiServer, startApiServer } from '../src/server.ts'
 
 // The whole path a user takes: create a cluster through Kiln's API, ask Kiln for a kubeconfig, and
 // use it with the real kubectl against the simulated API server (one port, routed by TLS SNI).
 const run = promisify(execFile)
 let stack: TestStack
-let server: ApiServer
 let dir: string
 
 beforeAll(async () => {
   stack = await startTestStack({ engine: {} })
-  server = await startApiServer({ db: stack.db, masterKey: testMasterKey, port: 0 })
-  await aSimulatedBackend(
-    stack.db,
-    'sim',
-    { ...testDataCentre(), apiServerUrl: `https://127.0.0.1:${server.port}` },
-    { name: 'k8s-1.31' },
-  )
+  // Its clusters answer on the stack's simulated API server.
+  await aSimulatedBackend(stack.db, 'sim', testDataCentre(), { name: 'k8s-1.31' })
   dir = await mkdtemp(join(tmpdir(), 'kiln-kubeconfig-'))
 }, 60_000)
 
 afterAll(async () => {
-  await server?.close()
   await stack?.close()
   if (dir) await rm(dir, { recursive: true, force: true })
 })
@@ -76,7 +63,7 @@ describe('POST …/clusters/{cluster}/kubeconfig', () => {
     const config = parse(body.kubeconfig) as {
       clusters: { cluster: { server: string; 'tls-server-name': string } }[]
     }
-    expect(config.clusters[0]!.cluster.server).toBe(`https://127.0.0.1:${server.port}`)
+    expect(config.clusters[0]!.cluster.server).toBe(`https://127.0.0.1:${stack.apiServer.port}`)
     expect(config.clusters[0]!.cluster['tls-server-name']).toBe(`${cluster.id}.clusters.sim.kiln.internal`)
 
     const file = join(dir, 'web.yaml')
