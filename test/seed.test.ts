@@ -10,6 +10,17 @@ describe('the embedded default (demo seed)', () => {
     stack = await startTestStack({ engine: false })
     await seedDemo(stack.db)
     await seedDemo(stack.db) // idempotent: a second start changes nothing
+    // The demo's clusters answer on :6443 (scripts/up.sh); here, on this stack's simulated API server.
+    const backend = await stack.db.backend.findUniqueOrThrow({ where: { name: demoCatalogue.backend.name } })
+    await stack.db.backend.update({
+      where: { id: backend.id },
+      data: {
+        config: {
+          ...(backend.config as object),
+          apiServerUrl: `https://127.0.0.1:${stack.apiServer.port}`,
+        },
+      },
+    })
     await stack.startEngine()
   })
   afterAll(async () => stack?.close())

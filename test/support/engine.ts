@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { inject } from 'vitest'
 import { buildApp, type KilnApp } from '../../apps/api/src/app.ts'
+import { type ApiServer, startApiServer } from '../../apps/simulator/src/server.ts'
 import { type Engine, type EngineOptions, startEngine } from '../../apps/worker/src/engine.ts'
 import { createDatabase, type Database } from '../../packages/db/src/index.ts'
 import type { SimulatorConfig } from '../../packages/drivers/src/index.ts'
@@ -32,8 +33,16 @@ export const testDataCentre = (over: Partial<SimulatorConfig> = {}): SimulatorCo
   ...over,
 })
 
+/**
+ * The simulated API server of each test database: backends created without an `apiServerUrl`
+ * point their clusters at it, so the engine's add-on step talks to a real (simulated) cluster.
+ */
+export const apiServerUrls = new WeakMap<Database, string>()
+
 export interface TestStack {
   app: KilnApp
+  /** The simulated Kubernetes API server every simulated cluster of this stack answers on. */
+  apiServer: ApiServer
   db: Database
   databaseUrl: string
   /** BullMQ prefix of this stack; its keys are removed on close. */
@@ -63,8 +72,11 @@ export async function startTestStack(
     queue: { connection: { url: redisUrl, maxRetriesPerRequest: 1 }, prefix },
     operationPollMs: 25,
   })
+  const apiServer = await startApiServer({ db, masterKey: testMasterKey, port: 0 })
+  apiServerUrls.set(db, `https://127.0.0.1:${apiServer.port}`)
   const stack: TestStack = {
     app,
+    apiServer,
     db,
     databaseUrl: database.url,
     prefix,
@@ -89,6 +101,7 @@ export async function startTestStack(
     },
     async close() {
       await stack.stopEngine()
+      await apiServer.close()
       await app.close()
       await db.$disconnect()
       const keys = await redis.keys(`${prefix}:*`)

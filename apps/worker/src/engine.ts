@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { AddonError } from '@kiln/addons'
 import {
   type Database,
   isDatabaseUnavailable,
@@ -59,6 +60,14 @@ export interface Engine {
 export function classifyError(error: unknown): ClassifiedError {
   if (error instanceof DriverError)
     return { errorClass: error.errorClass, code: error.code, message: error.message }
+  // A cluster that cannot be reached is retried; one that refuses Kiln's own manifests is the
+  // platform team's to fix, and retrying would not change its answer.
+  if (error instanceof AddonError)
+    return {
+      errorClass: error.retryable ? 'retryable' : 'platform',
+      code: `ERR_ADDON_${error.code.toUpperCase().replace(/-/g, '_')}`,
+      message: error.message,
+    }
   return {
     errorClass: 'retryable',
     code: 'ERR_INTERNAL',

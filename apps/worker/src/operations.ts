@@ -21,7 +21,15 @@ import {
 import { type ClusterRef, createDriver, type Driver, DriverError } from '@kiln/drivers'
 import type { OperationDefinition, OperationDefinitions, Outcome, StepHandler } from '@kiln/jobs'
 import type { MasterKey } from '@kiln/pki'
-import { clusterSecretStore, ensureClusterAuthorities } from './cluster-pki.ts'
+import { installAddons } from './addons.ts'
+import {
+  clusterSecretStore,
+  distributeClusterCaBundle,
+  ensureClusterAuthorities,
+  finishCaRotation,
+  issueNextClusterCa,
+  retirePreviousClusterCas,
+} from './cluster-pki.ts'
 import {
   allocateRecordedMachines,
   capacityNeeds,
@@ -214,8 +222,11 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
   const skipped =
     (why: string): StepHandler =>
     async () => ({ skipped: true, message: why })
-  const noAddons = skipped(
-    'Add-ons are not installed yet: the add-on manager arrives with the Kubernetes work.',
+  const installClusterAddons = scoped((s) => installAddons(db, deps.masterKey, s.cluster.id))
+  const installAddonsWithoutTarget = scoped((s, op) =>
+    installAddons(db, deps.masterKey, s.cluster.id, {
+      withoutNodeGroup: (op.resource as { id?: string }).id,
+    }),
   )
 
   const reserveCapacity = scoped(async (s) => {
@@ -323,7 +334,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
       }),
       'bootstrap-control-plane': bootstrapControlPlane,
       'join-workers': joinWorkers,
-      'install-addons': noAddons,
+      'install-addons': installClusterAddons,
       'wait-healthy': waitHealthy,
     },
     async finish(tx, op, outcome) {
@@ -366,7 +377,9 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
 
   const deleteCluster: OperationDefinition = {
     steps: {
-      'uninstall-addons': noAddons,
+      'uninstall-addons': skipped(
+        'Add-ons go with the machines they run on; nothing outside the cluster depends on them.',
+      ),
       'drain-workers': scoped(async (s) => {
         const { count } = await db.machine.updateMany({
           where: { clusterId: s.cluster.id, role: 'worker' },
@@ -428,7 +441,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
   }
 
   const updateFeatures: OperationDefinition = {
-    steps: { 'install-addons': noAddons, 'wait-healthy': waitHealthy },
+    steps: { 'install-addons': installClusterAddons, 'wait-healthy': waitHealthy },
     finish: finishClusterChange('Features applied.'),
   }
 
@@ -456,6 +469,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
           ? { message: `Released ${excess.length} machines.` }
           : { skipped: true, message: 'Nothing to remove.' }
       }),
+      'install-addons': installClusterAddons,
       'wait-healthy': waitHealthy,
     },
     finish: finishClusterChange('Node group resized.'),
@@ -466,6 +480,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
       'reserve-capacity': reserveCapacity,
       'allocate-machines': allocateMachines,
       'join-workers': joinWorkers,
+      'install-addons': installClusterAddons,
       'wait-healthy': waitHealthy,
     },
     finish: finishClusterChange('Node group added.'),
@@ -487,6 +502,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         await releaseMachines(db, s.driver, s.ref, machines)
         return { message: `${machines.length} machines released.` }
       }),
+      'install-addons': installAddonsWithoutTarget,
     },
     async finish(tx, op, outcome) {
       if (outcome.status === 'succeeded') {
@@ -578,6 +594,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         }
         return { message: `${s.plans.length - 1} node groups on ${s.spec.kubernetesVersion}.` }
       }),
+      'install-addons': installClusterAddons,
       'wait-healthy': waitHealthy,
     },
     finish: finishClusterChange('Upgraded.'),
@@ -615,12 +632,33 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     finish: finishClusterChange('Repaired.'),
   }
 
+  const distributeCaBundle: StepHandler = ({ operation }) =>
+    distributeClusterCaBundle(db, deps.masterKey, operation)
+
+  const rotateCaStart: OperationDefinition = {
+    steps: {
+      'issue-next-ca': ({ operation }) => issueNextClusterCa(db, deps.masterKey, operation),
+      'distribute-ca-bundle': distributeCaBundle,
+    },
+    finish: finishCaRotation,
+  }
+
+  const rotateCaComplete: OperationDefinition = {
+    steps: {
+      'retire-previous-ca': ({ operation }) => retirePreviousClusterCas(db, operation),
+      'distribute-ca-bundle': distributeCaBundle,
+    },
+    finish: finishCaRotation,
+  }
+
   return {
     'cluster.create': create,
     'cluster.delete': deleteCluster,
     'cluster.update-features': updateFeatures,
     'cluster.upgrade': upgrade,
     'cluster.repair': repair,
+    'cluster.rotate-ca-start': rotateCaStart,
+    'cluster.rotate-ca-complete': rotateCaComplete,
     'nodegroup.create': createNodeGroup,
     'nodegroup.resize': resize,
     'nodegroup.delete': deleteNodeGroup,

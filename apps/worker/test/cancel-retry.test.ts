@@ -355,7 +355,7 @@ describe('retry after a failure the platform team fixed', () => {
   })
 
   it('succeeds on retry once the data centre has grown and the engine reloaded its drivers', async () => {
-    const grown = smallConfig(3)
+    const grown = { ...smallConfig(3), apiServerUrl: `https://127.0.0.1:${stack.apiServer.port}` }
     await stack.db.backend.update({ where: { name: 'small' }, data: { config: grown as object } })
     await stack.stopEngine()
     await stack.startEngine()

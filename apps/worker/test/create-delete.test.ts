@@ -94,7 +94,7 @@ describe('create then delete', () => {
     for (const type of ['Ready', 'MachinesReady', 'ControlPlaneAvailable'])
       expect(conditionOf(cluster, type)?.status, type).toBe('True')
     expect(conditionOf(cluster, 'Progressing')?.status).toBe('False')
-    expect(cluster.status.endpoint).toMatch(/^https:\/\/.+:6443$/)
+    expect(cluster.status.endpoint).toBe(`https://127.0.0.1:${stack.apiServer.port}`)
     expect(cluster.status.observedGeneration).toBe(cluster.generation)
     expect(cluster.activeOperationId).toBeNull()
 

@@ -210,6 +210,7 @@ describe('upgrade', () => {
       ['reserve-capacity', 'succeeded'],
       ['upgrade-control-plane', 'succeeded'],
       ['upgrade-node-groups', 'succeeded'],
+      ['install-addons', 'succeeded'],
       ['wait-healthy', 'succeeded'],
     ])
 

@@ -2,7 +2,7 @@ import { expect } from 'vitest'
 import type { Database } from '../../../packages/db/src/index.ts'
 import { type SimulatorConfig, SimulatorDriver } from '../../../packages/drivers/src/index.ts'
 import { aKubernetesVersion, aMachineClass, aProject, aTemplate } from '../../../test/support/builders.ts'
-import type { TestStack } from '../../../test/support/engine.ts'
+import { apiServerUrls, type TestStack } from '../../../test/support/engine.ts'
 import type { KilnApp } from '../../api/src/app.ts'
 
 // Helpers shared by the engine integration tests in this folder (not a test file itself).
@@ -82,8 +82,14 @@ export async function aSimulatedBackend(
   config: SimulatorConfig,
   template: { name: string; nodeGroups?: unknown[]; controlPlane?: { count: number; machineClass: string } },
 ) {
+  const apiServerUrl = config.apiServerUrl ?? apiServerUrls.get(db)
   const backend = await db.backend.create({
-    data: { name, kind: 'simulator', capabilities: { zones: config.zones }, config: config as object },
+    data: {
+      name,
+      kind: 'simulator',
+      capabilities: { zones: config.zones },
+      config: { ...config, ...(apiServerUrl ? { apiServerUrl } : {}) } as object,
+    },
   })
   for (const mc of config.machineClasses) {
     await aMachineClass(db, backend.id, {

@@ -36,18 +36,37 @@ export const operationCatalogue = {
     'forget-cluster',
   ],
   'cluster.update-features': ['install-addons', 'wait-healthy'],
-  'nodegroup.create': ['reserve-capacity', 'allocate-machines', 'join-workers', 'wait-healthy'],
+  // Node-group changes re-plan the add-ons: GPU plugins follow GPU groups, ingress its nodes.
+  'nodegroup.create': [
+    'reserve-capacity',
+    'allocate-machines',
+    'join-workers',
+    'install-addons',
+    'wait-healthy',
+  ],
   'nodegroup.resize': [
     'reserve-capacity',
     'allocate-machines',
     'join-workers',
     'drain-workers',
     'release-machines',
+    'install-addons',
     'wait-healthy',
   ],
-  'nodegroup.delete': ['drain-workers', 'release-machines'],
-  'cluster.upgrade': ['reserve-capacity', 'upgrade-control-plane', 'upgrade-node-groups', 'wait-healthy'],
+  'nodegroup.delete': ['drain-workers', 'release-machines', 'install-addons'],
+  // Add-ons follow the Kubernetes version (kube-proxy runs the cluster's).
+  'cluster.upgrade': [
+    'reserve-capacity',
+    'upgrade-control-plane',
+    'upgrade-node-groups',
+    'install-addons',
+    'wait-healthy',
+  ],
   'cluster.repair': ['replace-unhealthy-machines', 'wait-healthy'],
+  // Two-phase cluster CA rotation: start trusts a new CA beside the old one and signs every new
+  // credential with it; complete destroys the old CA, so credentials it signed stop working.
+  'cluster.rotate-ca-start': ['issue-next-ca', 'distribute-ca-bundle'],
+  'cluster.rotate-ca-complete': ['retire-previous-ca', 'distribute-ca-bundle'],
 } as const satisfies Record<string, readonly string[]>
 
 export type OperationKind = keyof typeof operationCatalogue
