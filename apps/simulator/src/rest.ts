@@ -286,7 +286,7 @@ const invalid = (
 
 // ---- routing -------------------------------------------------------------------------------
 
-/** Answers one authenticated request; returns false when the path is not the Kubernetes API's. */
+/** Answers one authenticated request: Kubernetes errors become Status bodies, anything else is thrown. */
 export async function serveKubernetesApi(req: IncomingMessage, res: ServerResponse, ctx: RestContext) {
   try {
     await route(req, res, ctx)
@@ -387,7 +387,7 @@ async function route(req: IncomingMessage, res: ServerResponse, ctx: RestContext
       { ...(target.name ? { name: target.name } : {}), group: target.type.group, kind: target.type.resource },
     )
   }
-  if (target.type.readOnly && !['get', 'list', 'watch'].includes(verb) && target.type.resource !== 'pods')
+  if (target.type.readOnly && !['get', 'list', 'watch'].includes(verb))
     throw new ApiError(
       405,
       'MethodNotAllowed',
@@ -536,6 +536,16 @@ async function decorate(scope: ReadScope, type: ResourceType, object: KubeObject
     }
   }
   return object
+}
+
+/**
+ * What a write answers: the object as stored. Controllers have not acted on it yet, so workloads
+ * and pods carry no fresh status (as from kube-apiserver), which also spares every write a read
+ * of the nodes.
+ */
+function written(ctx: RestContext, type: ResourceType, object: KubeObject): Promise<KubeObject> | KubeObject {
+  if (type.kind === 'Pod' || (type.group === 'apps' && workloadKinds.has(type.kind))) return object
+  return decorate(new ReadScope(ctx), type, object)
 }
 
 /** Objects of a type in scope, stored and synthesized (nodes, controllers' pods), decorated. */
@@ -1010,7 +1020,7 @@ async function create(req: IncomingMessage, res: ServerResponse, ctx: RestContex
   }
   if (type.namespaced) await requireNamespace(ctx, target.namespace!)
   const object = prepare(type, undefined, body, fieldManagerOf(req, url), undefined)
-  if (dryRun(url)) return send(res, 201, await decorate(new ReadScope(ctx), type, object))
+  if (dryRun(url)) return send(res, 201, await written(ctx, type, object))
   const created = await ctx.store
     .create(ctx.cluster.id, type, object)
     .catch((e) => stored(e, type, object.metadata.name))
@@ -1029,7 +1039,7 @@ async function create(req: IncomingMessage, res: ServerResponse, ctx: RestContex
       .catch((e: unknown) => {
         if (!(e instanceof StoreConflict)) throw e
       })
-  return send(res, 201, await decorate(new ReadScope(ctx), type, created))
+  return send(res, 201, await written(ctx, type, created))
 }
 
 /** Read, change, write with the version read; retried when someone else wrote in between. */
@@ -1085,7 +1095,7 @@ async function update(req: IncomingMessage, res: ServerResponse, ctx: RestContex
     },
     { dryRun: dryRun(url) },
   )
-  return send(res, 200, await decorate(new ReadScope(ctx), type, object))
+  return send(res, 200, await written(ctx, type, object))
 }
 
 async function changeScale(
@@ -1218,7 +1228,7 @@ async function patch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
     },
     { createIfMissing: isApply && target.subresource === undefined, dryRun: dryRun(url) },
   )
-  return send(res, created ? 201 : 200, await decorate(new ReadScope(ctx), type, object))
+  return send(res, created ? 201 : 200, await written(ctx, type, object))
 }
 
 /** A write that changes nothing does not bump resourceVersion, as in Kubernetes. */
@@ -1329,8 +1339,7 @@ async function removeCollection(
   url: URL,
 ) {
   const { type } = target
-  if (type.readOnly || (type.resource === 'pods' && false))
-    throw new ApiError(405, 'MethodNotAllowed', `${type.resource} are managed by Kiln`)
+  if (type.readOnly) throw new ApiError(405, 'MethodNotAllowed', `${type.resource} are managed by Kiln`)
   const options = await deleteOptions(req)
   const isDryRun = dryRun(url) || (options.dryRun ?? []).includes('All')
   const matches = filterer(url)

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import type { SecureContext, TLSSocket } from 'node:tls'
 import { type Database, isUuid, poolOf } from '@kiln/db'
 import { generateCertificateAuthority, issueCertificate, type MasterKeyring, Purpose } from '@kiln/pki'
-import { findCluster, status } from './kube.ts'
+import { type ClusterView, findCluster, status } from './kube.ts'
 import { send, serveKubernetesApi } from './rest.ts'
 import { ObjectStore } from './store.ts'
 import { ClusterTrustCache } from './trust.ts'
@@ -127,10 +127,24 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
   )
 
+  // A cluster's row is read once a second at most: every request needs it, and a deleted cluster
+  // stops answering within that second, as a deleted CA does (trust.ts).
+  const clusters = new Map<string, { expires: number; view: Promise<ClusterView | undefined> }>()
+  const clusterOf = (clusterId: string) => {
+    const cached = clusters.get(clusterId)
+    if (cached && cached.expires > Date.now()) return cached.view
+    const view = findCluster(db, clusterId)
+    clusters.set(clusterId, { expires: Date.now() + 1000, view })
+    view.catch(() => clusters.delete(clusterId))
+    if (clusters.size > 10_000)
+      for (const [id, c] of clusters) if (c.expires <= Date.now()) clusters.delete(id)
+    return view
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const socket = req.socket as TLSSocket
     const clusterId = clusterIdOf(socket.servername)
-    const cluster = clusterId === undefined ? undefined : await findCluster(db, clusterId)
+    const cluster = clusterId === undefined ? undefined : await clusterOf(clusterId)
     const peer = socket.getPeerCertificate()
     // The handshake checked the client certificate against the CAs trusted then; a CA rotation
     // completed since (on a kept-alive connection) is caught by clientTrusted.

@@ -55,27 +55,37 @@ export async function reconcileAddons(
   const objects = applyOrder(desired)
   const client = objectApi(kubeConfig, signal)
 
+  // Each rank waits for the one before (namespaces before what lives in them); within a rank the
+  // objects are independent, so a few go at once.
   let applied = 0
-  for (const object of objects) {
-    await call(signal, 'apply', refOf(object), () =>
-      client.patch(object, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
+  for (const rank of [0, 1, 2]) {
+    await eachLimited(
+      objects.filter((o) => applyRank(o.kind) === rank),
+      async (object) => {
+        await call(signal, 'apply', refOf(object), () =>
+          client.patch(object, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
+        )
+        applied++
+      },
     )
-    applied++
   }
 
   const wanted = new Set(objects.map((o) => identityOf(o.apiVersion, o.kind, o.metadata)))
+  const listed = await Promise.all(
+    addonKinds.map(async (kind) => ({ kind, items: await listManaged(client, kind, signal) })),
+  )
   const stale: KubeObject[] = []
-  for (const kind of addonKinds) {
-    for (const metadata of await listManaged(client, kind, signal)) {
+  for (const { kind, items } of listed) {
+    for (const metadata of items) {
       if (wanted.has(identityOf(kind.apiVersion, kind.kind, metadata))) continue
       if (kind.kind === 'Namespace' && systemNamespaces.has(metadata.name)) continue
       stale.push({ apiVersion: kind.apiVersion, kind: kind.kind, metadata })
     }
   }
 
-  // Reverse addonKinds order: workloads first, namespaces last.
+  // Namespaces last: deleting one deletes what is in it, which would turn the other deletes into 404s.
   const pruned: string[] = []
-  for (const object of stale.reverse()) {
+  const prune = async (object: KubeObject) => {
     const ref = refOf(object)
     try {
       await call(signal, 'delete', ref, () =>
@@ -86,7 +96,27 @@ export async function reconcileAddons(
     }
     pruned.push(ref)
   }
+  await eachLimited(
+    stale.filter((o) => o.kind !== 'Namespace'),
+    prune,
+  )
+  await eachLimited(
+    stale.filter((o) => o.kind === 'Namespace'),
+    prune,
+  )
   return { applied, pruned }
+}
+
+/** How many requests one reconcile has in flight at most. */
+const concurrency = 8
+
+/** Runs `fn` over `items`, at most `concurrency` at a time; the first failure rejects (the rest finish). */
+async function eachLimited<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const lane = async () => {
+    while (next < items.length) await fn(items[next++]!)
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane))
 }
 
 /** `Deployment/kube-system/coredns`, or `ClusterRole/traefik` for a cluster-scoped object. */
