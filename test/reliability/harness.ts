@@ -4,8 +4,10 @@ import { Redis } from 'ioredis'
 import pg from 'pg'
 import { expect } from 'vitest'
 import { buildApp, type KilnApp } from '../../apps/api/src/app.ts'
+import { startApiServer } from '../../apps/simulator/src/server.ts'
 import { createDatabase, type Database } from '../../packages/db/src/index.ts'
 import { type SimulatorConfig, SimulatorDriver } from '../../packages/drivers/src/index.ts'
+import { masterKeyFromSettings } from '../../packages/pki/src/index.ts'
 import { aKubernetesVersion, aMachineClass, aProject, aTemplate } from '../support/builders.ts'
 import {
   type EphemeralPostgres,
@@ -153,11 +155,19 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     const db = createDatabase({ url: databaseUrl, maxConnections: 10 })
     cleanup.push(() => db.$disconnect())
+    // The clusters' simulated API server, for the add-on step; workers run in dev mode, so it opens
+    // their CAs with the development key too.
+    const apiServer = await startApiServer({
+      db,
+      masterKey: masterKeyFromSettings({ devMode: true }).masterKey,
+      port: 0,
+    })
+    cleanup.push(() => apiServer.close())
     const backend = await db.backend.create({
       data: {
         name: backendName,
         kind: 'simulator',
-        config: options.simulator as object,
+        config: { ...options.simulator, apiServerUrl: `https://127.0.0.1:${apiServer.port}` } as object,
         capabilities: { zones: options.simulator.zones },
       },
     })

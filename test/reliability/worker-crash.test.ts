@@ -1,6 +1,6 @@
 // Proves: worker processes killed with SIGKILL at random moments — mid-step, mid-allocation, two
 // at once — lose no work and leak nothing. 50 clusters (1 control plane + 2 workers each) are
-// created through the API while real worker processes are killed every 1–3 s and replaced. Every
+// created through the API while real worker processes are killed every 2–5 s and replaced. Every
 // create still succeeds, every cluster is Ready, and the simulator's books match Kiln's exactly:
 // no machine allocated twice, no allocation without a Machine row, no Machine row without an
 // allocation, 150 allocations in all.
@@ -58,7 +58,10 @@ describe('worker crash', () => {
     await stack.waitTerminal(ids, timeoutMs, async () => {
       const now = Date.now()
       const live = stack.liveWorkers()
-      for (const w of live) if (w.readyAt && !killAt.has(w)) killAt.set(w, w.readyAt + between(1000, 3000))
+      // A worker lives 2–5 s: long enough for the longest step (install-addons, ~45 requests to the
+      // cluster's API server) to finish now and then under this load, short enough that kills land
+      // inside steps. A step that never outlives its worker could not finish by construction.
+      for (const w of live) if (w.readyAt && !killAt.has(w)) killAt.set(w, w.readyAt + between(2000, 5000))
       const due = live.filter((w) => (killAt.get(w) ?? Number.POSITIVE_INFINITY) <= now)
       if (due.length > 0) {
         const victims = [...due]
