@@ -6,7 +6,7 @@
  *
  * Env: KILN_BENCH_POSTGRES (postgresql://postgres@127.0.0.1:5432), KILN_BENCH_REDIS (redis://127.0.0.1:6379).
  */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
@@ -205,4 +205,52 @@ export async function writeResults(kind: string, started: number, results: unkno
   const file = path.join(dir, `${kind}-${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`)
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`)
   process.stdout.write(`\nresults: ${path.relative(root, file)}\n`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulated clusters' API server, as `scripts/up.sh` runs it: its own process (so its CPU is
+// not counted as Kiln's), on the run's database, with the development master key the benches'
+// workers use.
+
+export interface SimulatorChild {
+  /** https://127.0.0.1:<port>, for the backend's apiServerUrl. */
+  url: string
+  pid: number
+  stop(): Promise<void>
+}
+
+export async function startSimulatorChild(): Promise<SimulatorChild> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/simulator/src/main.ts'], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: dbUrl, KILN_DEV_MODE: 'true', SIMULATOR_API_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+    await exited
+    clearTimeout(timer)
+  }
+  onCleanup('simulator child', stop)
+  let tail = ''
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    tail = (tail + chunk).slice(-2000)
+  })
+  const url = await withTimeout(
+    new Promise<string>((resolve, reject) => {
+      let buffer = ''
+      child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+        buffer += chunk
+        const match = /"msg":"simulator API server ready","address":"(https:\/\/[^"]+)"/.exec(buffer)
+        if (match) resolve(match[1]!)
+        if (buffer.length > 100_000) buffer = buffer.slice(-10_000)
+      })
+      void exited.then(() => reject(new Error(`simulator exited before it was ready: ${tail}`)))
+    }),
+    60_000,
+    'simulator start',
+  )
+  return { url, pid: child.pid!, stop }
 }

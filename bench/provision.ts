@@ -29,7 +29,7 @@
  *   KILN_BENCH_REDIS (redis://127.0.0.1:6379).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises'
 import os from 'node:os'
@@ -44,7 +44,7 @@ import pg from 'pg'
 import { buildApp, type KilnApp } from '../apps/api/src/app.ts'
 import { classifyError } from '../apps/worker/src/engine.ts'
 import { buildOperationDefinitions, DriverCache, markProgressing } from '../apps/worker/src/operations.ts'
-import { parseMasterKey } from '../packages/pki/src/index.ts'
+import { masterKeyFromSettings } from '../packages/pki/src/index.ts'
 import {
   createBenchDatabase,
   dbName,
@@ -64,6 +64,7 @@ import {
   runBench,
   runId,
   sleep,
+  startSimulatorChild,
   withTimeout,
   writeResults,
 } from './harness.ts'
@@ -136,13 +137,13 @@ async function deleteRunKeys(redis: Redis): Promise<number> {
 // Database: the catalogue (harness.ts creates and migrates it).
 
 /** Backend `sim` (its config is the data centre), m1.large in all its zones, 1.31.4, template, project. */
-async function seedCatalogue(db: Database) {
+async function seedCatalogue(db: Database, apiServerUrl: string) {
   const backend = await db.backend.create({
     data: {
       name: 'sim',
       kind: 'simulator',
       capabilities: { zones: DATA_CENTRE.zones },
-      config: DATA_CENTRE as unknown as object,
+      config: { ...DATA_CENTRE, apiServerUrl } as unknown as object,
     },
   })
   for (const mc of DATA_CENTRE.machineClasses) {
@@ -607,7 +608,7 @@ interface OpRow {
 
 async function storm(db: Database, pool: pg.Pool, redis: Redis, cpuProfDir: string | undefined) {
   const demand = zoneDemand(CONFIG.clusters)
-  await seedCatalogue(db)
+  await seedCatalogue(db, (await startSimulatorChild()).url)
 
   // Rack the data centre before the storm (the worker's first driver call would otherwise).
   const sim = new SimulatorDriver('sim', DATA_CENTRE, dbUrl)
@@ -974,7 +975,7 @@ async function summariseCpuProfile(dir: string) {
 // --profile: queries per cluster create, one operation at a time, tagged by step.
 
 async function profileQueries(db: Database, pool: pg.Pool) {
-  await seedCatalogue(db)
+  await seedCatalogue(db, (await startSimulatorChild()).url)
   const sim = new SimulatorDriver('sim', DATA_CENTRE, dbUrl)
   onCleanup('simulator (books)', () => sim.close())
   await sim.inventory()
@@ -992,7 +993,8 @@ async function profileQueries(db: Database, pool: pg.Pool) {
   const definitions = buildOperationDefinitions({
     db: tdb,
     drivers,
-    masterKey: parseMasterKey(randomBytes(32).toString('base64')),
+    // The simulator child opens the clusters' CAs with the development key, as the storm's worker does.
+    masterKey: masterKeyFromSettings({ devMode: true }).masterKey,
   })
   // Tag every step handler and finish with its name; the runner's own queries carry 'runner'.
   for (const def of Object.values(definitions)) {
