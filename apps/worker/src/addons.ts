@@ -73,7 +73,7 @@ export async function installAddons(
   db: Database,
   masterKey: MasterKeyring,
   clusterId: string,
-  options: { withoutNodeGroup?: string; signal?: AbortSignal } = {},
+  options: { withoutNodeGroup?: string; signal?: AbortSignal; firstInstall?: boolean } = {},
 ): Promise<{ message: string }> {
   const loaded = await loadCluster(db, clusterId)
   if (!loaded) throw new DriverError('ERR_INVALID_REQUEST', `Cluster ${clusterId} no longer exists.`)
@@ -106,6 +106,9 @@ export async function installAddons(
   })
   const result = await reconcileAddons(kubeConfig, desired, {
     fieldManager: 'kiln',
+    // While a cluster is created its features cannot change, so no earlier attempt applied anything
+    // this one does not want: there is nothing to prune.
+    prune: !options.firstInstall,
     ...(options.signal ? { signal: options.signal } : {}),
   })
   const names = desired.map((a) => `${a.name} ${a.version}`).join(', ')

@@ -222,7 +222,9 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
   const skipped =
     (why: string): StepHandler =>
     async () => ({ skipped: true, message: why })
-  const installClusterAddons = scoped((s) => installAddons(db, deps.masterKey, s.cluster.id))
+  const installClusterAddons = scoped((s, op) =>
+    installAddons(db, deps.masterKey, s.cluster.id, { firstInstall: op.kind === 'cluster.create' }),
+  )
   const installAddonsWithoutTarget = scoped((s, op) =>
     installAddons(db, deps.masterKey, s.cluster.id, {
       withoutNodeGroup: (op.resource as { id?: string }).id,

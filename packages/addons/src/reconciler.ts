@@ -18,6 +18,11 @@ export interface ReconcileOptions {
   fieldManager?: string
   /** Stops between and during requests; the promise then rejects with the signal's reason. */
   signal?: AbortSignal
+  /**
+   * Whether to remove what Kiln applied before and no longer wants (default true). A cluster's
+   * first install has nothing to prune and may skip the listing.
+   */
+  prune?: boolean
 }
 
 export interface ReconcileResult {
@@ -70,6 +75,7 @@ export async function reconcileAddons(
     )
   }
 
+  if (options.prune === false) return { applied, pruned: [] }
   const wanted = new Set(objects.map((o) => identityOf(o.apiVersion, o.kind, o.metadata)))
   const listed = await Promise.all(
     addonKinds.map(async (kind) => ({ kind, items: await listManaged(client, kind, signal) })),

@@ -436,6 +436,14 @@ describe('reconcileAddons', () => {
     expect(api.requests.filter((r) => r.method === 'DELETE')).toEqual([])
   })
 
+  it('applies without listing or deleting anything when told there is nothing to prune', async () => {
+    const desired = desiredAddons(clusterWith({ ingress: { controller: 'traefik' } }))
+    const result = await reconcileAddons(kubeConfig(), desired, { prune: false })
+    expect(result.pruned).toEqual([])
+    expect(result.applied).toBeGreaterThan(0)
+    expect(api.requests.every((r) => r.method === 'PATCH')).toBe(true)
+  })
+
   it('prunes what is no longer desired, namespaces last, and leaves objects it does not manage alone', async () => {
     const withTraefik = desiredAddons(clusterWith({ ingress: { controller: 'traefik' } }))
     await reconcileAddons(kubeConfig(), withTraefik)
