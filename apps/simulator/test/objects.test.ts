@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises'
+import https from 'node:https'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse, stringify } from 'yaml'
@@ -355,6 +356,54 @@ spec:
     expect((await asAlice(['get', 'configmaps', '-n', 'shop', '-o', 'name'])).stderr).toBe('')
     expect((await asAlice(['create', 'configmap', 'nope', '-n', 'shop'])).stderr).toMatch(/forbidden/i)
     expect((await asAlice(['get', 'configmaps', '-n', 'kube-system'])).stderr).toMatch(/forbidden/i)
+  })
+
+  it('answers aggregated discovery when asked for it, and the legacy documents otherwise', async () => {
+    const config = parse(await readFile(c.kubeconfig, 'utf8')) as {
+      clusters: { cluster: Record<string, string> }[]
+      users: { user: Record<string, string> }[]
+    }
+    const cluster = config.clusters[0]!.cluster
+    const user = config.users[0]!.user
+    const get = (path: string, accept: string) =>
+      new Promise<{ type: string; body: { kind: string; items?: { metadata: { name: string } }[] } }>(
+        (resolve, reject) => {
+          const url = new URL(path, cluster.server)
+          https
+            .get(
+              {
+                host: url.hostname,
+                port: url.port,
+                path: url.pathname,
+                servername: cluster['tls-server-name'],
+                ca: Buffer.from(cluster['certificate-authority-data']!, 'base64'),
+                cert: Buffer.from(user['client-certificate-data']!, 'base64'),
+                key: Buffer.from(user['client-key-data']!, 'base64'),
+                headers: { accept },
+              },
+              (res) => {
+                let text = ''
+                res.on('data', (chunk) => (text += chunk))
+                res.on('end', () =>
+                  resolve({ type: String(res.headers['content-type']), body: JSON.parse(text) }),
+                )
+              },
+            )
+            .on('error', reject)
+        },
+      )
+    const aggregated = await get(
+      '/apis',
+      'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json',
+    )
+    expect(aggregated.type).toBe('application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList')
+    expect(aggregated.body.kind).toBe('APIGroupDiscoveryList')
+    const groups = aggregated.body.items!.map((i) => i.metadata.name)
+    expect(groups).toEqual(
+      expect.arrayContaining(['apps', 'rbac.authorization.k8s.io', 'apiextensions.k8s.io', 'example.com']),
+    )
+    const legacy = await get('/apis', 'application/json')
+    expect(legacy.body.kind).toBe('APIGroupList')
   })
 
   it('answers not found, already exists and invalid the way kube-apiserver does', async () => {
