@@ -1,4 +1,5 @@
-import { KubeConfig } from '@kubernetes/client-node'
+import https from 'node:https'
+import { KubeConfig, type RequestContext } from '@kubernetes/client-node'
 
 export interface AddonKubeConfigRequest {
   /** The API server URL, https://host:port. */
@@ -21,14 +22,39 @@ export interface AddonKubeConfigRequest {
 const base64 = (pem: string) => Buffer.from(pem, 'utf8').toString('base64')
 
 /**
- * A KubeConfig for one cluster reached with a client certificate. `tlsServerName` becomes the
- * cluster's `tls-server-name`; @kubernetes/client-node 1.x passes it as `servername` to the HTTPS
- * agent of every API call, which sends it as SNI and verifies the certificate against it.
+ * A KubeConfig whose requests share one HTTPS agent. client-node builds a fresh agent for every
+ * request, so every call paid a full TLS handshake with a client certificate; a shared agent
+ * resumes the TLS session instead. Connections are still not kept alive: node-fetch 2 (under
+ * client-node) reports "Premature close" on reused sockets with chunked responses.
  */
-export function addonKubeConfig(request: AddonKubeConfigRequest): KubeConfig {
+export class AddonKubeConfig extends KubeConfig {
+  private readonly agent: https.Agent
+
+  constructor(request: AddonKubeConfigRequest) {
+    super()
+    this.agent = new https.Agent({
+      keepAlive: false,
+      ca: request.caPem,
+      cert: request.certPem,
+      key: request.keyPem,
+      ...(request.tlsServerName ? { servername: request.tlsServerName } : {}),
+    })
+  }
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context)
+    context.setAgent(this.agent)
+  }
+}
+
+/**
+ * A KubeConfig for one cluster reached with a client certificate. `tlsServerName` becomes the
+ * cluster's `tls-server-name` (sent as SNI and checked against the server's certificate).
+ */
+export function addonKubeConfig(request: AddonKubeConfigRequest): AddonKubeConfig {
   const cluster = request.clusterName ?? 'cluster'
   const context = `${request.user}@${cluster}`
-  const kubeConfig = new KubeConfig()
+  const kubeConfig = new AddonKubeConfig(request)
   kubeConfig.loadFromOptions({
     clusters: [
       {
