@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis'
 import { inject } from 'vitest'
-import { buildApp, type KilnApp } from '../../apps/api/src/app.ts'
+import { type AppDeps, buildApp, type KilnApp } from '../../apps/api/src/app.ts'
 import { createDatabase, type Database } from '../../packages/db/src/index.ts'
 import { createTestDatabase } from './database.ts'
 
@@ -14,11 +14,18 @@ export interface TestApi {
 }
 
 /** The real API on a fresh database cloned from the run's migrated template, and the real Redis. */
-export async function startTestApi(options: { operationPollMs?: number } = {}): Promise<TestApi> {
+export async function startTestApi(
+  options: {
+    operationPollMs?: number
+    maxConnections?: number
+    /** More of buildApp's options (authentication mode, OIDC, platform admin groups). */
+    app?: Partial<Omit<AppDeps, 'db' | 'redis'>>
+  } = {},
+): Promise<TestApi> {
   const database = await createTestDatabase(inject('templateDatabase'), inject('runId'))
-  const db = createDatabase({ url: database.url, maxConnections: 5 })
+  const db = createDatabase({ url: database.url, maxConnections: options.maxConnections ?? 5 })
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, keyPrefix: `kiln-test-${inject('runId')}:` })
-  const app = await buildApp({ db, redis, operationPollMs: options.operationPollMs ?? 50 })
+  const app = await buildApp({ db, redis, operationPollMs: options.operationPollMs ?? 50, ...options.app })
   return {
     app,
     db,

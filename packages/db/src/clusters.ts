@@ -1,4 +1,5 @@
 import {
+  amountOf,
   type ClusterOverrides,
   type ClusterStatus,
   type Consumption,
@@ -12,12 +13,15 @@ import {
   initialClusterStatus,
   invalidSpec,
   type Labels,
+  type MachineClassInfo,
+  machinesConsumption,
   type NodeGroupInput,
   notFound,
   type OperationKind,
   type PartialFeatureValues,
   type Provenance,
   parseKubernetesVersion,
+  type QuotaLine,
   type ResolvedCluster,
   type ResolvedClusterSpec,
   type ResolvedNodeGroup,
@@ -32,6 +36,7 @@ import { poolOf, type Queryable, type Tx } from './client.ts'
 import type { Cluster, NodeGroup, Operation, Prisma } from './generated/prisma/client.ts'
 import { createOperation, finishPendingAsCancelled } from './operations.ts'
 import { afterCursor, decodeCursor, type Page, toPage } from './pagination.ts'
+import { reserveQuota } from './quotas.ts'
 
 export type ClusterRow = Cluster & {
   template: { name: string; version: number }
@@ -226,7 +231,31 @@ function parseExpiry(value: string, now = new Date()): Date {
   return date
 }
 
-/** Writes the desired state and its create operation in the caller's transaction. */
+/**
+ * What in a create request asks for a quota resource: the control plane and each node group that
+ * takes some of it, as the request's own member when it has one, else the template that sized it.
+ */
+function createQuotaPointers(request: ClusterRequest, plan: ClusterPlan) {
+  return (line: QuotaLine, machineClasses: ReadonlyMap<string, MachineClassInfo>): string[] => {
+    if (line.resource === 'clusters') return ['/']
+    const takes = (g: { machineClass: string; count: number }) =>
+      amountOf(machinesConsumption(g.machineClass, g.count, machineClasses), line.resource) > 0
+    const pointers = new Set<string>()
+    if (takes(plan.resolved.spec.controlPlane))
+      pointers.add(request.overrides.controlPlane ? '/controlPlane' : '/template')
+    for (const ng of plan.resolved.nodeGroups) {
+      if (!takes(ng)) continue
+      const i = request.overrides.nodeGroups?.findIndex((g) => g.name === ng.name) ?? -1
+      pointers.add(i >= 0 ? `/nodeGroups/${i}` : '/template')
+    }
+    return pointers.size > 0 ? [...pointers] : ['/']
+  }
+}
+
+/**
+ * Writes the desired state and its create operation in the caller's transaction, after checking
+ * and reserving the project's quota for the whole cluster (refused: nothing is written).
+ */
 export async function createCluster(
   tx: Tx,
   actor: Actor,
@@ -247,6 +276,7 @@ export async function createCluster(
       },
     )
   }
+  await reserveQuota(tx, projectId, plan.consumption, createQuotaPointers(request, plan))
   const now = new Date()
   const cluster = await tx.cluster.create({
     data: {

@@ -1,19 +1,23 @@
 import {
   DomainError,
   ErrorCode,
+  groupClaim,
   invalidSpec,
+  machinesConsumption,
   type NodeGroupInput,
   notFound,
   type Provenance,
   type ResolvedClusterSpec,
   resolveNodeGroup,
+  subtractConsumption,
   type Violation,
 } from '@kiln/domain'
 import { type Actor, recordAudit } from './audit.ts'
-import { findTemplate, isUuid, loadResolutionContext } from './catalogue.ts'
+import { findTemplate, isUuid, loadMachineClasses, loadResolutionContext } from './catalogue.ts'
 import type { Tx } from './client.ts'
-import { type ClusterRow, etagOf, lockCluster, startClusterOperation } from './clusters.ts'
+import { assertIdle, type ClusterRow, etagOf, lockCluster, startClusterOperation } from './clusters.ts'
 import type { NodeGroup, Operation, Prisma } from './generated/prisma/client.ts'
+import { heldMachines, reserveQuota } from './quotas.ts'
 
 const json = (value: unknown) => value as Prisma.InputJsonValue
 
@@ -55,6 +59,14 @@ export async function createNodeGroup(
     })
   }
   const resolved = await resolveForCluster(tx, cluster, input)
+  // Busy (409) before over quota (422): the quota is checked on an idle cluster only.
+  assertIdle(cluster)
+  await reserveQuota(
+    tx,
+    projectId,
+    machinesConsumption(resolved.machineClass, resolved.count, await loadMachineClasses(tx)),
+    () => ['/count'],
+  )
   const nodeGroup = await tx.nodeGroup.create({
     data: {
       clusterId: cluster.id,
@@ -214,6 +226,17 @@ export async function resizeNodeGroup(
     })
   }
   if (violations.length > 0) throw invalidSpec(violations)
+  assertIdle(cluster)
+  if (request.count > current.count) {
+    // The group claims max(desired, held) (see quotas.ts): what the new count adds to that claim.
+    const machineClasses = await loadMachineClasses(tx)
+    const held = await heldMachines(tx, current.id)
+    const claim = (count: number) =>
+      groupClaim({ desired: { machineClass: current.machineClass, count }, held }, machineClasses)
+    await reserveQuota(tx, projectId, subtractConsumption(claim(request.count), claim(current.count)), () => [
+      '/count',
+    ])
+  }
   const operation = await startClusterOperation(
     tx,
     actor,
