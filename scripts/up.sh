@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings Kiln up on its embedded default: local PostgreSQL and Redis, the simulated data
-# centre, a demo project and public templates; then runs the API (foreground) and the worker.
+# centre, a demo project and public templates; then runs the API (foreground) and the worker. In dev
+# mode it also runs a local OIDC issuer with demo users, so login works with no outside identity provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
@@ -24,7 +25,28 @@ worker=$!
 # The simulated data centre's Kubernetes API servers: one TLS port, every cluster by SNI.
 npx tsx apps/simulator/src/main.ts &
 simulator=$!
-trap 'kill -TERM $worker $simulator 2>/dev/null; wait $worker $simulator 2>/dev/null' EXIT INT TERM
+issuer=
+trap 'kill -TERM $worker $simulator $issuer 2>/dev/null; wait $worker $simulator $issuer 2>/dev/null' EXIT INT TERM
+# Dev mode without an issuer of its own: the development OIDC issuer (apps/issuer; users demo/demo,
+# viewer/viewer, admin/admin), and the API pointed at it. Production sets KILN_OIDC_* to a real issuer.
+if [ "${KILN_DEV_MODE:-}" = true ] && [ -z "${KILN_OIDC_ISSUER:-}" ]; then
+  export KILN_PUBLIC_URL=${KILN_PUBLIC_URL:-http://${HOST:-127.0.0.1}:${PORT:-8080}}
+  export KILN_ISSUER_PORT=${KILN_ISSUER_PORT:-8081}
+  export KILN_OIDC_ISSUER=http://127.0.0.1:$KILN_ISSUER_PORT
+  export KILN_OIDC_AUDIENCE=${KILN_OIDC_AUDIENCE:-urn:kiln:api}
+  export KILN_OIDC_CLIENT_ID=kiln-portal KILN_OIDC_CLIENT_SECRET=kiln-portal-dev-secret
+  export KILN_OIDC_SCOPES="openid profile email groups"
+  export KILN_PLATFORM_ADMIN_GROUPS=${KILN_PLATFORM_ADMIN_GROUPS:-kiln:platform-admins}
+  npx tsx apps/issuer/src/main.ts &
+  issuer=$!
+  # The API discovers the issuer when it starts, so wait for it to answer.
+  node -e 'const u = process.argv[1]; const end = Date.now() + 60000;
+    (async () => { while (Date.now() < end) { try { if ((await fetch(u)).ok) return } catch {} await new Promise((r) => setTimeout(r, 250)) }
+      console.error(`no OIDC issuer at ${u}`); process.exit(1) })()' "$KILN_OIDC_ISSUER/.well-known/openid-configuration"
+fi
 echo "Kiln API on http://${HOST:-127.0.0.1}:${PORT:-8080} (docs: /docs); worker pid $worker;" \
   "Kubernetes API servers on https://127.0.0.1:${SIMULATOR_API_PORT:-6443} (pid $simulator)"
+if [ -n "$issuer" ]; then
+  echo "Development OIDC issuer on $KILN_OIDC_ISSUER (pid $issuer): log in at $KILN_PUBLIC_URL/v1/auth/login as demo/demo"
+fi
 npx tsx apps/api/src/main.ts

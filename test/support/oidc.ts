@@ -1,0 +1,91 @@
+import { createHmac, createPublicKey, randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
+import { importJWK, type JWK, type JWTPayload, SignJWT } from 'jose'
+import type { ClientMetadata } from 'oidc-provider'
+import {
+  cliClient,
+  demoUsers,
+  type IssuerUser,
+  portalClient,
+  type RunningIssuer,
+  startIssuer,
+} from '../../apps/issuer/src/index.ts'
+
+// A real OIDC issuer (oidc-provider, in-process on a free loopback port) for the API's tests, and
+// tokens signed with its own keys for the cases its endpoints never issue (expired, wrong audience …).
+
+export const testAudience = 'urn:kiln:api'
+
+/** A free loopback port (closed again, so the caller can listen on it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      )
+    })
+  })
+}
+
+/** The dev issuer with the demo users, the CLI client and the portal client of an API at `apiUrl`. */
+export async function startTestIssuer(
+  options: { apiUrl?: string; users?: IssuerUser[]; clients?: ClientMetadata[] } = {},
+): Promise<RunningIssuer> {
+  return startIssuer({
+    audience: testAudience,
+    users: options.users ?? demoUsers,
+    clients: [
+      cliClient,
+      portalClient({ apiUrl: options.apiUrl ?? 'http://127.0.0.1:1' }),
+      ...(options.clients ?? []),
+    ],
+    accessTokenTtlSeconds: 300,
+  })
+}
+
+const now = () => Math.floor(Date.now() / 1000)
+
+/** A JWT signed (RS256) with one of the issuer's keys: by default a valid access token for demo. */
+export async function signedToken(
+  key: JWK,
+  claims: JWTPayload & Record<string, unknown>,
+  header: Record<string, unknown> = {},
+): Promise<string> {
+  const privateKey = await importJWK(key, 'RS256')
+  return new SignJWT({ iat: now(), exp: now() + 300, ...claims })
+    .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: key.kid!, ...header })
+    .sign(privateKey)
+}
+
+const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+
+/** An unsigned token (`alg: none`) with the given claims. */
+export const unsignedToken = (claims: JWTPayload) =>
+  `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url(claims)}.`
+
+/**
+ * The key-confusion attack: HS256 "signed" with the issuer's public key (as PEM text), which a
+ * verifier that lets the token choose its algorithm would accept.
+ */
+export function hs256WithPublicKey(key: JWK, claims: JWTPayload): string {
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = key
+  const pem = createPublicKey({ key: publicJwk as import('node:crypto').JsonWebKey, format: 'jwk' })
+    .export({ type: 'spki', format: 'pem' })
+    .toString()
+  const input = `${b64url({ alg: 'HS256', typ: 'JWT', kid: key.kid })}.${b64url(claims)}`
+  return `${input}.${createHmac('sha256', pem).update(input).digest('base64url')}`
+}
+
+/** The same token with its signature altered (one byte of the decoded signature flipped). */
+export function withBadSignature(jwt: string): string {
+  const [header, payload, signature] = jwt.split('.') as [string, string, string]
+  const bytes = Buffer.from(signature, 'base64url')
+  bytes[0] = (bytes[0] ?? 0) ^ 0xff
+  return `${header}.${payload}.${bytes.toString('base64url')}`
+}
+
+/** Base64 of 32 random bytes, e.g. a KILN_SESSION_KEY. */
+export const randomKey = () => randomBytes(32).toString('base64')
