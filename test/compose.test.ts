@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { loadApiConfig } from '../apps/api/src/config.ts'
@@ -46,5 +46,17 @@ describe('docker-compose.yml', () => {
       expect(existsSync(file), file).toBe(true)
     }
     expect(existsSync('Dockerfile')).toBe(true)
+  })
+
+  it('builds an image whose npm ci sees every workspace', () => {
+    const dockerfile = readFileSync('Dockerfile', 'utf8')
+    const workspaces = ['apps', 'packages'].flatMap((root) =>
+      readdirSync(root)
+        .filter((name) => existsSync(`${root}/${name}/package.json`))
+        .map((name) => `${root}/${name}`),
+    )
+    for (const workspace of workspaces)
+      expect(dockerfile, workspace).toContain(`COPY ${workspace}/package.json ${workspace}/`)
+    expect(dockerfile.indexOf('RUN npm ci')).toBeGreaterThan(dockerfile.lastIndexOf('/package.json'))
   })
 })

@@ -14,15 +14,20 @@ import Fastify, {
 } from 'fastify'
 import type { Redis } from 'ioredis'
 import { registerAuthentication } from './auth.ts'
+import { type OidcSettings, type OidcVerifier, sessionIdentity } from './oidc.ts'
 import { openApiOptions } from './openapi.ts'
 import { buildValidatorCompiler, registerProblemHandlers } from './problems.ts'
+import { registerAccessRoutes } from './routes/access.routes.ts'
+import { registerAuditRoutes } from './routes/audit.routes.ts'
 import { registerCatalogueRoutes } from './routes/catalogue.routes.ts'
 import { registerClusterRoutes } from './routes/clusters.routes.ts'
 import { registerCredentialRoutes } from './routes/credentials.routes.ts'
 import { registerHealthRoutes } from './routes/health.routes.ts'
 import { registerNodeGroupRoutes } from './routes/nodegroups.routes.ts'
+import { registerOidcRoutes } from './routes/oidc.routes.ts'
 import { registerOperationRoutes } from './routes/operations.routes.ts'
 import { registerProjectRoutes } from './routes/projects.routes.ts'
+import { registerQuotaRoutes } from './routes/quotas.routes.ts'
 import { registerTemplateRoutes } from './routes/templates.routes.ts'
 import { namedSchemas } from './schemas.ts'
 
@@ -37,6 +42,15 @@ export interface AppDeps {
   bodyLimitBytes?: number
   /** How often `?wait=` re-reads an operation. */
   operationPollMs?: number
+  /**
+   * `local` (the default): a request without credentials is the local operator, the embedded
+   * single-user mode. `required`: it gets 401. Presented credentials are checked in both.
+   */
+  authentication?: 'local' | 'required'
+  /** OIDC groups whose members are platform admins. */
+  platformAdminGroups?: string[]
+  /** The OIDC issuer, discovered at boot: bearer JWTs and the portal login. Without it, neither. */
+  oidc?: { verifier: OidcVerifier; settings: OidcSettings }
 }
 
 export type KilnApp = FastifyInstance<
@@ -81,7 +95,11 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
 
   for (const schema of schemas) app.addSchema(schema as { $id: string })
   registerProblemHandlers(app)
-  registerAuthentication(app)
+  registerAuthentication(app, deps.db, {
+    mode: deps.authentication ?? 'local',
+    platformAdminGroups: deps.platformAdminGroups ?? [],
+    ...(deps.oidc ? { verifyJwt: (jwt: string) => deps.oidc!.verifier.verify(jwt), sessionIdentity } : {}),
+  })
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })
@@ -119,10 +137,14 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   registerCatalogueRoutes(app, routeDeps)
   registerTemplateRoutes(app, routeDeps)
   registerProjectRoutes(app, routeDeps)
+  registerQuotaRoutes(app, routeDeps)
   registerClusterRoutes(app, routeDeps)
   registerNodeGroupRoutes(app, routeDeps)
   registerCredentialRoutes(app, routeDeps)
   registerOperationRoutes(app, routeDeps)
+  registerAccessRoutes(app, routeDeps)
+  registerAuditRoutes(app, routeDeps)
+  registerOidcRoutes(app, { oidc: deps.oidc, redis: deps.redis, masterKey: deps.masterKey ?? null })
   await app.ready()
   return app
 }

@@ -1,5 +1,6 @@
 import { parseSettings } from '@kiln/domain'
 import Type from 'typebox'
+import { defaultAllowedAlgorithms, defaultScopes, type OidcSettings } from './oidc.ts'
 
 const Env = Type.Object({
   DATABASE_URL: Type.String({ minLength: 1, description: 'PostgreSQL connection string.' }),
@@ -17,6 +18,22 @@ const Env = Type.Object({
   /** Base64 of 32 bytes: opens a cluster's CA key to sign the credentials it issues. */
   KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
   KILN_DEV_MODE: Type.Boolean({ default: false }),
+  /** Comma-separated OIDC groups whose members are platform admins. */
+  KILN_PLATFORM_ADMIN_GROUPS: Type.String({ default: '' }),
+  /** OIDC for people (see oidc.ts); all optional until KILN_OIDC_ISSUER is set. */
+  KILN_OIDC_ISSUER: Type.Optional(Type.String({ pattern: '^https?://' })),
+  KILN_OIDC_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  KILN_OIDC_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
+  KILN_OIDC_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
+  KILN_OIDC_GROUPS_CLAIM: Type.String({ minLength: 1, default: 'groups' }),
+  KILN_OIDC_SCOPES: Type.String({ minLength: 1, default: defaultScopes.join(' ') }),
+  KILN_OIDC_ALGORITHMS: Type.String({ minLength: 1, default: defaultAllowedAlgorithms.join(',') }),
+  KILN_OIDC_CLOCK_SKEW_SECONDS: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
+  KILN_OIDC_REDIRECT_URI: Type.Optional(Type.String({ pattern: '^https?://' })),
+  KILN_OIDC_POST_LOGIN_REDIRECT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  /** Base64 of 32 bytes sealing session cookies; default: derived from the master key. */
+  KILN_SESSION_KEY: Type.Optional(Type.String({ minLength: 44, maxLength: 44 })),
+  KILN_SESSION_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600, default: 8 * 3600 }),
 })
 
 export interface ApiConfig {
@@ -32,6 +49,15 @@ export interface ApiConfig {
   /** Resolved with masterKeyFromSettings at boot. */
   masterKey: string | undefined
   devMode: boolean
+  /** OIDC groups whose members are platform admins (templates, backends, projects, quotas). */
+  platformAdminGroups: string[]
+  /**
+   * Requests without credentials: 401 (`required`), or the local operator (`local`, the embedded
+   * single-user mode) — only in dev mode without an OIDC issuer.
+   */
+  authentication: 'local' | 'required'
+  /** Set when KILN_OIDC_ISSUER is: main.ts discovers the issuer at boot. */
+  oidc: OidcSettings | undefined
 }
 
 /** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
@@ -49,5 +75,39 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     queuePrefix: c.KILN_QUEUE_PREFIX,
     masterKey: c.KILN_MASTER_KEY,
     devMode: c.KILN_DEV_MODE,
+    platformAdminGroups: c.KILN_PLATFORM_ADMIN_GROUPS.split(',')
+      .map((g) => g.trim())
+      .filter((g) => g.length > 0),
+    authentication: c.KILN_DEV_MODE && !c.KILN_OIDC_ISSUER ? 'local' : 'required',
+    oidc: oidcSettingsOf(c),
+  }
+}
+
+const csv = (text: string, separator: RegExp) => text.split(separator).filter((s) => s.length > 0)
+
+/** The OIDC settings, or undefined without an issuer; the issuer needs an audience and a client id. */
+function oidcSettingsOf(c: Type.Static<typeof Env>): OidcSettings | undefined {
+  if (!c.KILN_OIDC_ISSUER) return undefined
+  const missing = (['KILN_OIDC_AUDIENCE', 'KILN_OIDC_CLIENT_ID'] as const).filter((name) => !c[name])
+  if (missing.length > 0) {
+    throw new Error(
+      `Invalid configuration:\n  ${missing.map((name) => `/${name}: required when KILN_OIDC_ISSUER is set`).join('\n  ')}`,
+    )
+  }
+  const publicUrl = c.KILN_PUBLIC_URL.replace(/\/+$/, '')
+  return {
+    issuer: c.KILN_OIDC_ISSUER,
+    audience: c.KILN_OIDC_AUDIENCE!,
+    clientId: c.KILN_OIDC_CLIENT_ID!,
+    ...(c.KILN_OIDC_CLIENT_SECRET ? { clientSecret: c.KILN_OIDC_CLIENT_SECRET } : {}),
+    groupsClaim: c.KILN_OIDC_GROUPS_CLAIM,
+    scopes: csv(c.KILN_OIDC_SCOPES, /[\s,]+/),
+    allowedAlgorithms: csv(c.KILN_OIDC_ALGORITHMS, /[\s,]+/),
+    clockSkewSeconds: c.KILN_OIDC_CLOCK_SKEW_SECONDS,
+    redirectUri: c.KILN_OIDC_REDIRECT_URI ?? `${publicUrl}/v1/auth/callback`,
+    // Until a portal is served, landing on "who am I" shows that the login worked.
+    postLoginRedirect: c.KILN_OIDC_POST_LOGIN_REDIRECT ?? `${publicUrl}/v1/auth/me`,
+    ...(c.KILN_SESSION_KEY ? { sessionKey: c.KILN_SESSION_KEY } : {}),
+    sessionTtlSeconds: c.KILN_SESSION_TTL_SECONDS,
   }
 }

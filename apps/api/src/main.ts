@@ -3,6 +3,7 @@ import { masterKeyFromSettings } from '@kiln/pki'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadApiConfig } from './config.ts'
+import { OidcVerifier } from './oidc.ts'
 
 const config = loadApiConfig()
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.databasePoolSize })
@@ -15,13 +16,31 @@ redis.on('error', () => {
   // Reported by /readyz and as 503s; ioredis reconnects by itself.
 })
 const { masterKey } = masterKeyFromSettings(config)
+// The issuer is discovered once, here: a Kiln configured for OIDC that cannot reach it does not start.
+let oidc: { verifier: OidcVerifier; settings: NonNullable<typeof config.oidc> } | undefined
+if (config.oidc) {
+  try {
+    oidc = { verifier: await OidcVerifier.discover(config.oidc), settings: config.oidc }
+  } catch (error) {
+    console.error(
+      `Cannot start: OIDC discovery of KILN_OIDC_ISSUER=${config.oidc.issuer} failed: ${error instanceof Error ? error.message : String(error)}`,
+    )
+    process.exit(1)
+  }
+}
 const app = await buildApp({
   db,
   redis,
   masterKey,
   logger: { level: config.logLevel },
   bodyLimitBytes: config.bodyLimitBytes,
+  ...(oidc ? { oidc } : {}),
+  authentication: config.authentication,
+  platformAdminGroups: config.platformAdminGroups,
 })
+if (config.authentication === 'required' && !oidc) {
+  app.log.warn('No OIDC issuer (KILN_OIDC_ISSUER) outside dev mode: only API tokens are accepted.')
+}
 
 let stopping = false
 async function shutdown(signal: string) {

@@ -27,7 +27,7 @@ import Type from 'typebox'
  */
 const components: Record<string, Type.TSchema> = {}
 
-function named<T extends Type.TSchema>(id: string, schema: T): T {
+export function named<T extends Type.TSchema>(id: string, schema: T): T {
   const withId = { ...schema, $id: id } as T
   components[id] = withId
   return withId
@@ -444,6 +444,44 @@ const gpuConsumptionExample = {
   gpusByModel: { 'nvidia-a100': 4 },
 }
 
+/** The demo project's quota. */
+const quotaLimitsExample = {
+  clusters: 10,
+  nodes: 60,
+  vcpus: 512,
+  memoryMiB: 2097152,
+  gpus: 16,
+  gpusByModel: { 'nvidia-a100': 8 },
+}
+/** ci-run-4711 planned while the demo project runs one GPU cluster (gpuConsumptionExample). */
+const quotaCheckExample = {
+  accepted: true,
+  resources: [
+    { resource: 'clusters', limit: 10, usage: 1, request: 1, remaining: 9, exceeded: false },
+    { resource: 'nodes', limit: 60, usage: 6, request: 6, remaining: 54, exceeded: false },
+    { resource: 'vcpus', limit: 512, usage: 52, request: 24, remaining: 460, exceeded: false },
+    {
+      resource: 'memoryMiB',
+      limit: 2097152,
+      usage: 344064,
+      request: 98304,
+      remaining: 1753088,
+      exceeded: false,
+    },
+    { resource: 'gpus', limit: 16, usage: 4, request: 0, remaining: 12, exceeded: false },
+    { resource: 'gpus:nvidia-a100', limit: 8, usage: 4, request: 0, remaining: 4, exceeded: false },
+  ],
+}
+/** A second k8s-1.31-gpu cluster with two more gpu.a100x4 machines: 12 A100s where 8 are allowed. */
+const quotaExceededLineExample = {
+  resource: 'gpus:nvidia-a100',
+  limit: 8,
+  usage: 4,
+  request: 12,
+  remaining: 4,
+  exceeded: true,
+}
+
 const clusterPlanExample = {
   dryRun: true,
   template: { name: 'k8s-1.31', version: 1, deprecated: false },
@@ -456,6 +494,7 @@ const clusterPlanExample = {
     provenance: clusterProvenanceExample,
   },
   consumption: consumptionExample,
+  quota: quotaCheckExample,
   operation: {
     kind: 'cluster.create',
     steps: [...operationCatalogue['cluster.create']],
@@ -499,6 +538,34 @@ export const Provenance = named(
   }),
 )
 
+export const QuotaLineSchema = named(
+  'QuotaLine',
+  Type.Object(
+    {
+      resource: Type.String({
+        pattern: '^(clusters|nodes|vcpus|memoryMiB|gpus|gpus:.+)$',
+        description: 'clusters, nodes, vcpus, memoryMiB, gpus, or gpus:<model> for the GPUs of one model.',
+        examples: ['gpus:nvidia-a100'],
+      }),
+      limit: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description: 'Null: unlimited.' }),
+      usage: Type.Integer({
+        description:
+          'What the project’s clusters claim now: per group, the larger of its desired size and the machines it still holds.',
+      }),
+      request: Type.Integer({ description: 'What the request adds (negative when it gives back).' }),
+      remaining: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
+        description: 'limit − usage before the request, never below 0; null when unlimited.',
+      }),
+      exceeded: Type.Boolean({ description: 'Whether the request would take usage beyond the limit.' }),
+    },
+    {
+      additionalProperties: false,
+      description: 'One resource of a project’s quota against a request.',
+      examples: [quotaCheckExample.resources[2], quotaExceededLineExample],
+    },
+  ),
+)
+
 export const ProblemSchema = named(
   'Problem',
   Type.Object(
@@ -521,6 +588,11 @@ export const ProblemSchema = named(
       operationId: Type.Optional(
         Type.String({ description: 'On 409: the operation the cluster is busy with.' }),
       ),
+      exceeded: Type.Optional(
+        Type.Array(ref(QuotaLineSchema), {
+          description: 'On 422 quota-exceeded: every resource the request would take beyond its limit.',
+        }),
+      ),
     },
     {
       additionalProperties: true,
@@ -536,6 +608,23 @@ export const ProblemSchema = named(
           errors: [
             { pointer: '/features/gpu/enabled', in: 'body', message: 'GPU support is enabled, but …' },
           ],
+        },
+        {
+          type: 'https://kiln.dev/problems/quota-exceeded',
+          title: 'Quota exceeded',
+          status: 422,
+          detail:
+            "The request exceeds the project's quota. gpus:nvidia-a100: the limit is 8, 4 are in use and this request needs 12 more.",
+          instance: '/v1/projects/demo/clusters',
+          requestId: 'req-2',
+          errors: [
+            {
+              pointer: '/nodeGroups/0',
+              in: 'body',
+              message: 'gpus:nvidia-a100: the limit is 8, 4 are in use and this request needs 12 more.',
+            },
+          ],
+          exceeded: [quotaExceededLineExample],
         },
       ],
     },
@@ -557,6 +646,81 @@ export const ProjectSchema = named(
       additionalProperties: false,
       description: 'A tenant: clusters, templates and quotas belong to one.',
       examples: [projectExample],
+    },
+  ),
+)
+
+const QuotaLimit = Type.Union([Type.Integer({ minimum: 0, maximum: 2_147_483_647 }), Type.Null()], {
+  description: 'Null: unlimited.',
+})
+const GpusByModel = Type.Record(Type.String(), Type.Integer({ minimum: 0, maximum: 2_147_483_647 }), {
+  propertyNames: { pattern: '^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$' },
+  maxProperties: 64,
+  description:
+    'GPU limits by model (a machine class’s gpuModel). A model not named here is bounded only by `gpus`.',
+})
+
+export const QuotaLimitsSchema = named(
+  'QuotaLimits',
+  Type.Object(
+    {
+      clusters: QuotaLimit,
+      nodes: QuotaLimit,
+      vcpus: QuotaLimit,
+      memoryMiB: QuotaLimit,
+      gpus: QuotaLimit,
+      gpusByModel: GpusByModel,
+    },
+    {
+      additionalProperties: false,
+      description: 'A project’s limits; null means unlimited.',
+      examples: [quotaLimitsExample],
+    },
+  ),
+)
+
+export const QuotaLimitsUpdateSchema = named(
+  'QuotaLimitsUpdate',
+  Type.Object(
+    {
+      clusters: Type.Optional(QuotaLimit),
+      nodes: Type.Optional(QuotaLimit),
+      vcpus: Type.Optional(QuotaLimit),
+      memoryMiB: Type.Optional(QuotaLimit),
+      gpus: Type.Optional(QuotaLimit),
+      gpusByModel: Type.Optional(GpusByModel),
+    },
+    {
+      additionalProperties: false,
+      description:
+        'The whole quota: a limit left out (or null) is unlimited. It may be below the current usage: that refuses growth and takes nothing away.',
+      examples: [quotaLimitsExample, { gpus: 4 }],
+    },
+  ),
+)
+
+export const ProjectQuotaSchema = named(
+  'ProjectQuota',
+  Type.Object(
+    {
+      project: Type.String(),
+      limits: ref(QuotaLimitsSchema),
+      updatedBy: Type.Union([Type.String(), Type.Null()], {
+        description: 'Who last changed it; null when it was never set (unlimited).',
+      }),
+      updatedAt: Type.Union([Timestamp, Type.Null()]),
+    },
+    {
+      additionalProperties: false,
+      description: 'A project’s quota.',
+      examples: [
+        {
+          project: 'demo',
+          limits: quotaLimitsExample,
+          updatedBy: 'user:local-operator',
+          updatedAt: '2026-11-20T09:00:00.000Z',
+        },
+      ],
     },
   ),
 )
@@ -883,6 +1047,71 @@ export const NodeGroupPlanSchema = named(
   }),
 )
 
+export const QuotaCheckSchema = named(
+  'QuotaCheck',
+  Type.Object(
+    {
+      accepted: Type.Boolean({ description: 'Whether the request fits the quota now.' }),
+      resources: Type.Array(ref(QuotaLineSchema)),
+    },
+    {
+      additionalProperties: false,
+      description:
+        'A request against the project’s quota, resource by resource. A dry run promises nothing: the real request is checked again when it is sent.',
+      examples: [quotaCheckExample],
+    },
+  ),
+)
+
+export const ProjectUsageSchema = named(
+  'ProjectUsage',
+  Type.Object(
+    {
+      project: Type.String(),
+      usage: ref(ConsumptionSchema),
+      limits: ref(QuotaLimitsSchema),
+      resources: Type.Array(
+        Type.Object(
+          {
+            resource: QuotaLineSchema.properties.resource,
+            usage: Type.Integer(),
+            limit: QuotaLineSchema.properties.limit,
+            remaining: QuotaLineSchema.properties.remaining,
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    },
+    {
+      additionalProperties: false,
+      description:
+        'What the project’s clusters claim now against its limits. Per cluster group, the larger of its desired size and the machines it still holds: a create or resize counts from the moment it is accepted, a release from the moment the machines are released.',
+      examples: [
+        {
+          project: 'demo',
+          usage: {
+            clusters: 2,
+            nodes: 12,
+            vcpus: 76,
+            memoryMiB: 442368,
+            gpus: 4,
+            gpusByModel: { 'nvidia-a100': 4 },
+          },
+          limits: quotaLimitsExample,
+          resources: [
+            { resource: 'clusters', usage: 2, limit: 10, remaining: 8 },
+            { resource: 'nodes', usage: 12, limit: 60, remaining: 48 },
+            { resource: 'vcpus', usage: 76, limit: 512, remaining: 436 },
+            { resource: 'memoryMiB', usage: 442368, limit: 2097152, remaining: 1654784 },
+            { resource: 'gpus', usage: 4, limit: 16, remaining: 12 },
+            { resource: 'gpus:nvidia-a100', usage: 4, limit: 8, remaining: 4 },
+          ],
+        },
+      ],
+    },
+  ),
+)
+
 export const ClusterPlanSchema = named(
   'ClusterPlan',
   Type.Object(
@@ -894,6 +1123,7 @@ export const ClusterPlanSchema = named(
         { additionalProperties: false },
       ),
       consumption: ref(ConsumptionSchema),
+      quota: ref(QuotaCheckSchema),
       operation: Type.Object({ kind: OperationKindRef, steps: Type.Array(Type.String()) }),
     },
     {
@@ -1077,6 +1307,57 @@ export const CaRotationRequestSchema = named(
       additionalProperties: false,
       description: 'Which phase of the cluster CA rotation to run.',
       examples: [{ phase: 'start' }, { phase: 'complete' }],
+    },
+  ),
+)
+
+// Portal login (oidc.ts): who the caller is, as the OIDC issuer says.
+
+export const IdentitySchema = named(
+  'Identity',
+  Type.Object(
+    {
+      subject: Type.String({ description: "The issuer's `sub` for the caller." }),
+      issuer: Type.String({ format: 'uri', description: 'The OIDC issuer that vouched for the caller.' }),
+      groups: Type.Array(Type.String(), { description: 'From the configured groups claim.' }),
+      email: Type.Optional(Type.String()),
+      name: Type.Optional(Type.String()),
+      authenticatedBy: StringEnum(['session', 'bearer'], {
+        description: '`session`: the portal cookie; `bearer`: an OIDC access token.',
+      }),
+      expiresAt: Timestamp,
+    },
+    {
+      additionalProperties: false,
+      description: 'The caller, as the OIDC issuer identified them, and until when.',
+      examples: [
+        {
+          subject: 'demo',
+          issuer: 'http://127.0.0.1:8081',
+          groups: ['kiln:demo-admins'],
+          email: 'demo@kiln.example',
+          name: 'Demo User',
+          authenticatedBy: 'session',
+          expiresAt: '2026-11-21T18:00:00.000Z',
+        },
+      ],
+    },
+  ),
+)
+
+export const LogoutSchema = named(
+  'Logout',
+  Type.Object(
+    {
+      endSessionUrl: Type.Union([Type.String({ format: 'uri' }), Type.Null()], {
+        description:
+          "Navigate here to end the issuer's session too (RP-initiated logout); null when it has none.",
+      }),
+    },
+    {
+      additionalProperties: false,
+      description: 'The session cookie is cleared and the session can no longer be used.',
+      examples: [{ endSessionUrl: 'http://127.0.0.1:8081/session/end?client_id=kiln-portal' }],
     },
   ),
 )

@@ -136,9 +136,21 @@ export async function seedDemo(db: Database, projectName = 'demo') {
     const exists = await db.clusterTemplate.findFirst({ where: { name: t.name } })
     if (!exists) await db.clusterTemplate.create({ data: { ...t, version: 1, backendId: backend.id } })
   }
-  await db.project.upsert({
+  const project = await db.project.upsert({
     where: { name: projectName },
     update: {},
     create: { name: projectName, displayName: 'Demo project' },
   })
+  // The dev issuer's demo people (apps/issuer): `demo` administers the project through its group,
+  // `viewer` reads it; `admin` is a platform admin through KILN_PLATFORM_ADMIN_GROUPS.
+  for (const [name, role] of [
+    ['kiln:demo-admins', 'admin'],
+    ['kiln:demo-viewers', 'viewer'],
+  ] as const) {
+    await db.projectMember.upsert({
+      where: { projectId_kind_name: { projectId: project.id, kind: 'group', name } },
+      update: {},
+      create: { projectId: project.id, kind: 'group', name, role, createdBy: 'system:seed' },
+    })
+  }
 }

@@ -246,7 +246,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List projects */
+        /** List the projects you can see */
         get: operations["listProjects"];
         put?: never;
         /** Create a project (platform admins) */
@@ -274,6 +274,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{project}/quota": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a project’s quota
+         * @description The limits on what the project’s clusters may claim (clusters, nodes, vCPUs, memory, GPUs in all and by model); null is unlimited. The ETag is for `If-Match` on PUT.
+         */
+        get: operations["getProjectQuota"];
+        /**
+         * Set a project’s quota (platform admins)
+         * @description Replaces the whole quota: a limit left out or null is unlimited. A limit below the current usage refuses growth (creates, node groups, resizes up) and takes nothing away. Audited.
+         */
+        put: operations["setProjectQuota"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What a project’s clusters use, against its quota
+         * @description Per resource: what the project’s clusters claim now, the limit and what remains. A cluster group claims the larger of its desired size and the machines it still holds, so a create or resize counts from the moment it is accepted and a release from the moment its machines are released; a cluster being deleted counts until its last machine is released.
+         */
+        get: operations["getProjectUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{project}/clusters": {
         parameters: {
             query?: never;
@@ -289,7 +333,7 @@ export interface paths {
         put?: never;
         /**
          * Create a cluster from a template
-         * @description Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. With `?dryRun=true` it answers 200 with the resolved plan and what it would consume, writing nothing.
+         * @description Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. The cluster’s consumption is checked against the project’s quota and reserved in that same transaction (422 `quota-exceeded` when it does not fit). With `?dryRun=true` it answers 200 with the resolved plan, what it would consume and how that compares with the quota, writing nothing.
          */
         post: operations["createCluster"];
         delete?: never;
@@ -589,6 +633,205 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Who the API takes you for, and your roles */
+        get: operations["getCaller"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List a project’s members */
+        get: operations["listProjectMembers"];
+        put?: never;
+        /**
+         * Give a user or an OIDC group a role in a project (project admins)
+         * @description A user is named by their OIDC subject; a group by its name in the groups claim. To change a role, remove the member and add it again.
+         */
+        post: operations["addProjectMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/members/{member}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a member from a project (project admins) */
+        delete: operations["removeProjectMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a project’s API tokens (project admins)
+         * @description Revoked and expired tokens included, with when each was last used; never a secret.
+         */
+        get: operations["listApiTokens"];
+        put?: never;
+        /**
+         * Create an API token for CI (project admins)
+         * @description Answers the token once: Kiln stores only a SHA-256 of its secret. Send it as `Authorization: Bearer kiln_…`. An expiry is required (at most a year); the role may not exceed yours. Nothing is stored that could replay the answer, so an Idempotency-Key is refused: retrying creates another token (or 409 on the same name).
+         */
+        post: operations["createApiToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/tokens/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke an API token (project admins)
+         * @description From now on the token is refused (401). Revoking a revoked token answers 204 again; the token stays listed as revoked.
+         */
+        delete: operations["revokeApiToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{project}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a project’s audit log (project admins)
+         * @description Every mutation and every credential issued in the project: who (a user or a token), what, on which target, in which request. Oldest first unless `order=desc`; page with `cursor` as elsewhere.
+         */
+        get: operations["listAuditEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Start the portal login at the OIDC issuer (redirects the browser to the issuer's login page)
+         * @description Answers 302 to the issuer (authorization code + PKCE S256, with state and nonce) and sets a short-lived, HttpOnly login cookie that the callback needs. For browsers, not API clients.
+         */
+        get: operations["login"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Finish the portal login: the issuer sends the browser here with a code
+         * @description Exchanges the code (with the PKCE verifier), validates the ID token (signature, issuer, audience, expiry, nonce), sets the session cookie (HttpOnly, SameSite=Lax, Secure on https; sealed with AES-256-GCM) and redirects to the portal.
+         */
+        get: operations["loginCallback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End the portal session (the cookie is cleared and refused from now on)
+         * @description Cookie-authenticated, so the CSRF rule applies: send `X-Requested-With` and an `Origin` of Kiln's own. Answers where to go to end the issuer's session too.
+         */
+        post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who am I: the identity of the portal session or of an OIDC bearer token
+         * @description With the session cookie, or `Authorization: Bearer <OIDC access token>`. 401 problem+json (with `reason`) when neither is presented or valid.
+         */
+        get: operations["getIdentity"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -647,6 +890,42 @@ export interface components {
             [key: string]: components["schemas"]["ProvenanceSource"];
         };
         /**
+         * @description One resource of a project’s quota against a request.
+         * @example {
+         *       "resource": "vcpus",
+         *       "limit": 512,
+         *       "usage": 52,
+         *       "request": 24,
+         *       "remaining": 460,
+         *       "exceeded": false
+         *     }
+         * @example {
+         *       "resource": "gpus:nvidia-a100",
+         *       "limit": 8,
+         *       "usage": 4,
+         *       "request": 12,
+         *       "remaining": 4,
+         *       "exceeded": true
+         *     }
+         */
+        QuotaLine: {
+            /**
+             * @description clusters, nodes, vcpus, memoryMiB, gpus, or gpus:<model> for the GPUs of one model.
+             * @example gpus:nvidia-a100
+             */
+            resource: string;
+            /** @description Null: unlimited. */
+            limit: number | null;
+            /** @description What the project’s clusters claim now: per group, the larger of its desired size and the machines it still holds. */
+            usage: number;
+            /** @description What the request adds (negative when it gives back). */
+            request: number;
+            /** @description limit − usage before the request, never below 0; null when unlimited. */
+            remaining: number | null;
+            /** @description Whether the request would take usage beyond the limit. */
+            exceeded: boolean;
+        };
+        /**
          * @description An RFC 9457 problem document.
          * @example {
          *       "type": "https://kiln.dev/problems/invalid-spec",
@@ -660,6 +939,31 @@ export interface components {
          *           "pointer": "/features/gpu/enabled",
          *           "in": "body",
          *           "message": "GPU support is enabled, but …"
+         *         }
+         *       ]
+         *     }
+         * @example {
+         *       "type": "https://kiln.dev/problems/quota-exceeded",
+         *       "title": "Quota exceeded",
+         *       "status": 422,
+         *       "detail": "The request exceeds the project's quota. gpus:nvidia-a100: the limit is 8, 4 are in use and this request needs 12 more.",
+         *       "instance": "/v1/projects/demo/clusters",
+         *       "requestId": "req-2",
+         *       "errors": [
+         *         {
+         *           "pointer": "/nodeGroups/0",
+         *           "in": "body",
+         *           "message": "gpus:nvidia-a100: the limit is 8, 4 are in use and this request needs 12 more."
+         *         }
+         *       ],
+         *       "exceeded": [
+         *         {
+         *           "resource": "gpus:nvidia-a100",
+         *           "limit": 8,
+         *           "usage": 4,
+         *           "request": 12,
+         *           "remaining": 4,
+         *           "exceeded": true
          *         }
          *       ]
          *     }
@@ -684,6 +988,8 @@ export interface components {
             }[];
             /** @description On 409: the operation the cluster is busy with. */
             operationId?: string;
+            /** @description On 422 quota-exceeded: every resource the request would take beyond its limit. */
+            exceeded?: components["schemas"]["QuotaLine"][];
         } & {
             [key: string]: unknown;
         };
@@ -730,6 +1036,92 @@ export interface components {
              * @example 2026-11-21T10:00:00.000Z
              */
             updatedAt: string;
+        };
+        /**
+         * @description A project’s limits; null means unlimited.
+         * @example {
+         *       "clusters": 10,
+         *       "nodes": 60,
+         *       "vcpus": 512,
+         *       "memoryMiB": 2097152,
+         *       "gpus": 16,
+         *       "gpusByModel": {
+         *         "nvidia-a100": 8
+         *       }
+         *     }
+         */
+        QuotaLimits: {
+            /** @description Null: unlimited. */
+            clusters: number | null;
+            /** @description Null: unlimited. */
+            nodes: number | null;
+            /** @description Null: unlimited. */
+            vcpus: number | null;
+            /** @description Null: unlimited. */
+            memoryMiB: number | null;
+            /** @description Null: unlimited. */
+            gpus: number | null;
+            /** @description GPU limits by model (a machine class’s gpuModel). A model not named here is bounded only by `gpus`. */
+            gpusByModel: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * @description The whole quota: a limit left out (or null) is unlimited. It may be below the current usage: that refuses growth and takes nothing away.
+         * @example {
+         *       "clusters": 10,
+         *       "nodes": 60,
+         *       "vcpus": 512,
+         *       "memoryMiB": 2097152,
+         *       "gpus": 16,
+         *       "gpusByModel": {
+         *         "nvidia-a100": 8
+         *       }
+         *     }
+         * @example {
+         *       "gpus": 4
+         *     }
+         */
+        QuotaLimitsUpdate: {
+            /** @description Null: unlimited. */
+            clusters?: number | null;
+            /** @description Null: unlimited. */
+            nodes?: number | null;
+            /** @description Null: unlimited. */
+            vcpus?: number | null;
+            /** @description Null: unlimited. */
+            memoryMiB?: number | null;
+            /** @description Null: unlimited. */
+            gpus?: number | null;
+            /** @description GPU limits by model (a machine class’s gpuModel). A model not named here is bounded only by `gpus`. */
+            gpusByModel?: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * @description A project’s quota.
+         * @example {
+         *       "project": "demo",
+         *       "limits": {
+         *         "clusters": 10,
+         *         "nodes": 60,
+         *         "vcpus": 512,
+         *         "memoryMiB": 2097152,
+         *         "gpus": 16,
+         *         "gpusByModel": {
+         *           "nvidia-a100": 8
+         *         }
+         *       },
+         *       "updatedBy": "user:local-operator",
+         *       "updatedAt": "2026-11-20T09:00:00.000Z"
+         *     }
+         */
+        ProjectQuota: {
+            project: string;
+            limits: components["schemas"]["QuotaLimits"];
+            /** @description Who last changed it; null when it was never set (unlimited). */
+            updatedBy: string | null;
+            updatedAt: string | null;
         };
         /**
          * @description Where machines come from. Its configuration is never returned.
@@ -1921,6 +2313,148 @@ export interface components {
             provenance: components["schemas"]["Provenance"];
         };
         /**
+         * @description A request against the project’s quota, resource by resource. A dry run promises nothing: the real request is checked again when it is sent.
+         * @example {
+         *       "accepted": true,
+         *       "resources": [
+         *         {
+         *           "resource": "clusters",
+         *           "limit": 10,
+         *           "usage": 1,
+         *           "request": 1,
+         *           "remaining": 9,
+         *           "exceeded": false
+         *         },
+         *         {
+         *           "resource": "nodes",
+         *           "limit": 60,
+         *           "usage": 6,
+         *           "request": 6,
+         *           "remaining": 54,
+         *           "exceeded": false
+         *         },
+         *         {
+         *           "resource": "vcpus",
+         *           "limit": 512,
+         *           "usage": 52,
+         *           "request": 24,
+         *           "remaining": 460,
+         *           "exceeded": false
+         *         },
+         *         {
+         *           "resource": "memoryMiB",
+         *           "limit": 2097152,
+         *           "usage": 344064,
+         *           "request": 98304,
+         *           "remaining": 1753088,
+         *           "exceeded": false
+         *         },
+         *         {
+         *           "resource": "gpus",
+         *           "limit": 16,
+         *           "usage": 4,
+         *           "request": 0,
+         *           "remaining": 12,
+         *           "exceeded": false
+         *         },
+         *         {
+         *           "resource": "gpus:nvidia-a100",
+         *           "limit": 8,
+         *           "usage": 4,
+         *           "request": 0,
+         *           "remaining": 4,
+         *           "exceeded": false
+         *         }
+         *       ]
+         *     }
+         */
+        QuotaCheck: {
+            /** @description Whether the request fits the quota now. */
+            accepted: boolean;
+            resources: components["schemas"]["QuotaLine"][];
+        };
+        /**
+         * @description What the project’s clusters claim now against its limits. Per cluster group, the larger of its desired size and the machines it still holds: a create or resize counts from the moment it is accepted, a release from the moment the machines are released.
+         * @example {
+         *       "project": "demo",
+         *       "usage": {
+         *         "clusters": 2,
+         *         "nodes": 12,
+         *         "vcpus": 76,
+         *         "memoryMiB": 442368,
+         *         "gpus": 4,
+         *         "gpusByModel": {
+         *           "nvidia-a100": 4
+         *         }
+         *       },
+         *       "limits": {
+         *         "clusters": 10,
+         *         "nodes": 60,
+         *         "vcpus": 512,
+         *         "memoryMiB": 2097152,
+         *         "gpus": 16,
+         *         "gpusByModel": {
+         *           "nvidia-a100": 8
+         *         }
+         *       },
+         *       "resources": [
+         *         {
+         *           "resource": "clusters",
+         *           "usage": 2,
+         *           "limit": 10,
+         *           "remaining": 8
+         *         },
+         *         {
+         *           "resource": "nodes",
+         *           "usage": 12,
+         *           "limit": 60,
+         *           "remaining": 48
+         *         },
+         *         {
+         *           "resource": "vcpus",
+         *           "usage": 76,
+         *           "limit": 512,
+         *           "remaining": 436
+         *         },
+         *         {
+         *           "resource": "memoryMiB",
+         *           "usage": 442368,
+         *           "limit": 2097152,
+         *           "remaining": 1654784
+         *         },
+         *         {
+         *           "resource": "gpus",
+         *           "usage": 4,
+         *           "limit": 16,
+         *           "remaining": 12
+         *         },
+         *         {
+         *           "resource": "gpus:nvidia-a100",
+         *           "usage": 4,
+         *           "limit": 8,
+         *           "remaining": 4
+         *         }
+         *       ]
+         *     }
+         */
+        ProjectUsage: {
+            project: string;
+            usage: components["schemas"]["Consumption"];
+            limits: components["schemas"]["QuotaLimits"];
+            resources: {
+                /**
+                 * @description clusters, nodes, vcpus, memoryMiB, gpus, or gpus:<model> for the GPUs of one model.
+                 * @example gpus:nvidia-a100
+                 */
+                resource: string;
+                usage: number;
+                /** @description Null: unlimited. */
+                limit: number | null;
+                /** @description limit − usage before the request, never below 0; null when unlimited. */
+                remaining: number | null;
+            }[];
+        };
+        /**
          * @description What a create would do, without doing it.
          * @example {
          *       "dryRun": true,
@@ -2029,6 +2563,59 @@ export interface components {
          *         "gpus": 0,
          *         "gpusByModel": {}
          *       },
+         *       "quota": {
+         *         "accepted": true,
+         *         "resources": [
+         *           {
+         *             "resource": "clusters",
+         *             "limit": 10,
+         *             "usage": 1,
+         *             "request": 1,
+         *             "remaining": 9,
+         *             "exceeded": false
+         *           },
+         *           {
+         *             "resource": "nodes",
+         *             "limit": 60,
+         *             "usage": 6,
+         *             "request": 6,
+         *             "remaining": 54,
+         *             "exceeded": false
+         *           },
+         *           {
+         *             "resource": "vcpus",
+         *             "limit": 512,
+         *             "usage": 52,
+         *             "request": 24,
+         *             "remaining": 460,
+         *             "exceeded": false
+         *           },
+         *           {
+         *             "resource": "memoryMiB",
+         *             "limit": 2097152,
+         *             "usage": 344064,
+         *             "request": 98304,
+         *             "remaining": 1753088,
+         *             "exceeded": false
+         *           },
+         *           {
+         *             "resource": "gpus",
+         *             "limit": 16,
+         *             "usage": 4,
+         *             "request": 0,
+         *             "remaining": 12,
+         *             "exceeded": false
+         *           },
+         *           {
+         *             "resource": "gpus:nvidia-a100",
+         *             "limit": 8,
+         *             "usage": 4,
+         *             "request": 0,
+         *             "remaining": 4,
+         *             "exceeded": false
+         *           }
+         *         ]
+         *       },
          *       "operation": {
          *         "kind": "cluster.create",
          *         "steps": [
@@ -2082,6 +2669,7 @@ export interface components {
                 provenance: components["schemas"]["Provenance"];
             };
             consumption: components["schemas"]["Consumption"];
+            quota: components["schemas"]["QuotaCheck"];
             operation: {
                 kind: components["schemas"]["OperationKind"];
                 steps: string[];
@@ -2241,6 +2829,298 @@ export interface components {
          */
         CaRotationRequest: {
             phase: components["schemas"]["CaRotationPhase"];
+        };
+        /**
+         * @description The caller, as the OIDC issuer identified them, and until when.
+         * @example {
+         *       "subject": "demo",
+         *       "issuer": "http://127.0.0.1:8081",
+         *       "groups": [
+         *         "kiln:demo-admins"
+         *       ],
+         *       "email": "demo@kiln.example",
+         *       "name": "Demo User",
+         *       "authenticatedBy": "session",
+         *       "expiresAt": "2026-11-21T18:00:00.000Z"
+         *     }
+         */
+        Identity: {
+            /** @description The issuer's `sub` for the caller. */
+            subject: string;
+            /**
+             * Format: uri
+             * @description The OIDC issuer that vouched for the caller.
+             */
+            issuer: string;
+            /** @description From the configured groups claim. */
+            groups: string[];
+            email?: string;
+            name?: string;
+            /**
+             * @description `session`: the portal cookie; `bearer`: an OIDC access token.
+             * @enum {string}
+             */
+            authenticatedBy: "session" | "bearer";
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            expiresAt: string;
+        };
+        /**
+         * @description The session cookie is cleared and the session can no longer be used.
+         * @example {
+         *       "endSessionUrl": "http://127.0.0.1:8081/session/end?client_id=kiln-portal"
+         *     }
+         */
+        Logout: {
+            /** @description Navigate here to end the issuer's session too (RP-initiated logout); null when it has none. */
+            endSessionUrl: string | null;
+        };
+        /**
+         * @description viewer: read the project. member: also create, change and delete clusters and issue their credentials. admin: also manage members and API tokens, read quotas and the audit log.
+         * @enum {string}
+         */
+        ProjectRole: "viewer" | "member" | "admin";
+        /**
+         * @description user: one person, named by the OIDC subject (`sub`) the issuer gives them (GET /v1/me shows yours). group: everyone whose token carries the group in its groups claim.
+         * @enum {string}
+         */
+        MemberKind: "user" | "group";
+        /**
+         * @description A user or an OIDC group with a role in a project. A person’s role is the highest of their own and their groups’.
+         * @example {
+         *       "id": "5d0c1f8e-3b7a-4c2e-9f1d-8a6b4e2c0d9f",
+         *       "project": "demo",
+         *       "kind": "group",
+         *       "name": "atlas-developers",
+         *       "role": "member",
+         *       "createdBy": "user:alice",
+         *       "createdAt": "2026-11-21T10:00:00.000Z"
+         *     }
+         */
+        ProjectMember: {
+            /**
+             * Format: uuid
+             * @example 0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0
+             */
+            id: string;
+            /** @description Project name. */
+            project: string;
+            kind: components["schemas"]["MemberKind"];
+            name: string;
+            role: components["schemas"]["ProjectRole"];
+            /** @description Who added it: `user:<subject>` or `token:<id>`. */
+            createdBy: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            createdAt: string;
+        };
+        /**
+         * @description Who to add, and with which role.
+         * @example {
+         *       "kind": "group",
+         *       "name": "atlas-developers",
+         *       "role": "member"
+         *     }
+         * @example {
+         *       "kind": "user",
+         *       "name": "248289761001",
+         *       "role": "admin"
+         *     }
+         */
+        ProjectMemberCreate: {
+            kind: components["schemas"]["MemberKind"];
+            name: string;
+            role: components["schemas"]["ProjectRole"];
+        };
+        /**
+         * @description A project-scoped credential for CI, sent as `Authorization: Bearer kiln_…`. Kiln keeps only a hash of its secret.
+         * @example {
+         *       "id": "9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b",
+         *       "project": "demo",
+         *       "name": "ci-pipeline",
+         *       "role": "member",
+         *       "prefix": "kiln_3f9a1c7e",
+         *       "state": "active",
+         *       "createdBy": "user:alice",
+         *       "createdAt": "2026-11-21T10:00:00.000Z",
+         *       "expiresAt": "2027-02-19T10:00:00.000Z",
+         *       "lastUsedAt": "2026-11-21T10:05:00.000Z",
+         *       "revokedAt": null
+         *     }
+         */
+        ApiToken: {
+            /**
+             * Format: uuid
+             * @example 0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0
+             */
+            id: string;
+            /** @description Project name. */
+            project: string;
+            name: string;
+            role: components["schemas"]["ProjectRole"];
+            /** @description The token’s public beginning (`kiln_` and 8 hex digits), to recognise it; never the secret. */
+            prefix: string;
+            /** @enum {string} */
+            state: "active" | "expired" | "revoked";
+            /** @description Who created it: `user:<subject>` or `token:<id>`. */
+            createdBy: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            expiresAt: string;
+            /** @description When it last authenticated a request (to the minute). */
+            lastUsedAt: string | null;
+            revokedAt: string | null;
+        };
+        /**
+         * @description A new token: its role may not exceed yours.
+         * @example {
+         *       "name": "ci-pipeline",
+         *       "role": "member",
+         *       "expiresAt": "2027-02-19T10:00:00.000Z"
+         *     }
+         */
+        ApiTokenCreate: {
+            name: string;
+            role: components["schemas"]["ProjectRole"];
+            /**
+             * Format: date-time
+             * @description Required: when the token stops working; in the future, at most 365 days away (and, for a token created with a token, no later than that one).
+             */
+            expiresAt: string;
+        };
+        /**
+         * @description A token just created, with its secret.
+         * @example {
+         *       "id": "9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b",
+         *       "project": "demo",
+         *       "name": "ci-pipeline",
+         *       "role": "member",
+         *       "prefix": "kiln_3f9a1c7e",
+         *       "state": "active",
+         *       "createdBy": "user:alice",
+         *       "createdAt": "2026-11-21T10:00:00.000Z",
+         *       "expiresAt": "2027-02-19T10:00:00.000Z",
+         *       "lastUsedAt": null,
+         *       "revokedAt": null,
+         *       "token": "kiln_3f9a1c7e_5b2d8f4a1c9e7b3d6f0a2c4e8b1d3f5a7c9e0b2d4f6a8c1e3b5d7f9a0c2e4b6d8f1a"
+         *     }
+         */
+        ApiTokenCreated: {
+            /**
+             * Format: uuid
+             * @example 0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0
+             */
+            id: string;
+            /** @description Project name. */
+            project: string;
+            name: string;
+            role: components["schemas"]["ProjectRole"];
+            /** @description The token’s public beginning (`kiln_` and 8 hex digits), to recognise it; never the secret. */
+            prefix: string;
+            /** @enum {string} */
+            state: "active" | "expired" | "revoked";
+            /** @description Who created it: `user:<subject>` or `token:<id>`. */
+            createdBy: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            expiresAt: string;
+            /** @description When it last authenticated a request (to the minute). */
+            lastUsedAt: string | null;
+            revokedAt: string | null;
+            /**
+             * @description The token. Shown this once: Kiln keeps only a hash and cannot show it again.
+             * @example kiln_3f9a1c7e_5b2d8f4a1c9e7b3d6f0a2c4e8b1d3f5a7c9e0b2d4f6a8c1e3b5d7f9a0c2e4b6d8f1a
+             */
+            token: string;
+        };
+        /**
+         * @description Who the API takes you for, and your roles.
+         * @example {
+         *       "subject": "user:248289761001",
+         *       "kind": "user",
+         *       "platformAdmin": false,
+         *       "groups": [
+         *         "atlas-developers"
+         *       ],
+         *       "projects": [
+         *         {
+         *           "project": "demo",
+         *           "role": "member"
+         *         }
+         *       ]
+         *     }
+         */
+        Caller: {
+            /** @description `user:<OIDC subject>` (add people as members by the part after `user:`), `token:<id>`, or `user:local-operator` in the single-user mode. */
+            subject: string;
+            /** @enum {string} */
+            kind: "user" | "token" | "local";
+            platformAdmin: boolean;
+            /** @description OIDC groups (users). */
+            groups: string[];
+            /** @description Projects you have a role in (platform admins are admin in every project). */
+            projects: {
+                project: string;
+                role: components["schemas"]["ProjectRole"];
+            }[];
+        };
+        /**
+         * @description One mutation or credential issuance: who (user or token), what, on which target, in which request.
+         * @example {
+         *       "id": "4711",
+         *       "project": "demo",
+         *       "actor": "token:9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b",
+         *       "action": "cluster.create",
+         *       "targetKind": "cluster",
+         *       "targetId": "6f1e2d3c-4b5a-4978-8f6e-5d4c3b2a1908",
+         *       "requestId": "2b0f7c6e-8d1a-4e3b-9c5f-7a6d4e2b1c0f",
+         *       "data": {
+         *         "name": "ci-run-4711",
+         *         "template": "k8s-1.31@1"
+         *       },
+         *       "createdAt": "2026-11-21T10:00:00.000Z"
+         *     }
+         */
+        AuditEvent: {
+            /** @description Increasing with time. */
+            id: string;
+            /** @description Project name. */
+            project: string;
+            /** @description `user:<subject>`, `token:<id>`, `user:local-operator` or `system:worker`. */
+            actor: string;
+            /** @example cluster.create */
+            action: string;
+            /** @example cluster */
+            targetKind: string;
+            targetId: string;
+            requestId: string;
+            /** @description Details of the action. */
+            data: {
+                [key: string]: unknown;
+            };
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            createdAt: string;
         };
     };
     responses: never;
@@ -3466,6 +4346,172 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Project"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getProjectQuota: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A project’s quota. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectQuota"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    setProjectQuota: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An ETag from a GET. */
+                "if-match"?: string;
+            };
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QuotaLimitsUpdate"];
+            };
+        };
+        responses: {
+            /** @description A project’s quota. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectQuota"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match does not match the current ETag. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getProjectUsage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What the project’s clusters claim now against its limits. Per cluster group, the larger of its desired size and the machines it still holds: a create or resize counts from the moment it is accepted, a release from the moment the machines are released. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectUsage"];
                 };
             };
             /** @description Malformed or schema-invalid request. */
@@ -5259,6 +6305,762 @@ export interface operations {
             };
             /** @description Malformed or schema-invalid request. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getCaller: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Who the API takes you for, and your roles. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Caller"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listProjectMembers: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of members. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "5d0c1f8e-3b7a-4c2e-9f1d-8a6b4e2c0d9f",
+                     *           "project": "demo",
+                     *           "kind": "group",
+                     *           "name": "atlas-developers",
+                     *           "role": "member",
+                     *           "createdBy": "user:alice",
+                     *           "createdAt": "2026-11-21T10:00:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["ProjectMember"][];
+                        /** @description Pass as ?cursor= for the next page. */
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    addProjectMember: {
+        parameters: {
+            query?: never;
+            header?: {
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProjectMemberCreate"];
+            };
+        };
+        responses: {
+            /** @description A user or an OIDC group with a role in a project. A person’s role is the highest of their own and their groups’. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectMember"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    removeProjectMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Member id. */
+                member: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listApiTokens: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of API tokens. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b",
+                     *           "project": "demo",
+                     *           "name": "ci-pipeline",
+                     *           "role": "member",
+                     *           "prefix": "kiln_3f9a1c7e",
+                     *           "state": "active",
+                     *           "createdBy": "user:alice",
+                     *           "createdAt": "2026-11-21T10:00:00.000Z",
+                     *           "expiresAt": "2027-02-19T10:00:00.000Z",
+                     *           "lastUsedAt": "2026-11-21T10:05:00.000Z",
+                     *           "revokedAt": null
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["ApiToken"][];
+                        /** @description Pass as ?cursor= for the next page. */
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createApiToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApiTokenCreate"];
+            };
+        };
+        responses: {
+            /** @description A token just created, with its secret. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiTokenCreated"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but breaks a rule (each error points at the field). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revokeApiToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Token name or id. */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAuditEvents: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+                /** @description Exact, or a prefix ending in `.*`. */
+                action?: string;
+                /**
+                 * @description `user:<subject>` or `token:<id>`.
+                 * @example user:alice
+                 */
+                actor?: string;
+                /**
+                 * @description What was acted on.
+                 * @example cluster
+                 */
+                targetKind?: string;
+                /**
+                 * @description Its id.
+                 * @example 6f1e2d3c-4b5a-4978-8f6e-5d4c3b2a1908
+                 */
+                targetId?: string;
+                /** @description Events at or after this time. */
+                since?: string;
+                /** @description Events before this time. */
+                until?: string;
+                order?: "asc" | "desc";
+            };
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of audit events. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "4711",
+                     *           "project": "demo",
+                     *           "actor": "token:9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b",
+                     *           "action": "cluster.create",
+                     *           "targetKind": "cluster",
+                     *           "targetId": "6f1e2d3c-4b5a-4978-8f6e-5d4c3b2a1908",
+                     *           "requestId": "2b0f7c6e-8d1a-4e3b-9c5f-7a6d4e2b1c0f",
+                     *           "data": {
+                     *             "name": "ci-run-4711",
+                     *             "template": "k8s-1.31@1"
+                     *           },
+                     *           "createdAt": "2026-11-21T10:00:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["AuditEvent"][];
+                        /** @description Pass as ?cursor= for the next page. */
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    login: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Where to land after login: a path on Kiln's portal. Default: the portal's home.
+                 * @example /projects/demo/clusters
+                 */
+                returnTo?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the issuer's authorization endpoint. */
+            302: {
+                headers: {
+                    /** @description Where the browser goes next. */
+                    location?: string;
+                    /** @description HttpOnly, SameSite=Lax (Secure on https). */
+                    "set-cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    loginCallback: {
+        parameters: {
+            query?: {
+                code?: string;
+                state?: string;
+                iss?: string;
+                error?: string;
+                error_description?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the portal, with the session cookie set. */
+            302: {
+                headers: {
+                    /** @description Where the browser goes next. */
+                    location?: string;
+                    /** @description HttpOnly, SameSite=Lax (Secure on https). */
+                    "set-cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session cookie is cleared and the session can no longer be used. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Logout"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getIdentity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller, as the OIDC issuer identified them, and until when. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Identity"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem. */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -16,12 +16,16 @@ export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.createdAt.toISOString(), cursor.id])).toString('base64url')
 }
 
-export function decodeCursor(value: string | undefined): Cursor | undefined {
+/** `isId` checks the id's form: a uuid for most tables (the audit log's ids are integers). */
+export function decodeCursor(
+  value: string | undefined,
+  isId: (id: string) => boolean = isUuid,
+): Cursor | undefined {
   if (!value) return undefined
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as [string, string]
     const date = new Date(createdAt)
-    if (typeof id !== 'string' || !isUuid(id) || Number.isNaN(date.getTime())) throw new Error('bad cursor')
+    if (typeof id !== 'string' || !isId(id) || Number.isNaN(date.getTime())) throw new Error('bad cursor')
     return { createdAt: date, id }
   } catch {
     throw new DomainError(ErrorCode.invalidSpec, 'The cursor is not one this API issued.', {

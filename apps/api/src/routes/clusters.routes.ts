@@ -1,4 +1,5 @@
 import {
+  checkProjectQuota,
   createCluster,
   etagOf,
   findClusterInProject,
@@ -29,6 +30,7 @@ import {
 } from '../schemas.ts'
 import { clusterSpecView, clusterView, plannedNodeGroupView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
+import { quotaCheckView } from './quotas.routes.ts'
 import { problemResponses } from './responses.ts'
 
 export const ClusterParams = Type.Object({
@@ -61,7 +63,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         operationId: 'createCluster',
         summary: 'Create a cluster from a template',
         description:
-          'Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. With `?dryRun=true` it answers 200 with the resolved plan and what it would consume, writing nothing.',
+          'Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. The cluster’s consumption is checked against the project’s quota and reserved in that same transaction (422 `quota-exceeded` when it does not fit). With `?dryRun=true` it answers 200 with the resolved plan, what it would consume and how that compares with the quota, writing nothing.',
         tags: ['clusters'],
         params: ProjectParams,
         querystring: Type.Object(
@@ -89,6 +91,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
       const clusterRequest = { name, template, templateVersion, labels, expiresAt, overrides }
       if (request.query.dryRun) {
         const plan = await planCluster(db, project.id, clusterRequest)
+        const quota = await checkProjectQuota(db, project.id, plan.consumption)
         return reply.code(200).send({
           dryRun: true as const,
           template: {
@@ -101,6 +104,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
             nodeGroups: plan.resolved.nodeGroups.map(plannedNodeGroupView),
           },
           consumption: plan.consumption,
+          quota: quotaCheckView(quota),
           operation: { kind: 'cluster.create' as const, steps: [...operationCatalogue['cluster.create']] },
         })
       }

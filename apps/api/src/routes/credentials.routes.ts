@@ -199,7 +199,7 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
       const username = request.principal.subject
       const issued = await issueClusterClientCertificate(clusterAuthorityStore(db), masterKey, cluster.id, {
         commonName: username,
-        groups: clusterGroupsOf(request.principal),
+        groups: clusterGroupsOf(request.principal, cluster.projectId),
         ttlSeconds: request.body?.ttlSeconds ?? defaultTtlSeconds,
       }).catch((error: unknown) => {
         throw pkiProblem(error, cluster, '/')
@@ -257,8 +257,8 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
       const { cluster, masterKey } = await issuanceTarget(deps, request, request.params)
       const signed = await issueClusterClientCertificate(clusterAuthorityStore(db), masterKey, cluster.id, {
         csrPem: request.body.csrPem,
-        allowedGroups: clusterGroupsOf(request.principal),
-        allowSystemUsers: mayActAsSystemUser(request.principal),
+        allowedGroups: clusterGroupsOf(request.principal, cluster.projectId),
+        allowSystemUsers: mayActAsSystemUser(request.principal, cluster.projectId),
         ttlSeconds: request.body.ttlSeconds ?? defaultTtlSeconds,
       }).catch((error: unknown) => {
         throw pkiProblem(error, cluster, '/csrPem')

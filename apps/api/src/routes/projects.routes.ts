@@ -2,7 +2,7 @@ import { afterCursor, decodeCursor, findProject, isUniqueViolation, recordAudit,
 import { DnsLabel, DomainError, ErrorCode, Labels } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
-import { actorOf } from '../auth.ts'
+import { actorOf, visibleProjectIds } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
 import { ListQuery, Page, ProjectSchema, ref } from '../schemas.ts'
 import { projectView } from '../views.ts'
@@ -19,7 +19,7 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
       config: { permission: 'projects:read' },
       schema: {
         operationId: 'listProjects',
-        summary: 'List projects',
+        summary: 'List the projects you can see',
         tags: ['projects'],
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: { 200: Page(ref(ProjectSchema), 'A page of projects.'), ...problemResponses() },
@@ -27,8 +27,13 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
     },
     async (request) => {
       const limit = request.query.limit ?? 50
+      // Only the projects the caller can see.
+      const visible = visibleProjectIds(request.principal)
       const rows = await db.project.findMany({
-        where: afterCursor(decodeCursor(request.query.cursor)),
+        where: {
+          ...(visible === 'all' ? {} : { id: { in: visible } }),
+          ...afterCursor(decodeCursor(request.query.cursor)),
+        },
         orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
         take: limit + 1,
       })

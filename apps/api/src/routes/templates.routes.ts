@@ -22,7 +22,7 @@ import {
 } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
-import { actorOf } from '../auth.ts'
+import { actorOf, roleIn, visibleProjectIds } from '../auth.ts'
 import { expectedRevision, respondOnce } from '../idempotency.ts'
 import {
   ControlPlaneInputSchema,
@@ -113,10 +113,17 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
       const q = request.query
       const limit = q.limit ?? 50
       const project = q.project ? await findProject(db, q.project) : undefined
+      // Public templates, and those of projects the caller can see.
+      const visible = visibleProjectIds(request.principal)
+      if (project && q.project && !roleIn(request.principal, project.id)) throw notFound('project', q.project)
       const rows = await db.clusterTemplate.findMany({
         where: {
           ...(q.name ? { name: q.name } : {}),
-          ...(project ? { OR: [{ projectId: null }, { projectId: project.id }] } : {}),
+          ...(project
+            ? { OR: [{ projectId: null }, { projectId: project.id }] }
+            : visible === 'all'
+              ? {}
+              : { OR: [{ projectId: null }, { projectId: { in: visible } }] }),
           ...(q.includeDeprecated === false ? { deprecated: false } : {}),
           ...afterCursor(decodeCursor(q.cursor)),
         },
@@ -143,6 +150,8 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
     },
     async (request, reply) => {
       const row = await db.$transaction((tx) => templateRow(tx, request.params.template))
+      if (row.projectId && !roleIn(request.principal, row.projectId))
+        throw notFound('template', request.params.template)
       reply.header('etag', `"${row.revision}"`)
       return templateView(row)
     },
@@ -169,6 +178,9 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
       const row = await db.$transaction((tx) =>
         templateRow(tx, request.params.template, request.params.version),
       )
+      if (row.projectId && !roleIn(request.principal, row.projectId)) {
+        throw notFound('template', `${request.params.template}@${request.params.version}`)
+      }
       reply.header('etag', `"${row.revision}"`)
       return templateView(row)
     },
