@@ -54,3 +54,27 @@ export function expectedRevision(request: FastifyRequest): number | undefined {
   // An If-Match we never issued can match nothing.
   return m ? Number(m[1]) : -1
 }
+
+/**
+ * Refuses an Idempotency-Key where the answer carries a secret (a credential, a token): replaying it
+ * would mean storing the secret, so each call must issue a new one instead.
+ */
+export function refuseReplay(request: FastifyRequest, what: 'credential' | 'token') {
+  if (request.headers['idempotency-key'] === undefined) return
+  throw new HttpProblem(
+    400,
+    'invalid-request',
+    what === 'credential' ? 'Credentials are not replayed' : 'Tokens are not replayed',
+    what === 'credential'
+      ? 'A credential is never stored, so it cannot be returned twice; send the request without an Idempotency-Key (each call issues a new short-lived credential).'
+      : 'A token’s secret is never stored, so the answer cannot be returned twice; send the request without an Idempotency-Key.',
+    [
+      {
+        pointer: '/Idempotency-Key',
+        in: 'header',
+        message:
+          what === 'credential' ? 'not accepted on credential issuance' : 'not accepted on token creation',
+      },
+    ],
+  )
+}

@@ -23,8 +23,7 @@ import {
 } from '../access.schemas.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, type ProjectAccess } from '../auth.ts'
-import { respondOnce } from '../idempotency.ts'
-import { HttpProblem } from '../problems.ts'
+import { refuseReplay, respondOnce } from '../idempotency.ts'
 import { ListQuery, Page, ref } from '../schemas.ts'
 import { ProjectParams } from './projects.routes.ts'
 import { problemResponses } from './responses.ts'
@@ -247,15 +246,7 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
       },
     },
     async (request, reply) => {
-      if (request.headers['idempotency-key'] !== undefined) {
-        throw new HttpProblem(
-          400,
-          'invalid-request',
-          'Tokens are not replayed',
-          'A token’s secret is never stored, so the answer cannot be returned twice; send the request without an Idempotency-Key.',
-          [{ pointer: '/Idempotency-Key', in: 'header', message: 'not accepted on token creation' }],
-        )
-      }
+      refuseReplay(request, 'token')
       const project = await findProject(db, request.params.project)
       const now = new Date()
       const violations = tokenViolations(request, request.body, now)

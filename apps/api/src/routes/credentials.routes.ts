@@ -23,6 +23,7 @@ import Type from 'typebox'
 import { acceptOnce } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, clusterGroupsOf, mayActAsSystemUser } from '../auth.ts'
+import { refuseReplay } from '../idempotency.ts'
 import { HttpProblem } from '../problems.ts'
 import {
   CaRotationRequestSchema,
@@ -50,15 +51,7 @@ async function issuanceTarget(
   request: FastifyRequest,
   params: { project: string; cluster: string },
 ): Promise<{ cluster: ClusterReadRow; masterKey: MasterKey }> {
-  if (request.headers['idempotency-key'] !== undefined) {
-    throw new HttpProblem(
-      400,
-      'invalid-request',
-      'Credentials are not replayed',
-      'A credential is never stored, so it cannot be returned twice; send the request without an Idempotency-Key (each call issues a new short-lived credential).',
-      [{ pointer: '/Idempotency-Key', in: 'header', message: 'not accepted on credential issuance' }],
-    )
-  }
+  refuseReplay(request, 'credential')
   if (!masterKey) {
     throw new HttpProblem(
       503,
