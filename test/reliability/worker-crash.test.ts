@@ -53,6 +53,8 @@ describe('worker crash', () => {
     let doubleKills = 0
     let interruptedLeases = 0
     const killAt = new Map<WorkerProcess, number>()
+    // Two from the start, so the first kill already takes both at once (a double kill is required).
+    stack.startWorker()
     stack.startWorker()
 
     await stack.waitTerminal(ids, timeoutMs, async () => {
