@@ -222,6 +222,25 @@ async function authenticate(
   )
 }
 
+// Projects are looked up on every project-scoped request; names and ids do not change, so a lookup is
+// reused for a few seconds (a project deleted meanwhile is then 404 from the route's own query).
+const projectIdCaches = new WeakMap<Database, Map<string, { id: string; expires: number }>>()
+const projectIdTtlMs = 5000
+
+async function projectIdOf(db: Database, ref: string): Promise<string> {
+  let projectIds = projectIdCaches.get(db)
+  if (!projectIds) {
+    projectIds = new Map()
+    projectIdCaches.set(db, projectIds)
+  }
+  const cached = projectIds.get(ref)
+  if (cached && cached.expires > Date.now()) return cached.id
+  const project = await findProject(db, ref)
+  if (projectIds.size > 10_000) projectIds.clear()
+  projectIds.set(ref, { id: project.id, expires: Date.now() + projectIdTtlMs })
+  return project.id
+}
+
 /**
  * The project a request acts in, from its path: `{project}` (name or id), or the project of
  * `{operation}`. Undefined when the path names neither; a project or operation that does not exist
@@ -234,8 +253,7 @@ async function projectOfRequest(
   const params = (request.params ?? {}) as Record<string, string | undefined>
   if (params['project'] !== undefined) {
     const ref = params['project']
-    const project = await findProject(db, ref)
-    return { id: project.id, notVisible: notFound('project', ref) }
+    return { id: await projectIdOf(db, ref), notVisible: notFound('project', ref) }
   }
   const operation = params['operation']
   // A malformed id is left to the route's validation (400); no operation can have it.
