@@ -66,6 +66,45 @@ beforeAll(async () => {
   expect(ns.stderr).toBe('')
 }, 90_000)
 
+/** A request as any client sends it, with the admin kubeconfig's credentials and server name. */
+async function raw(method: string, path: string, headers: Record<string, string>, body?: string) {
+  const config = parse(await readFile(c.kubeconfig, 'utf8')) as {
+    clusters: { cluster: Record<string, string> }[]
+    users: { user: Record<string, string> }[]
+  }
+  const cluster = config.clusters[0]!.cluster
+  const user = config.users[0]!.user
+  const url = new URL(path, cluster.server)
+  return new Promise<{ status: number; type: string; body: Record<string, unknown> }>((resolve, reject) => {
+    const req = https.request(
+      {
+        method,
+        host: url.hostname,
+        port: url.port,
+        path: `${url.pathname}${url.search}`,
+        servername: cluster['tls-server-name'],
+        ca: Buffer.from(cluster['certificate-authority-data']!, 'base64'),
+        cert: Buffer.from(user['client-certificate-data']!, 'base64'),
+        key: Buffer.from(user['client-key-data']!, 'base64'),
+        headers,
+      },
+      (res) => {
+        let text = ''
+        res.on('data', (chunk) => (text += chunk))
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            type: String(res.headers['content-type']),
+            body: JSON.parse(text),
+          }),
+        )
+      },
+    )
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
 afterAll(async () => {
   await c?.close()
 })
@@ -359,51 +398,35 @@ spec:
   })
 
   it('answers aggregated discovery when asked for it, and the legacy documents otherwise', async () => {
-    const config = parse(await readFile(c.kubeconfig, 'utf8')) as {
-      clusters: { cluster: Record<string, string> }[]
-      users: { user: Record<string, string> }[]
-    }
-    const cluster = config.clusters[0]!.cluster
-    const user = config.users[0]!.user
-    const get = (path: string, accept: string) =>
-      new Promise<{ type: string; body: { kind: string; items?: { metadata: { name: string } }[] } }>(
-        (resolve, reject) => {
-          const url = new URL(path, cluster.server)
-          https
-            .get(
-              {
-                host: url.hostname,
-                port: url.port,
-                path: url.pathname,
-                servername: cluster['tls-server-name'],
-                ca: Buffer.from(cluster['certificate-authority-data']!, 'base64'),
-                cert: Buffer.from(user['client-certificate-data']!, 'base64'),
-                key: Buffer.from(user['client-key-data']!, 'base64'),
-                headers: { accept },
-              },
-              (res) => {
-                let text = ''
-                res.on('data', (chunk) => (text += chunk))
-                res.on('end', () =>
-                  resolve({ type: String(res.headers['content-type']), body: JSON.parse(text) }),
-                )
-              },
-            )
-            .on('error', reject)
-        },
-      )
+    const get = (path: string, accept: string) => raw('GET', path, { accept })
     const aggregated = await get(
       '/apis',
       'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json',
     )
     expect(aggregated.type).toBe('application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList')
     expect(aggregated.body.kind).toBe('APIGroupDiscoveryList')
-    const groups = aggregated.body.items!.map((i) => i.metadata.name)
+    const groups = (aggregated.body.items as { metadata: { name: string } }[]).map((i) => i.metadata.name)
     expect(groups).toEqual(
       expect.arrayContaining(['apps', 'rbac.authorization.k8s.io', 'apiextensions.k8s.io', 'example.com']),
     )
     const legacy = await get('/apis', 'application/json')
     expect(legacy.body.kind).toBe('APIGroupList')
+  })
+
+  it('takes an apply body written in YAML, as its media type allows', async () => {
+    const path = '/api/v1/namespaces/shop/configmaps/from-yaml?fieldManager=yaml-client'
+    const headers = { 'content-type': 'application/apply-patch+yaml', accept: 'application/json' }
+    const applied = await raw(
+      'PATCH',
+      path,
+      headers,
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  greeting: hello\n',
+    )
+    expect(applied.status).toBe(201)
+    expect(applied.body.data).toEqual({ greeting: 'hello' })
+    const broken = await raw('PATCH', path, headers, 'data: [unclosed\n')
+    expect(broken.status).toBe(400)
+    expect(broken.body).toMatchObject({ kind: 'Status', reason: 'BadRequest' })
   })
 
   it('answers not found, already exists and invalid the way kube-apiserver does', async () => {
