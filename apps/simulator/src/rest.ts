@@ -198,11 +198,9 @@ function ensureSeeded(ctx: RestContext): Promise<void> {
   const known = clusters.get(ctx.cluster.id)
   if (known) return known
   const seeding = (async () => {
-    if ((await ctx.store.currentVersion(ctx.cluster.id)) > 1) return
-    const existing = await ctx.store.list(ctx.cluster.id, builtinResources[0]!)
-    if (existing.length > 0) return
+    if (await ctx.store.hasObjects(ctx.cluster.id)) return
     for (const { group, resource, object } of initialObjects(ctx.cluster)) {
-      const type = builtinResources.find((t) => t.group === group && t.resource === resource)!
+      const type = typeByResource(group, resource)
       await ctx.store.create(ctx.cluster.id, type, object as KubeObject).catch((error: unknown) => {
         if (!(error instanceof StoreConflict)) throw error
       })
@@ -500,6 +498,20 @@ class ReadScope {
 const typeByResource = (group: string, resource: string) =>
   builtinResources.find((t) => t.group === group && t.resource === resource)!
 
+/** The pods the controllers run for every workload in scope (one namespace, or all). */
+async function controllerPods(
+  ctx: RestContext,
+  namespace: string | undefined,
+  nodes: SchedulableNode[],
+): Promise<KubeObject[]> {
+  const workloads = await Promise.all(
+    ['deployments', 'statefulsets', 'daemonsets', 'replicasets'].map((r) =>
+      ctx.store.list(ctx.cluster.id, typeByResource('apps', r), namespace),
+    ),
+  )
+  return workloads.flat().flatMap((w) => podsOf(w, nodes))
+}
+
 /** What the cluster's controllers would have filled in: workload status, CRD and namespace status. */
 async function decorate(scope: ReadScope, type: ResourceType, object: KubeObject): Promise<KubeObject> {
   if (workloadKinds.has(type.kind) && type.group === 'apps') {
@@ -566,15 +578,7 @@ async function objectsOf(
   const stored = await ctx.store.list(ctx.cluster.id, type, namespace)
   const decorated = await Promise.all(stored.map((o) => decorate(scope, type, o)))
   if (type.resource !== 'pods' || type.group !== '') return decorated
-  const nodes = await scope.schedulable()
-  const workloads = (
-    await Promise.all(
-      ['deployments', 'statefulsets', 'daemonsets', 'replicasets'].map((r) =>
-        ctx.store.list(ctx.cluster.id, typeByResource('apps', r), namespace),
-      ),
-    )
-  ).flat()
-  const synthesized = workloads.flatMap((w) => podsOf(w, nodes))
+  const synthesized = await controllerPods(ctx, namespace, await scope.schedulable())
   return [...decorated, ...synthesized].sort(
     (a, b) =>
       String(a.metadata.namespace).localeCompare(String(b.metadata.namespace)) ||
@@ -708,19 +712,8 @@ async function watch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
   // Pods of controllers change when their workloads do: diff the synthesized set on every such event.
   let synthesized = new Map<string, KubeObject>()
   const podsOfWorkloads = async () => {
-    const nodes = await schedulableNodes(ctx)
-    const workloads = (
-      await Promise.all(
-        ['deployments', 'statefulsets', 'daemonsets', 'replicasets'].map((r) =>
-          ctx.store.list(ctx.cluster.id, typeByResource('apps', r), target.namespace),
-        ),
-      )
-    ).flat()
-    return new Map(
-      workloads
-        .flatMap((w) => podsOf(w, nodes))
-        .map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p]),
-    )
+    const pods = await controllerPods(ctx, target.namespace, await schedulableNodes(ctx))
+    return new Map(pods.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p]))
   }
   const watchesPods = type.group === '' && type.resource === 'pods'
   let podDiff = Promise.resolve()
@@ -1303,17 +1296,13 @@ async function remove(req: IncomingMessage, res: ServerResponse, ctx: RestContex
   const options = await deleteOptions(req)
   const isDryRun = dryRun(url) || (options.dryRun ?? []).includes('All')
   const namespace = type.namespaced ? (target.namespace ?? '') : ''
-  if (type.resource === 'pods') {
-    const own = await ctx.store.get(ctx.cluster.id, type, namespace, target.name!)
-    if (!own) {
-      // A controller's pod: deleting it is allowed, and its controller replaces it (same name here).
-      const pod = await findOne(new ReadScope(ctx), target)
-      if (!pod) throw notFound(type, target.name!)
-      return send(res, 200, pod)
-    }
-  }
   const live = await ctx.store.get(ctx.cluster.id, type, namespace, target.name!)
-  if (!live) throw notFound(type, target.name!)
+  if (!live) {
+    // A controller's pod: deleting it is allowed, and its controller replaces it (same name here).
+    const pod = type.resource === 'pods' ? await findOne(new ReadScope(ctx), target) : undefined
+    if (!pod) throw notFound(type, target.name!)
+    return send(res, 200, pod)
+  }
   const pre = options.preconditions ?? {}
   if (
     (pre.uid && pre.uid !== live.metadata.uid) ||

@@ -129,6 +129,15 @@ export class ObjectStore {
     return rows.map(withVersion)
   }
 
+  /** Whether the cluster has ever had an object (tombstones count). */
+  async hasObjects(clusterId: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      'SELECT 1 FROM simulator.kube_objects WHERE cluster_id = $1 LIMIT 1',
+      [clusterId],
+    )
+    return (rowCount ?? 0) > 0
+  }
+
   /** The newest resourceVersion of a cluster: a list at this version includes every change so far. */
   async currentVersion(clusterId: string): Promise<number> {
     const { rows } = await this.pool.query<{ rv: string | null }>(
