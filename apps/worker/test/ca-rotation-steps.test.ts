@@ -1,19 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { issueNextClusterCa, retirePreviousClusterCas } from '../../../apps/worker/src/cluster-pki.ts'
 import type { Operation } from '../../../packages/db/src/index.ts'
+import { type TestStack, testMasterKey } from '../../../test/support/engine.ts'
 import {
-  startTestStack,
-  type TestStack,
-  testDataCentre,
-  testMasterKey,
-} from '../../../test/support/engine.ts'
-import {
-  aSimulatedBackend,
   clusterUrl,
   conditionOf,
-  createCluster,
   getCluster,
   startOperation,
+  startStackWithCluster,
   waitForOperation,
 } from './support.ts'
 
@@ -23,14 +17,7 @@ let stack: TestStack
 let clusterId: string
 
 beforeAll(async () => {
-  stack = await startTestStack({ engine: {} })
-  await aSimulatedBackend(stack.db, 'sim', testDataCentre(), { name: 'k8s-1.31' })
-  const op = await waitForOperation(
-    stack.app,
-    (await createCluster(stack.app, { name: 'rot', template: 'k8s-1.31' })).id,
-  )
-  expect(op.status, JSON.stringify(op.steps)).toBe('succeeded')
-  clusterId = (await getCluster(stack.app, 'rot')).id
+  ;({ stack, clusterId } = await startStackWithCluster('rot'))
 }, 60_000)
 afterAll(async () => stack?.close())
 

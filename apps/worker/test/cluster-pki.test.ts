@@ -3,18 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { clusterSecretStore, ensureClusterAuthorities } from '../../../apps/worker/src/cluster-pki.ts'
 import { listClusterCertificates } from '../../../packages/db/src/index.ts'
 import { openCertificate, openKeyPair, type StoredMaterial } from '../../../packages/pki/src/index.ts'
+import { type TestStack, testMasterKey } from '../../../test/support/engine.ts'
 import {
-  startTestStack,
-  type TestStack,
-  testDataCentre,
-  testMasterKey,
-} from '../../../test/support/engine.ts'
-import {
-  aSimulatedBackend,
   clusterUrl,
   createCluster,
-  getCluster,
   startOperation,
+  startStackWithCluster,
   waitForOperation,
 } from './support.ts'
 
@@ -24,14 +18,7 @@ let stack: TestStack
 let clusterId: string
 
 beforeAll(async () => {
-  stack = await startTestStack({ engine: {} })
-  await aSimulatedBackend(stack.db, 'sim', testDataCentre(), { name: 'k8s-1.31' })
-  const op = await waitForOperation(
-    stack.app,
-    (await createCluster(stack.app, { name: 'pki', template: 'k8s-1.31' })).id,
-  )
-  expect(op.status, JSON.stringify(op.steps)).toBe('succeeded')
-  clusterId = (await getCluster(stack.app, 'pki')).id
+  ;({ stack, clusterId } = await startStackWithCluster('pki'))
 }, 60_000)
 afterAll(async () => stack?.close())
 

@@ -2,7 +2,12 @@ import { expect } from 'vitest'
 import type { Database } from '../../../packages/db/src/index.ts'
 import { type SimulatorConfig, SimulatorDriver } from '../../../packages/drivers/src/index.ts'
 import { aKubernetesVersion, aMachineClass, aProject, aTemplate } from '../../../test/support/builders.ts'
-import { apiServerUrls, type TestStack } from '../../../test/support/engine.ts'
+import {
+  apiServerUrls,
+  startTestStack,
+  type TestStack,
+  testDataCentre,
+} from '../../../test/support/engine.ts'
 import type { KilnApp } from '../../api/src/app.ts'
 
 // Helpers shared by the engine integration tests in this folder (not a test file itself).
@@ -210,4 +215,16 @@ export async function expectBooksAgree(db: Database, sim: SimulatorDriver, clust
   if (rows.length > 0) expect(inventory.clusterIds).toContain(clusterId)
   else expect(inventory.clusterIds).not.toContain(clusterId)
   return rows
+}
+
+/** An engine test stack on the test data centre with one cluster of template k8s-1.31, created and Ready. */
+export async function startStackWithCluster(name: string): Promise<{ stack: TestStack; clusterId: string }> {
+  const stack = await startTestStack({ engine: {} })
+  await aSimulatedBackend(stack.db, 'sim', testDataCentre(), { name: 'k8s-1.31' })
+  const op = await waitForOperation(
+    stack.app,
+    (await createCluster(stack.app, { name, template: 'k8s-1.31' })).id,
+  )
+  expect(op.status, JSON.stringify(op.steps)).toBe('succeeded')
+  return { stack, clusterId: (await getCluster(stack.app, name)).id }
 }
