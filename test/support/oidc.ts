@@ -2,6 +2,7 @@ import { createHmac, createPublicKey, randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import { importJWK, type JWK, type JWTPayload, SignJWT } from 'jose'
 import type { ClientMetadata } from 'oidc-provider'
+import { defaultAllowedAlgorithms, type OidcSettings } from '../../apps/api/src/oidc.ts'
 import {
   cliClient,
   demoUsers,
@@ -44,6 +45,30 @@ export async function startTestIssuer(
     ],
     accessTokenTtlSeconds: 300,
   })
+}
+
+/**
+ * The API's settings for the test issuer's portal client; `apiUrl` is where the API listens
+ * (nothing does at the default, for tests that only verify tokens).
+ */
+export function testOidcSettings(
+  issuer: RunningIssuer,
+  options: { apiUrl?: string; postLoginRedirect?: string; scopes?: string[] } = {},
+): OidcSettings {
+  const apiUrl = options.apiUrl ?? 'http://127.0.0.1:1'
+  return {
+    issuer: issuer.issuer,
+    audience: testAudience,
+    clientId: 'kiln-portal',
+    clientSecret: 'kiln-portal-dev-secret',
+    groupsClaim: 'groups',
+    allowedAlgorithms: defaultAllowedAlgorithms,
+    clockSkewSeconds: 30,
+    redirectUri: `${apiUrl}/v1/auth/callback`,
+    postLoginRedirect: options.postLoginRedirect ?? `${apiUrl}/`,
+    ...(options.scopes ? { scopes: options.scopes } : {}),
+    sessionKey: randomKey(),
+  }
 }
 
 const now = () => Math.floor(Date.now() / 1000)

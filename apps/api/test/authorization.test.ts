@@ -3,10 +3,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseMasterKey } from '../../../packages/pki/src/index.ts'
 import { startTestApi, type TestApi } from '../../../test/support/api.ts'
 import { aDataCentre, aProject, aTemplate } from '../../../test/support/builders.ts'
-import { randomKey, signedToken, startTestIssuer, testAudience } from '../../../test/support/oidc.ts'
+import {
+  randomKey,
+  signedToken,
+  startTestIssuer,
+  testAudience,
+  testOidcSettings,
+} from '../../../test/support/oidc.ts'
 import type { RunningIssuer } from '../../issuer/src/index.ts'
 import type { KilnApp } from '../src/app.ts'
-import { defaultAllowedAlgorithms, type OidcSettings, OidcVerifier } from '../src/oidc.ts'
+import { OidcVerifier } from '../src/oidc.ts'
 import { expectProblem } from './helpers.ts'
 
 // Who may call what. The matrix is generated from the API's own OpenAPI document: every operation,
@@ -108,18 +114,7 @@ async function jwt(sub: string, groups: string[] = []): Promise<Record<string, s
 
 beforeAll(async () => {
   issuer = await startTestIssuer()
-  const settings: OidcSettings = {
-    issuer: issuer.issuer,
-    audience: testAudience,
-    clientId: 'kiln-portal',
-    clientSecret: 'kiln-portal-dev-secret',
-    groupsClaim: 'groups',
-    allowedAlgorithms: defaultAllowedAlgorithms,
-    clockSkewSeconds: 30,
-    redirectUri: 'http://127.0.0.1:1/v1/auth/callback',
-    postLoginRedirect: 'http://127.0.0.1:1/',
-    sessionKey: randomKey(),
-  }
+  const settings = testOidcSettings(issuer)
   const verifier = await OidcVerifier.discover(settings)
   api = await startTestApi({
     app: {

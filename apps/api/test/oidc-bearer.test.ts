@@ -12,6 +12,7 @@ import {
   signedToken,
   startTestIssuer,
   testAudience,
+  testOidcSettings,
   unsignedToken,
   withBadSignature,
 } from '../../../test/support/oidc.ts'
@@ -21,7 +22,6 @@ import { buildApp, type KilnApp } from '../src/app.ts'
 import {
   AuthenticationError,
   type AuthenticationFailure,
-  defaultAllowedAlgorithms,
   type OidcSettings,
   OidcVerifier,
 } from '../src/oidc.ts'
@@ -46,18 +46,7 @@ const claims = () => ({ iss: issuer.issuer, aud: testAudience, sub: 'demo', grou
 
 beforeAll(async () => {
   issuer = await startTestIssuer()
-  settings = {
-    issuer: issuer.issuer,
-    audience: testAudience,
-    clientId: 'kiln-portal',
-    clientSecret: 'kiln-portal-dev-secret',
-    groupsClaim: 'groups',
-    allowedAlgorithms: defaultAllowedAlgorithms,
-    clockSkewSeconds: 30,
-    redirectUri: 'http://127.0.0.1:1/v1/auth/callback',
-    postLoginRedirect: 'http://127.0.0.1:1/',
-    sessionKey: randomKey(),
-  }
+  settings = testOidcSettings(issuer)
   // No cool-down between JWKS fetches, so the rotation test needs no 30 s wait.
   verifier = await OidcVerifier.discover(settings, { jwksCooldownMs: 0 })
   realToken = (

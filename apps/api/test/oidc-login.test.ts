@@ -4,17 +4,10 @@ import { createDatabase, type Database } from '../../../packages/db/src/index.ts
 import { parseMasterKey } from '../../../packages/pki/src/index.ts'
 import { redisUrl, startTestApi } from '../../../test/support/api.ts'
 import { createTestDatabase } from '../../../test/support/database.ts'
-import { freePort, randomKey, startTestIssuer, testAudience } from '../../../test/support/oidc.ts'
+import { freePort, randomKey, startTestIssuer, testOidcSettings } from '../../../test/support/oidc.ts'
 import { Browser, type RunningIssuer, signIn } from '../../issuer/src/index.ts'
 import { buildApp, type KilnApp } from '../src/app.ts'
-import {
-  CookieSealer,
-  defaultAllowedAlgorithms,
-  newSession,
-  type OidcSettings,
-  OidcVerifier,
-  oidcRuntime,
-} from '../src/oidc.ts'
+import { CookieSealer, newSession, type OidcSettings, OidcVerifier, oidcRuntime } from '../src/oidc.ts'
 
 // The portal login end to end, over real HTTP: Kiln's API listening on a loopback port, the issuer
 // (oidc-provider) on another, and a headless browser with a cookie jar between them that follows
@@ -36,19 +29,11 @@ beforeAll(async () => {
   const port = await freePort()
   apiUrl = `http://127.0.0.1:${port}`
   issuer = await startTestIssuer({ apiUrl })
-  settings = {
-    issuer: issuer.issuer,
-    audience: testAudience,
-    clientId: 'kiln-portal',
-    clientSecret: 'kiln-portal-dev-secret',
-    groupsClaim: 'groups',
-    allowedAlgorithms: defaultAllowedAlgorithms,
-    clockSkewSeconds: 30,
-    redirectUri: `${apiUrl}/v1/auth/callback`,
+  settings = testOidcSettings(issuer, {
+    apiUrl,
     postLoginRedirect: portal(),
     scopes: ['openid', 'profile', 'email', 'groups'],
-    sessionKey: randomKey(),
-  }
+  })
   database = await createTestDatabase(inject('templateDatabase'), inject('runId'))
   db = createDatabase({ url: database.url, maxConnections: 3 })
   redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, keyPrefix: `kiln-test-${inject('runId')}-login:` })
