@@ -4,7 +4,7 @@ import type { ResolvedClusterSpec } from '@kiln/domain'
 import { DriverError } from '@kiln/drivers'
 import { issueClusterClientCertificate, type MasterKeyring } from '@kiln/pki'
 
-// The `install-addons` step of create, upgrade, repair and feature changes: the add-ons the
+// The `install-addons` step of create, feature changes, upgrades and node-group changes: the add-ons the
 // cluster's effective features ask for, applied server-side to the cluster's own API server (the
 // simulated one here, a real one on other backends), and whatever Kiln applied before and no longer
 // wants pruned. Kiln authenticates as a short-lived cluster admin, like any other client.
@@ -73,7 +73,7 @@ export async function installAddons(
   db: Database,
   masterKey: MasterKeyring,
   clusterId: string,
-  options: { withoutNodeGroup?: string; signal?: AbortSignal; firstInstall?: boolean } = {},
+  options: { withoutNodeGroup?: string; firstInstall?: boolean } = {},
 ): Promise<{ message: string }> {
   const loaded = await loadCluster(db, clusterId)
   if (!loaded) throw new DriverError('ERR_INVALID_REQUEST', `Cluster ${clusterId} no longer exists.`)
@@ -109,7 +109,6 @@ export async function installAddons(
     // While a cluster is created its features cannot change, so no earlier attempt applied anything
     // this one does not want: there is nothing to prune.
     prune: !options.firstInstall,
-    ...(options.signal ? { signal: options.signal } : {}),
   })
   const names = desired.map((a) => `${a.name} ${a.version}`).join(', ')
   return {
