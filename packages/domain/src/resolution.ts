@@ -418,7 +418,13 @@ export function resolveNodeGroup(ctx: ResolutionContext, input: NodeGroupResolut
     const requestOverride = request?.features?.[featureName]
     if (requestOverride && ctx.template.lockedFeatures.includes(featureName)) {
       for (const [field, value] of Object.entries(requestOverride)) {
-        if (value !== undefined && !sameValue(value, (clusterValue as Record<string, unknown>)[field])) {
+        // A value the group has anyway changes nothing: a re-resolved live cluster hands its groups'
+        // effective values back (a CPU group's gpu.enabled=false under a template that locks gpu on).
+        if (
+          value !== undefined &&
+          !sameValue(value, (clusterValue as Record<string, unknown>)[field]) &&
+          !sameValue(value, (inherited as Record<string, unknown>)[field])
+        ) {
           violations.push({
             pointer: pointer(`/features/${featureName}/${field}`),
             message: `Feature '${featureName}' is locked by template ${ctx.template.name}@${ctx.template.version}.`,

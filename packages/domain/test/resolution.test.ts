@@ -430,6 +430,17 @@ const rejections: RejectionCase[] = [
     expected: [{ pointer: '/features/ingress/controller', message: /locked/ }],
   },
   {
+    name: 'a GPU node group switching off GPUs a template locks on',
+    ctx: { template: { features: { gpu: { enabled: true } }, lockedFeatures: ['gpu'] } },
+    overrides: {
+      nodeGroups: [
+        { ...gpuGroup, features: { gpu: { enabled: false } } },
+        { ...gpuGroup, name: 'gpu2' },
+      ],
+    },
+    expected: [{ pointer: '/nodeGroups/0/features/gpu/enabled', message: /locked/ }],
+  },
+  {
     name: 'a node group overriding a locked node-group-scoped feature',
     ctx: { template: { lockedFeatures: ['gpu'] } },
     overrides: { nodeGroups: [{ ...gpuGroup, features: { gpu: { mode: 'operator' } } }] },
@@ -826,6 +837,35 @@ describe('resolveCluster accepted requests', () => {
       ctx: { template: { features: { ingress: { controller: 'nginx' } }, lockedFeatures: ['ingress'] } },
       overrides: { features: { ingress: { controller: 'nginx' } } },
       check: (r) => expect(r.spec.features.ingress).toEqual({ controller: 'nginx' }),
+    },
+    {
+      // What a live cluster hands back when it is resolved again (PATCH features, upgrade): its CPU
+      // group's effective gpu.enabled=false. The lock is about changes, and that is none.
+      name: 'a CPU node group stating the GPU switch it has anyway under a template locking GPUs on',
+      ctx: {
+        template: {
+          features: { gpu: { enabled: true } },
+          lockedFeatures: ['gpu'],
+          nodeGroups: [],
+        },
+      },
+      overrides: {
+        nodeGroups: [
+          {
+            name: 'workers',
+            machineClass: 'm1.large',
+            count: 1,
+            minCount: 1,
+            maxCount: 3,
+            features: { gpu: { enabled: false } },
+          },
+          gpuGroup,
+        ],
+      },
+      check: (r) => {
+        expect(r.nodeGroups.find((g) => g.name === 'workers')?.features.gpu?.enabled).toBe(false)
+        expect(r.nodeGroups.find((g) => g.name === gpuGroup.name)?.features.gpu?.enabled).toBe(true)
+      },
     },
     {
       name: 'a locked feature overridden with its default value',
