@@ -1,6 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg'
 import pg from 'pg'
-import { PrismaClient } from './generated/prisma/client.ts'
+import { Prisma, PrismaClient } from './generated/prisma/client.ts'
 
 export type Database = PrismaClient
 /** A Prisma interactive transaction. */
@@ -45,3 +45,6 @@ const pools = new WeakMap<Database, pg.Pool>()
 export function poolOf(db: Queryable): pg.Pool | undefined {
   return pools.get(db as Database)
 }
+
+/** What a nullable JSON column is set to for SQL NULL (a JS null would be ambiguous to Prisma). */
+export const DbNull = Prisma.DbNull

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
+  type BootstrapMaterial,
   type ClusterRef,
   type Driver,
   DriverError,
@@ -19,6 +20,8 @@ export interface ConformanceHarness {
   teardown(): Promise<void>
   /** A second instance on the same backend, as another worker (or a restarted one) would have. */
   makeDriver?(): Driver
+  /** For drivers whose machines run kubeadm: the material the engine would hand them. */
+  bootstrapMaterial?(): Promise<BootstrapMaterial>
 }
 
 /**
@@ -36,7 +39,11 @@ export function describeDriverConformance(name: string, setup: () => Promise<Con
       h = await setup()
       expect(h.capacity, 'the harness must offer at least 2 free machines').toBeGreaterThanOrEqual(2)
       prefix = `conf-${randomUUID().slice(0, 8)}`
-      cluster = { id: `${prefix}-cluster`, name: `${prefix}-cluster` }
+      cluster = {
+        id: `${prefix}-cluster`,
+        name: `${prefix}-cluster`,
+        ...(h.bootstrapMaterial ? { bootstrapMaterial: h.bootstrapMaterial } : {}),
+      }
     })
     afterEach(async () => {
       await h?.teardown()

@@ -5,6 +5,43 @@ export type DriverKind = BackendKind
 export interface ClusterRef {
   id: string
   name: string
+  /**
+   * What a machine needs to form or join the cluster. Drivers whose machines run kubeadm themselves
+   * (bare metal) call it from `bootstrap` and `joinMachines`; the others never do. A function, because
+   * it unseals the cluster's keys and, once the control plane runs, makes sure it accepts the token.
+   */
+  bootstrapMaterial?: () => Promise<BootstrapMaterial>
+}
+
+export interface PemCertificateAndKey {
+  certPem: string
+  keyPem: string
+}
+
+/** kubeadm's inputs, from the authorities Kiln generated for the cluster. */
+export interface BootstrapMaterial {
+  kubernetesVersion: string
+  /** A control plane already runs (repair, upgrade): new control-plane machines join it. */
+  controlPlaneInitialized: boolean
+  /** The CA certificates nodes trust (more than one while a rotation runs), PEM. */
+  clusterCaBundlePem: string
+  /** The CA that signs new certificates; joining nodes pin its public key (kubeadm's CA cert hash). */
+  clusterCa: PemCertificateAndKey
+  /** Control-plane machines also get these; kubeadm signs the control plane's certificates with them. */
+  etcdCa: PemCertificateAndKey
+  frontProxyCa: PemCertificateAndKey
+  serviceAccount: { publicKeyPem: string; privateKeyPem: string }
+  /** A bootstrap token (`abcdef.0123456789abcdef`) the cluster accepts, valid for at least an hour. */
+  joinToken: string
+  podSubnet: string
+  serviceSubnet: string
+  /** The OS image the cluster's template names for bare-metal machines, if it names one. */
+  image?: {
+    source: string
+    checksum: string
+    checksumAlgorithm?: 'sha256' | 'sha512'
+    diskFormat?: 'qcow2' | 'raw'
+  }
 }
 
 /** One machine Kiln wants; `name` is deterministic, so asking twice adopts instead of duplicating. */
@@ -88,11 +125,17 @@ const classOf: Record<DriverErrorCode, ErrorClass> = {
 export class DriverError extends Error {
   readonly code: DriverErrorCode
   readonly errorClass: ErrorClass
-  constructor(code: DriverErrorCode, message: string) {
+  /**
+   * ERR_PROVISION_FAILED: the machines that will not come up as they are. The engine releases them
+   * (the driver keeps their hardware out of the pool) and asks for replacements.
+   */
+  readonly failedMachines: readonly string[]
+  constructor(code: DriverErrorCode, message: string, options: { failedMachines?: string[] } = {}) {
     super(message)
     this.name = 'DriverError'
     this.code = code
     this.errorClass = classOf[code]
+    this.failedMachines = options.failedMachines ?? []
   }
 }
 

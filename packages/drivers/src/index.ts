@@ -1,3 +1,7 @@
 export * from './contract.ts'
+export * from './ironic/client.ts'
+export * from './ironic/config.ts'
+export * from './ironic/ironic.ts'
+export * from './ironic/user-data.ts'
 export * from './registry.ts'
 export * from './simulator/simulator.ts'

@@ -1,5 +1,6 @@
 import type { BackendKind } from '@kiln/domain'
 import { type Driver, DriverError } from './contract.ts'
+import { IronicDriver } from './ironic/ironic.ts'
 import { type SimulatorConfig, SimulatorDriver } from './simulator/simulator.ts'
 
 export interface BackendRecord {
@@ -41,7 +42,7 @@ const notInThisBuild =
 export const driverRegistry: Record<BackendKind, DriverFactory> = {
   simulator: (backend, deps) =>
     new SimulatorDriver(backend.name, backend.config as SimulatorConfig, deps.databaseUrl),
-  ironic: notInThisBuild('ironic', 'the Ironic driver'),
+  ironic: (backend) => new IronicDriver(backend.name, backend.config),
   capi: notInThisBuild('capi', 'the Cluster API driver'),
 }
 

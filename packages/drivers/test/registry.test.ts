@@ -1,17 +1,27 @@
 import { allBackendKinds } from '@kiln/domain'
 import { describe, expect, it } from 'vitest'
 import { DriverError } from '../src/contract.ts'
+import { IronicDriver } from '../src/ironic/ironic.ts'
 import { createDriver, driverRegistry } from '../src/registry.ts'
 import { SimulatorDriver } from '../src/simulator/simulator.ts'
 
 const deps = { databaseUrl: 'postgresql://postgres@127.0.0.1:5432/unused' }
+const ironicConfig = {
+  url: 'http://127.0.0.1:6385',
+  images: { default: { source: 'http://images/k8s.qcow2', checksum: 'abc' } },
+  controlPlaneEndpoint: { server: 'https://{clusterId}.k8s.example.org:6443' },
+}
 
 describe('driver registry', () => {
   it('has a factory for every backend kind, and each driver reports its kind', async () => {
     expect(Object.keys(driverRegistry).sort()).toEqual([...allBackendKinds].sort())
     for (const kind of allBackendKinds) {
       const driver = createDriver(
-        { name: `registry-${kind}`, kind, config: { zones: [], racksPerZone: 0, machineClasses: [] } },
+        {
+          name: `registry-${kind}`,
+          kind,
+          config: kind === 'ironic' ? ironicConfig : { zones: [], racksPerZone: 0, machineClasses: [] },
+        },
         deps,
       )
       expect(driver.kind).toBe(kind)
@@ -30,7 +40,7 @@ describe('driver registry', () => {
   })
 
   it('kinds without a driver in this build fail every call as a user error naming the kind', async () => {
-    for (const kind of ['ironic', 'capi'] as const) {
+    for (const kind of ['capi'] as const) {
       const driver = createDriver({ name: kind, kind, config: {} }, deps)
       const cluster = { id: 'c', name: 'c' }
       for (const call of [
@@ -48,6 +58,30 @@ describe('driver registry', () => {
         expect((error as DriverError).message).toContain(kind)
       }
       await expect(driver.close()).resolves.toBeUndefined()
+    }
+  })
+
+  it('builds the Ironic driver, and refuses a config it cannot use, naming the field', () => {
+    const config = ironicConfig
+    const driver = createDriver({ name: 'metal', kind: 'ironic', config }, deps)
+    expect(driver).toBeInstanceOf(IronicDriver)
+    for (const [broken, field] of [
+      [{ ...config, url: 'ftp://x' }, 'config.url'],
+      [
+        { ...config, images: { default: { source: 'http://images/x.qcow2' } } },
+        'config.images.default.checksum',
+      ],
+      [{ ...config, controlPlaneEndpoint: { server: 'http://plain' } }, 'config.controlPlaneEndpoint.server'],
+    ] as const) {
+      let error: unknown
+      try {
+        createDriver({ name: 'metal', kind: 'ironic', config: broken }, deps)
+      } catch (e) {
+        error = e
+      }
+      expect(error).toBeInstanceOf(DriverError)
+      expect((error as DriverError).code).toBe('ERR_INVALID_REQUEST')
+      expect((error as DriverError).message).toContain(field)
     }
   })
 })

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "ClusterTemplate" ADD COLUMN     "image" JSONB;
