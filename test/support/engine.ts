@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { inject } from 'vitest'
-import { buildApp, type KilnApp } from '../../apps/api/src/app.ts'
+import { type AppDeps, buildApp, type KilnApp } from '../../apps/api/src/app.ts'
 import { type ApiServer, startApiServer } from '../../apps/simulator/src/server.ts'
 import { type Engine, type EngineOptions, startEngine } from '../../apps/worker/src/engine.ts'
 import { createDatabase, type Database } from '../../packages/db/src/index.ts'
@@ -58,7 +58,11 @@ export interface TestStack {
  * private queue prefix on the real Redis.
  */
 export async function startTestStack(
-  options: { engine?: Partial<EngineOptions> | false } = {},
+  options: {
+    engine?: Partial<EngineOptions> | false
+    /** More of the API's options: OIDC, authentication, the built portal. */
+    api?: Partial<Pick<AppDeps, 'oidc' | 'authentication' | 'platformAdminGroups' | 'portalDir'>>
+  } = {},
 ): Promise<TestStack> {
   const database = await createTestDatabase(inject('templateDatabase'), inject('runId'))
   const db = createDatabase({ url: database.url, maxConnections: 10 })
@@ -71,6 +75,7 @@ export async function startTestStack(
     masterKey: testMasterKey,
     queue: { connection: { url: redisUrl, maxRetriesPerRequest: 1 }, prefix },
     operationPollMs: 25,
+    ...options.api,
   })
   const apiServer = await startApiServer({ db, masterKey: testMasterKey, port: 0 })
   apiServerUrls.set(db, `https://127.0.0.1:${apiServer.port}`)

@@ -13,6 +13,12 @@ export interface ClusterView {
   name: string
   kubernetesVersion: string
   createdAt: Date
+  /**
+   * The backend's kind. On the simulated data centre its books say whether a machine works; on any
+   * other (Ironic's fake hardware) this server stands in for the kubelets, which are Ready once Kiln
+   * saw their machine come up.
+   */
+  backendKind: string
 }
 
 interface Taint {
@@ -36,12 +42,24 @@ export async function findCluster(db: Database, clusterId: string): Promise<Clus
   if (!isUuid(clusterId)) return undefined
   const row = await db.cluster.findUnique({
     where: { id: clusterId },
-    select: { id: true, name: true, spec: true, createdAt: true },
+    select: {
+      id: true,
+      name: true,
+      spec: true,
+      createdAt: true,
+      template: { select: { backend: { select: { kind: true } } } },
+    },
   })
   if (!row) return undefined
   const spec = (row.spec ?? {}) as { kubernetesVersion?: unknown }
   const version = typeof spec.kubernetesVersion === 'string' ? spec.kubernetesVersion : '0.0.0'
-  return { id: row.id, name: row.name, kubernetesVersion: version, createdAt: row.createdAt }
+  return {
+    id: row.id,
+    name: row.name,
+    kubernetesVersion: version,
+    createdAt: row.createdAt,
+    backendKind: row.template.backend.kind,
+  }
 }
 
 export function versionInfo(cluster: ClusterView) {
@@ -107,10 +125,13 @@ export async function listNodes(db: Database, cluster: ClusterView): Promise<Kub
       })
     ).map((c) => [c.name, c]),
   )
-  const states = await simulatorStates(
-    db,
-    machines.map((m) => m.name),
-  )
+  const states =
+    cluster.backendKind === 'simulator'
+      ? await simulatorStates(
+          db,
+          machines.map((m) => m.name),
+        )
+      : new Map<string, string>()
 
   return machines.map((m) => {
     const controlPlane = m.role === 'control-plane'
@@ -135,7 +156,7 @@ export async function listNodes(db: Database, cluster: ClusterView): Promise<Kub
       pods: '110',
       ...(mc && mc.gpuCount > 0 ? { 'nvidia.com/gpu': String(mc.gpuCount) } : {}),
     }
-    const simState = states.get(m.name)
+    const simState = cluster.backendKind === 'simulator' ? states.get(m.name) : 'joined'
     const ready = m.phase === 'Running' && simState === 'joined'
     const reason = ready
       ? 'KubeletReady'
@@ -162,7 +183,11 @@ export async function listNodes(db: Database, cluster: ClusterView): Promise<Kub
         annotations: { 'kiln.dev/machine-phase': m.phase },
       },
       spec: {
-        providerID: `kiln-sim://${m.externalId ?? m.name}`,
+        // The Ironic node or the simulated machine behind the Node.
+        providerID:
+          cluster.backendKind === 'ironic'
+            ? `ironic://${m.externalId ?? m.name}`
+            : `kiln-sim://${m.externalId ?? m.name}`,
         ...(taints.length > 0 ? { taints } : {}),
       },
       status: {

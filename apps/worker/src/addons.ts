@@ -69,6 +69,38 @@ export async function addonInputOf(db: Database, cluster: ClusterForAddons): Pro
   }
 }
 
+/**
+ * A kubeconfig for the cluster's own API server as a short-lived cluster admin (issued from the
+ * current CA). Waits (retryably) while the cluster has no endpoint yet.
+ */
+export async function clusterAdminKubeConfig(
+  db: Database,
+  masterKey: MasterKeyring,
+  cluster: { id: string; name: string; status: unknown },
+  purpose: string,
+) {
+  const status = (cluster.status ?? {}) as { endpoint?: string | null; tlsServerName?: string | null }
+  if (!status.endpoint)
+    throw new DriverError(
+      'ERR_TRANSIENT',
+      `The cluster has no API endpoint yet; ${purpose} wait for the control plane.`,
+    )
+  const credential = await issueClusterClientCertificate(clusterAuthorityStore(db), masterKey, cluster.id, {
+    commonName: addonManager,
+    groups: ['system:masters'],
+    ttlSeconds: credentialTtlSeconds,
+  })
+  return addonKubeConfig({
+    server: status.endpoint,
+    ...(status.tlsServerName ? { tlsServerName: status.tlsServerName } : {}),
+    caPem: credential.caBundlePem,
+    certPem: credential.certPem,
+    keyPem: credential.keyPem,
+    user: addonManager,
+    clusterName: cluster.name,
+  })
+}
+
 export async function installAddons(
   db: Database,
   masterKey: MasterKeyring,
@@ -82,28 +114,9 @@ export async function installAddons(
     ...loaded,
     nodeGroups: loaded.nodeGroups.filter((g) => g.id !== options.withoutNodeGroup),
   }
-  const status = (cluster.status ?? {}) as { endpoint?: string | null; tlsServerName?: string | null }
-  if (!status.endpoint)
-    throw new DriverError(
-      'ERR_TRANSIENT',
-      'The cluster has no API endpoint yet; add-ons wait for the control plane.',
-    )
   const input = await addonInputOf(db, cluster)
   const desired = desiredAddons(input)
-  const credential = await issueClusterClientCertificate(clusterAuthorityStore(db), masterKey, cluster.id, {
-    commonName: addonManager,
-    groups: ['system:masters'],
-    ttlSeconds: credentialTtlSeconds,
-  })
-  const kubeConfig = addonKubeConfig({
-    server: status.endpoint,
-    ...(status.tlsServerName ? { tlsServerName: status.tlsServerName } : {}),
-    caPem: credential.caBundlePem,
-    certPem: credential.certPem,
-    keyPem: credential.keyPem,
-    user: addonManager,
-    clusterName: cluster.name,
-  })
+  const kubeConfig = await clusterAdminKubeConfig(db, masterKey, cluster, 'add-ons')
   const result = await reconcileAddons(kubeConfig, desired, {
     fieldManager: 'kiln',
     // While a cluster is created its features cannot change, so no earlier attempt applied anything

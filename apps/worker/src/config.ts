@@ -8,6 +8,7 @@ const Env = Type.Object({
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
   OPERATION_LEASE_MS: Type.Integer({ minimum: 1000, default: 15_000 }),
   HEALTH_INTERVAL_MS: Type.Integer({ minimum: 0, default: 10_000 }),
+  CATALOGUE_INTERVAL_MS: Type.Integer({ minimum: 0, default: 60_000 }),
   /** Base64 of 32 bytes: wraps every cluster private key at rest. */
   KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
   KILN_DEV_MODE: Type.Boolean({ default: false }),
@@ -20,6 +21,8 @@ export interface WorkerConfig {
   concurrency: number
   leaseMs: number
   healthIntervalMs: number
+  /** How often bare-metal backends' machine classes are re-read (0: only at start). */
+  catalogueIntervalMs: number
   /** Base64 of 32 bytes; resolved with masterKeyFromSettings at boot. */
   masterKey: string | undefined
   devMode: boolean
@@ -35,6 +38,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     concurrency: c.WORKER_CONCURRENCY,
     leaseMs: c.OPERATION_LEASE_MS,
     healthIntervalMs: c.HEALTH_INTERVAL_MS,
+    catalogueIntervalMs: c.CATALOGUE_INTERVAL_MS,
     masterKey: c.KILN_MASTER_KEY,
     devMode: c.KILN_DEV_MODE,
   }

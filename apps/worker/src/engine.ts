@@ -5,6 +5,7 @@ import {
   isDatabaseUnavailable,
   lockCluster,
   type Prisma,
+  requestClusterDeletion,
   startClusterOperation,
   transitionCluster,
 } from '@kiln/db'
@@ -22,6 +23,7 @@ import {
 import type { MasterKey } from '@kiln/pki'
 import { type ConnectionOptions, DelayedError, type Job, Worker } from 'bullmq'
 import Value from 'typebox/value'
+import { type CatalogueSync, syncMachineClasses } from './catalogue.ts'
 import { buildOperationDefinitions, DriverCache, markProgressing } from './operations.ts'
 
 export interface EngineOptions {
@@ -41,6 +43,10 @@ export interface EngineOptions {
   dispatchIntervalMs?: number
   /** How often Ready clusters are observed; 0 turns the health checker off. */
   healthIntervalMs?: number
+  /** How often discovering backends' machine classes are copied into the catalogue; 0: only at start. */
+  catalogueIntervalMs?: number
+  /** How often clusters past their `expiresAt` are deleted; 0 turns it off. */
+  expiryIntervalMs?: number
   /** Machines allowed unhealthy (fraction of the cluster) before repair stops and asks for people. */
   maxUnhealthyFraction?: number
   log?: (event: Record<string, unknown>) => void
@@ -53,6 +59,10 @@ export interface Engine {
   dispatchOnce(): Promise<number>
   /** Observes every idle, built cluster once, now. */
   observeOnce(): Promise<number>
+  /** Copies the machine classes of discovering backends (Ironic) into the catalogue, now. */
+  syncCatalogueOnce(): Promise<CatalogueSync[]>
+  /** Starts the delete of every cluster past its `expiresAt`, now; returns how many it started. */
+  expireOnce(): Promise<number>
   stop(): Promise<void>
 }
 
@@ -247,6 +257,33 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     return repairs
   }
 
+  // A cluster's TTL (`expiresAt`, e.g. `kiln cluster create --ttl 2h`) is a safety net for CI: the
+  // delete it starts is the one DELETE starts, so it supersedes a pending operation and is idempotent.
+  const expireOnce = async (): Promise<number> => {
+    const due = await db.cluster.findMany({
+      where: { expiresAt: { lte: new Date() }, deletionRequested: false },
+      select: { id: true, name: true, projectId: true },
+      orderBy: { expiresAt: 'asc' },
+      take: 100,
+    })
+    let started = 0
+    for (const cluster of due) {
+      const { operation, created } = await db.$transaction((tx) =>
+        requestClusterDeletion(
+          tx,
+          { subject: 'system:expiry', requestId: workerId },
+          cluster.projectId,
+          cluster.id,
+        ),
+      )
+      if (!created) continue
+      started++
+      await producer.enqueue('run-operation', { operationId: operation.id }).catch(() => undefined)
+      log({ msg: 'expired cluster deleted', cluster: cluster.name, operationId: operation.id })
+    }
+    return started
+  }
+
   const loops: NodeJS.Timeout[] = []
   const every = (ms: number, fn: () => Promise<unknown>, name: string) => {
     let running = false
@@ -264,7 +301,19 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       }, ms),
     )
   }
+  const syncCatalogueOnce = async () => {
+    const results = await syncMachineClasses(db, drivers)
+    for (const r of results.filter((x) => x.conflicts.length > 0))
+      log({ msg: 'machine classes named by another backend', backend: r.backend, conflicts: r.conflicts })
+    return results
+  }
+  // At start (not awaited: an unreachable Ironic must not keep the worker from other backends' work).
+  syncCatalogueOnce().catch((error) => log({ msg: 'catalogue sync failed', error: String(error) }))
+  if ((options.catalogueIntervalMs ?? 60_000) > 0)
+    every(options.catalogueIntervalMs ?? 60_000, syncCatalogueOnce, 'catalogue')
   every(options.dispatchIntervalMs ?? 1000, dispatchOnce, 'dispatcher')
+  if ((options.expiryIntervalMs ?? 15_000) > 0)
+    every(options.expiryIntervalMs ?? 15_000, expireOnce, 'expiry')
   if ((options.healthIntervalMs ?? 10_000) > 0)
     every(options.healthIntervalMs ?? 10_000, observeOnce, 'health')
 
@@ -273,6 +322,8 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     producer,
     dispatchOnce,
     observeOnce,
+    syncCatalogueOnce,
+    expireOnce,
     async stop() {
       // In order: stop taking work, let running jobs finish their current step, then release clients.
       for (const loop of loops) clearInterval(loop)

@@ -26,6 +26,7 @@ const engine = await startEngine({
   concurrency: config.concurrency,
   leaseMs: config.leaseMs,
   healthIntervalMs: config.healthIntervalMs,
+  catalogueIntervalMs: config.catalogueIntervalMs,
   log,
 })
 log({ msg: 'worker ready', workerId: engine.workerId, concurrency: config.concurrency })

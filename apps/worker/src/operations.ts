@@ -18,10 +18,11 @@ import {
   setCondition,
   type Taint,
 } from '@kiln/domain'
-import { type ClusterRef, createDriver, type Driver, DriverError } from '@kiln/drivers'
+import { type ClusterEndpoint, type ClusterRef, createDriver, type Driver, DriverError } from '@kiln/drivers'
 import type { OperationDefinition, OperationDefinitions, Outcome, StepHandler } from '@kiln/jobs'
 import type { MasterKey } from '@kiln/pki'
 import { installAddons } from './addons.ts'
+import { bootstrapMaterialFor } from './bootstrap-material.ts'
 import {
   clusterSecretStore,
   distributeClusterCaBundle,
@@ -101,7 +102,11 @@ async function scopeOf(deps: EngineDeps, op: Operation): Promise<OperationScope>
   ]
   return {
     cluster,
-    ref: { id: cluster.id, name: cluster.name },
+    ref: {
+      id: cluster.id,
+      name: cluster.name,
+      bootstrapMaterial: bootstrapMaterialFor(deps.db, deps.masterKey, cluster.id),
+    },
     driver: deps.drivers.get(cluster.template.backend),
     spec,
     plans,
@@ -246,13 +251,52 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     return { message: `${n} machines allocated.` }
   })
 
+  /**
+   * Brings machines up: `bootstrap` for control-plane machines, `joinMachines` for workers. Machines
+   * the driver names as failed are released (it keeps their hardware out of the pool) and replaced by
+   * new allocations, up to `maxReplacementRounds` times in one attempt; then the step's retries decide.
+   * With nothing to start, the driver is not called.
+   */
+  const maxReplacementRounds = 3
+  async function startMachines(
+    s: OperationScope,
+    operationId: string,
+    role: 'control-plane' | 'worker',
+    load: () => Promise<Machine[]>,
+  ): Promise<{ endpoint?: ClusterEndpoint; started: number }> {
+    for (let round = 0; ; round++) {
+      const machines = await load()
+      if (machines.length === 0) return { started: 0 }
+      try {
+        let endpoint: ClusterEndpoint | undefined
+        if (role === 'control-plane') endpoint = await s.driver.bootstrap(s.ref, machines.map(refOf))
+        else await s.driver.joinMachines(s.ref, machines.map(refOf))
+        await db.machine.updateMany({
+          where: { id: { in: machines.map((m) => m.id) } },
+          data: { phase: 'Running' },
+        })
+        return { ...(endpoint ? { endpoint } : {}), started: machines.length }
+      } catch (error) {
+        if (!(error instanceof DriverError) || error.failedMachines.length === 0) throw error
+        if (round >= maxReplacementRounds) throw error
+        const failed = machines.filter((m) => error.failedMachines.includes(m.name))
+        if (failed.length === 0) throw error
+        await releaseMachines(db, s.driver, s.ref, failed)
+        for (const plan of s.plans)
+          await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion, operationId)
+        await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
+      }
+    }
+  }
+
   const bootstrapControlPlane = scoped(async (s, op) => {
-    const cp = await db.machine.findMany({
-      where: { clusterId: s.cluster.id, role: 'control-plane' },
-      orderBy: { ordinal: 'asc' },
-    })
-    const endpoint = await s.driver.bootstrap(s.ref, cp.map(refOf))
-    await db.machine.updateMany({ where: { id: { in: cp.map((m) => m.id) } }, data: { phase: 'Running' } })
+    const { endpoint } = await startMachines(s, op.id, 'control-plane', () =>
+      db.machine.findMany({
+        where: { clusterId: s.cluster.id, role: 'control-plane' },
+        orderBy: { ordinal: 'asc' },
+      }),
+    )
+    if (!endpoint) throw new DriverError('ERR_INVALID_REQUEST', 'A control plane needs machines.')
     await db.$transaction((tx) =>
       updateClusterStatus(
         tx,
@@ -278,13 +322,11 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     }
   })
 
-  const joinWorkers = scoped(async (s) => {
-    const ready = await db.machine.findMany({
-      where: { clusterId: s.cluster.id, role: 'worker', phase: 'Allocated' },
-    })
-    await s.driver.joinMachines(s.ref, ready.map(refOf))
-    await db.machine.updateMany({ where: { id: { in: ready.map((m) => m.id) } }, data: { phase: 'Running' } })
-    return { message: `${ready.length} workers joined.` }
+  const joinWorkers = scoped(async (s, op) => {
+    const { started } = await startMachines(s, op.id, 'worker', () =>
+      db.machine.findMany({ where: { clusterId: s.cluster.id, role: 'worker', phase: 'Allocated' } }),
+    )
+    return { message: `${started} workers joined.` }
   })
 
   const waitHealthy = scoped(async (s) => {
@@ -536,15 +578,9 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     }
     for (;;) {
       await allocateRecordedMachines(db, s.driver, s.ref, [plan])
-      const toStart = await db.machine.findMany({ where: { ...where, phase: 'Allocated' } })
-      if (toStart.length > 0) {
-        if (plan.nodeGroup) await s.driver.joinMachines(s.ref, toStart.map(refOf))
-        else await s.driver.bootstrap(s.ref, toStart.map(refOf))
-        await db.machine.updateMany({
-          where: { id: { in: toStart.map((m) => m.id) } },
-          data: { phase: 'Running' },
-        })
-      }
+      await startMachines(s, operationId, plan.nodeGroup ? 'worker' : 'control-plane', () =>
+        db.machine.findMany({ where: { ...where, phase: 'Allocated' } }),
+      )
       const machines = await db.machine.findMany({ where, orderBy: { ordinal: 'asc' } })
       const outdated = machines.filter((m) => m.kubernetesVersion !== target)
       if (outdated.length === 0) return
@@ -616,15 +652,10 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         for (const plan of s.plans)
           await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion, op.id)
         await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
-        const toJoin = await db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Allocated' } })
-        const cp = toJoin.filter((m) => m.role === 'control-plane')
-        const workers = toJoin.filter((m) => m.role !== 'control-plane')
-        if (cp.length > 0) await s.driver.bootstrap(s.ref, cp.map(refOf))
-        await s.driver.joinMachines(s.ref, workers.map(refOf))
-        await db.machine.updateMany({
-          where: { id: { in: toJoin.map((m) => m.id) } },
-          data: { phase: 'Running' },
-        })
+        const allocated = (role: 'control-plane' | 'worker') => () =>
+          db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Allocated', role } })
+        await startMachines(s, op.id, 'control-plane', allocated('control-plane'))
+        await startMachines(s, op.id, 'worker', allocated('worker'))
         return broken.length
           ? { message: `Replaced ${broken.map((m) => m.name).join(', ')}.` }
           : { message: 'Nothing to replace.' }

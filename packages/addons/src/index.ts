@@ -13,4 +13,10 @@ export {
 } from './model.ts'
 export { nodeGroupLabel, nodeRoleLabel } from './placement.ts'
 export { desiredAddons } from './planner.ts'
-export { type ReconcileOptions, type ReconcileResult, reconcileAddons, refOf } from './reconciler.ts'
+export {
+  applyObjects,
+  type ReconcileOptions,
+  type ReconcileResult,
+  reconcileAddons,
+  refOf,
+} from './reconciler.ts'

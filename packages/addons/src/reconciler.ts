@@ -56,24 +56,9 @@ export async function reconcileAddons(
   options: ReconcileOptions = {},
 ): Promise<ReconcileResult> {
   const { signal } = options
-  const fieldManager = options.fieldManager ?? 'kiln'
   const objects = applyOrder(desired)
   const client = objectApi(kubeConfig, signal)
-
-  // Each rank waits for the one before (namespaces before what lives in them); within a rank the
-  // objects are independent, so a few go at once.
-  let applied = 0
-  for (const rank of [0, 1, 2]) {
-    await eachLimited(
-      objects.filter((o) => applyRank(o.kind) === rank),
-      async (object) => {
-        await call(signal, 'apply', refOf(object), () =>
-          client.patch(object, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
-        )
-        applied++
-      },
-    )
-  }
+  const applied = await applyObjects(kubeConfig, objects, options, client)
 
   if (options.prune === false) return { applied, pruned: [] }
   const wanted = new Set(objects.map((o) => identityOf(o.apiVersion, o.kind, o.metadata)))
@@ -126,6 +111,35 @@ async function eachLimited<T>(items: readonly T[], fn: (item: T) => Promise<void
 }
 
 /** `Deployment/kube-system/coredns`, or `ClusterRole/traefik` for a cluster-scoped object. */
+/**
+ * Server-side applies objects (forcing conflicts), namespaces and CRDs first, then RBAC, then the
+ * rest; the first failure is an AddonError naming the object. Returns how many were applied.
+ */
+export async function applyObjects(
+  kubeConfig: KubeConfig,
+  objects: readonly KubeObject[],
+  options: Pick<ReconcileOptions, 'fieldManager' | 'signal'> = {},
+  client = objectApi(kubeConfig, options.signal),
+): Promise<number> {
+  const { signal } = options
+  const fieldManager = options.fieldManager ?? 'kiln'
+  // Each rank waits for the one before (namespaces before what lives in them); within a rank the
+  // objects are independent, so a few go at once.
+  let applied = 0
+  for (const rank of [0, 1, 2]) {
+    await eachLimited(
+      objects.filter((o) => applyRank(o.kind) === rank),
+      async (object) => {
+        await call(signal, 'apply', refOf(object), () =>
+          client.patch(object, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
+        )
+        applied++
+      },
+    )
+  }
+  return applied
+}
+
 export const refOf = (object: Pick<KubeObject, 'kind' | 'metadata'>): string =>
   [object.kind, object.metadata.namespace, object.metadata.name].filter(Boolean).join('/')
 

@@ -1,0 +1,55 @@
+import type { Database } from '@kiln/db'
+import type { DriverCache } from './operations.ts'
+
+// Machine classes of backends that discover their hardware (Ironic) are the backend's to say: the
+// worker copies what `capabilities()` reports into the catalogue, so `GET /v1/machine-classes`,
+// templates and quotas treat them like any other class. Seeded backends (the simulator) keep theirs.
+const discoveringKinds = ['ironic'] as const
+
+export interface CatalogueSync {
+  backend: string
+  /** Classes written (created or updated). */
+  synced: string[]
+  /** Classes another backend already names; left alone, named so someone renames one. */
+  conflicts: string[]
+}
+
+export async function syncMachineClasses(db: Database, drivers: DriverCache): Promise<CatalogueSync[]> {
+  const backends = await db.backend.findMany({ where: { kind: { in: [...discoveringKinds] } } })
+  const results: CatalogueSync[] = []
+  for (const backend of backends) {
+    const caps = await drivers.get(backend).capabilities()
+    const result: CatalogueSync = { backend: backend.name, synced: [], conflicts: [] }
+    for (const mc of caps.machineClasses) {
+      const existing = await db.machineClass.findUnique({ where: { name: mc.name } })
+      if (existing && existing.backendId !== backend.id) {
+        result.conflicts.push(mc.name)
+        continue
+      }
+      const data = {
+        cpu: mc.cpu,
+        memoryMiB: mc.memoryMiB,
+        gpuModel: mc.gpuModel,
+        gpuCount: mc.gpuCount,
+        zones: Object.keys(mc.available).sort(),
+      }
+      await db.machineClass.upsert({
+        where: { name: mc.name },
+        update: data,
+        create: {
+          ...data,
+          name: mc.name,
+          backendId: backend.id,
+          description: `Bare metal from Ironic backend ${backend.name}.`,
+        },
+      })
+      result.synced.push(mc.name)
+    }
+    await db.backend.update({
+      where: { id: backend.id },
+      data: { capabilities: { ...(backend.capabilities as object), zones: caps.zones } },
+    })
+    results.push(result)
+  }
+  return results
+}
