@@ -1,8 +1,11 @@
 import { createHmac, createPublicKey, randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
+import { Redis } from 'ioredis'
 import { importJWK, type JWK, type JWTPayload, SignJWT } from 'jose'
 import type { ClientMetadata } from 'oidc-provider'
-import { defaultAllowedAlgorithms, type OidcSettings } from '../../apps/api/src/oidc.ts'
+import { inject } from 'vitest'
+import { buildApp, type KilnApp } from '../../apps/api/src/app.ts'
+import { defaultAllowedAlgorithms, type OidcSettings, OidcVerifier } from '../../apps/api/src/oidc.ts'
 import {
   cliClient,
   demoUsers,
@@ -11,6 +14,10 @@ import {
   type RunningIssuer,
   startIssuer,
 } from '../../apps/issuer/src/index.ts'
+import { createDatabase, type Database } from '../../packages/db/src/index.ts'
+import { parseMasterKey } from '../../packages/pki/src/index.ts'
+import { redisUrl } from './api.ts'
+import { createTestDatabase } from './database.ts'
 
 // A real OIDC issuer (oidc-provider, in-process on a free loopback port) for the API's tests, and
 // tokens signed with its own keys for the cases its endpoints never issue (expired, wrong audience …).
@@ -114,3 +121,59 @@ export function withBadSignature(jwt: string): string {
 
 /** Base64 of 32 random bytes, e.g. a KILN_SESSION_KEY. */
 export const randomKey = () => randomBytes(32).toString('base64')
+
+export interface OidcApi {
+  issuer: RunningIssuer
+  settings: OidcSettings
+  /** Where the API listens (a free loopback port). */
+  apiUrl: string
+  db: Database
+  redis: Redis
+  app: KilnApp
+  close(): Promise<void>
+}
+
+/**
+ * The API on its own database with OIDC against a test issuer, listening on a loopback port, as a
+ * browser or the CLI reaches it. `settings` adjusts the defaults of testOidcSettings.
+ */
+export async function startOidcApi(options: {
+  tag: string
+  settings?: (defaults: OidcSettings, apiUrl: string) => OidcSettings
+  authentication?: 'local' | 'required'
+}): Promise<OidcApi> {
+  const port = await freePort()
+  const apiUrl = `http://127.0.0.1:${port}`
+  const issuer = await startTestIssuer({ apiUrl })
+  const defaults = testOidcSettings(issuer, { apiUrl })
+  const settings = options.settings ? options.settings(defaults, apiUrl) : defaults
+  const database = await createTestDatabase(inject('templateDatabase'), inject('runId'))
+  const db = createDatabase({ url: database.url, maxConnections: 3 })
+  const redis = new Redis(redisUrl, {
+    maxRetriesPerRequest: 1,
+    keyPrefix: `kiln-test-${inject('runId')}-${options.tag}:`,
+  })
+  const app = await buildApp({
+    db,
+    redis,
+    ...(options.authentication ? { authentication: options.authentication } : {}),
+    oidc: { verifier: await OidcVerifier.discover(settings), settings },
+    masterKey: parseMasterKey(randomKey()),
+  })
+  await app.listen({ host: '127.0.0.1', port })
+  return {
+    issuer,
+    settings,
+    apiUrl,
+    db,
+    redis,
+    app,
+    async close() {
+      await app.close()
+      await db.$disconnect()
+      redis.disconnect()
+      await database.drop()
+      await issuer.close()
+    },
+  }
+}

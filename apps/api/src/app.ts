@@ -26,6 +26,7 @@ import { registerHealthRoutes } from './routes/health.routes.ts'
 import { registerNodeGroupRoutes } from './routes/nodegroups.routes.ts'
 import { registerOidcRoutes } from './routes/oidc.routes.ts'
 import { registerOperationRoutes } from './routes/operations.routes.ts'
+import { registerPortalRoutes } from './routes/portal.routes.ts'
 import { registerProjectRoutes } from './routes/projects.routes.ts'
 import { registerQuotaRoutes } from './routes/quotas.routes.ts'
 import { registerTemplateRoutes } from './routes/templates.routes.ts'
@@ -51,6 +52,8 @@ export interface AppDeps {
   platformAdminGroups?: string[]
   /** The OIDC issuer, discovered at boot: bearer JWTs and the portal login. Without it, neither. */
   oidc?: { verifier: OidcVerifier; settings: OidcSettings }
+  /** The built portal (apps/portal/dist), served under /portal/; without it /portal/ says how to build it. */
+  portalDir?: string
 }
 
 export type KilnApp = FastifyInstance<
@@ -145,6 +148,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   registerAccessRoutes(app, routeDeps)
   registerAuditRoutes(app, routeDeps)
   registerOidcRoutes(app, { oidc: deps.oidc, redis: deps.redis, masterKey: deps.masterKey ?? null })
+  await registerPortalRoutes(app, deps.portalDir)
   await app.ready()
   return app
 }

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url'
 import { parseSettings } from '@kiln/domain'
 import Type from 'typebox'
 import { defaultAllowedAlgorithms, defaultScopes, type OidcSettings } from './oidc.ts'
@@ -25,12 +26,15 @@ const Env = Type.Object({
   KILN_OIDC_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
   KILN_OIDC_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
   KILN_OIDC_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
+  KILN_OIDC_CLI_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
   KILN_OIDC_GROUPS_CLAIM: Type.String({ minLength: 1, default: 'groups' }),
   KILN_OIDC_SCOPES: Type.String({ minLength: 1, default: defaultScopes.join(' ') }),
   KILN_OIDC_ALGORITHMS: Type.String({ minLength: 1, default: defaultAllowedAlgorithms.join(',') }),
   KILN_OIDC_CLOCK_SKEW_SECONDS: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
   KILN_OIDC_REDIRECT_URI: Type.Optional(Type.String({ pattern: '^https?://' })),
   KILN_OIDC_POST_LOGIN_REDIRECT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  /** Where the built portal is; default apps/portal/dist of this checkout. */
+  KILN_PORTAL_DIR: Type.Optional(Type.String({ minLength: 1 })),
   /** Base64 of 32 bytes sealing session cookies; default: derived from the master key. */
   KILN_SESSION_KEY: Type.Optional(Type.String({ minLength: 44, maxLength: 44 })),
   KILN_SESSION_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600, default: 8 * 3600 }),
@@ -43,6 +47,7 @@ export interface ApiConfig {
   port: number
   logLevel: string
   publicUrl: string
+  portalDir: string
   databasePoolSize: number
   bodyLimitBytes: number
   queuePrefix: string
@@ -70,6 +75,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     port: c.PORT,
     logLevel: c.LOG_LEVEL,
     publicUrl: c.KILN_PUBLIC_URL,
+    portalDir: c.KILN_PORTAL_DIR ?? fileURLToPath(new URL('../../portal/dist', import.meta.url)),
     databasePoolSize: c.DATABASE_POOL_SIZE,
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
     queuePrefix: c.KILN_QUEUE_PREFIX,
@@ -100,13 +106,14 @@ function oidcSettingsOf(c: Type.Static<typeof Env>): OidcSettings | undefined {
     audience: c.KILN_OIDC_AUDIENCE!,
     clientId: c.KILN_OIDC_CLIENT_ID!,
     ...(c.KILN_OIDC_CLIENT_SECRET ? { clientSecret: c.KILN_OIDC_CLIENT_SECRET } : {}),
+    ...(c.KILN_OIDC_CLI_CLIENT_ID ? { cliClientId: c.KILN_OIDC_CLI_CLIENT_ID } : {}),
     groupsClaim: c.KILN_OIDC_GROUPS_CLAIM,
     scopes: csv(c.KILN_OIDC_SCOPES, /[\s,]+/),
     allowedAlgorithms: csv(c.KILN_OIDC_ALGORITHMS, /[\s,]+/),
     clockSkewSeconds: c.KILN_OIDC_CLOCK_SKEW_SECONDS,
     redirectUri: c.KILN_OIDC_REDIRECT_URI ?? `${publicUrl}/v1/auth/callback`,
     // Until a portal is served, landing on "who am I" shows that the login worked.
-    postLoginRedirect: c.KILN_OIDC_POST_LOGIN_REDIRECT ?? `${publicUrl}/v1/auth/me`,
+    postLoginRedirect: c.KILN_OIDC_POST_LOGIN_REDIRECT ?? `${publicUrl}/portal/`,
     ...(c.KILN_SESSION_KEY ? { sessionKey: c.KILN_SESSION_KEY } : {}),
     sessionTtlSeconds: c.KILN_SESSION_TTL_SECONDS,
   }

@@ -37,6 +37,7 @@ const app = await buildApp({
   ...(oidc ? { oidc } : {}),
   authentication: config.authentication,
   platformAdminGroups: config.platformAdminGroups,
+  portalDir: config.portalDir,
 })
 if (config.authentication === 'required' && !oidc) {
   app.log.warn('No OIDC issuer (KILN_OIDC_ISSUER) outside dev mode: only API tokens are accepted.')

@@ -121,6 +121,11 @@ export interface OidcSettings {
   postLoginRedirect: string
   /** Scopes the portal login asks for. Default `openid profile email`; Dex and the dev issuer need `groups` too. */
   scopes?: string[]
+  /**
+   * The public client (code + PKCE, loopback redirect, RFC 8252) `kiln login --oidc` signs in as;
+   * unset: the command line logs in with API tokens only.
+   */
+  cliClientId?: string
   /** Base64 of 32 bytes that protects session cookies; without it a key derived from the master key does. */
   sessionKey?: string
   /** How long a portal session lasts. Default 8 h. */

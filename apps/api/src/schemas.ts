@@ -215,6 +215,7 @@ const templateExample = {
   nodeGroups: [{ name: 'workers', machineClass: 'm1.large', count: 3, minCount: 1, maxCount: 20 }],
   features: { ingress: { controller: 'traefik' } },
   lockedFeatures: ['cni'],
+  image: null,
   labels: {},
   deprecated: false,
   createdAt: '2026-11-20T16:30:00.000Z',
@@ -851,6 +852,35 @@ const FeatureValues = Type.Record(Type.String(), Type.Record(Type.String(), Type
   examples: [{ ingress: { controller: 'traefik' }, gpu: { enabled: true, mode: 'device-plugin' } }],
 })
 
+export const BootImageSchema = named(
+  'BootImage',
+  Type.Object(
+    {
+      source: Type.String({
+        minLength: 1,
+        maxLength: 2048,
+        description: 'An http(s) URL, or an image id of the backend’s image service.',
+      }),
+      checksum: Type.String({ minLength: 8, maxLength: 256, description: 'Hex digest of the image.' }),
+      checksumAlgorithm: Type.Optional(StringEnum(['sha256', 'sha512'], { default: 'sha256' })),
+      diskFormat: Type.Optional(StringEnum(['qcow2', 'raw'], { default: 'qcow2' })),
+    },
+    {
+      additionalProperties: false,
+      description:
+        'The OS image bare-metal machines are deployed with (Ironic’s instance_info). Backends that provision finished machines ignore it.',
+      examples: [
+        {
+          source: 'https://images.example.org/kiln-node-k8s-1.31.4.qcow2',
+          checksum: 'a3b1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90',
+          checksumAlgorithm: 'sha256',
+          diskFormat: 'qcow2',
+        },
+      ],
+    },
+  ),
+)
+
 export const TemplateSchema = named(
   'ClusterTemplate',
   Type.Object(
@@ -868,6 +898,9 @@ export const TemplateSchema = named(
       features: Type.Record(Type.String(), Type.Record(Type.String(), Type.Unknown())),
       lockedFeatures: Type.Array(Type.String()),
       labels: Labels,
+      image: Type.Union([ref(BootImageSchema), Type.Null()], {
+        description: 'Null: bare-metal backends use their own image for the Kubernetes version.',
+      }),
       deprecated: Type.Boolean(),
       createdAt: Timestamp,
       updatedAt: Timestamp,

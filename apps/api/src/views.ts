@@ -103,6 +103,7 @@ export function templateView(t: TemplateWithRelations): Type.Static<typeof Templ
     features: t.features as Record<string, Record<string, unknown>>,
     lockedFeatures: t.lockedFeatures,
     labels: t.labels as Labels,
+    image: (t.image as Type.Static<typeof TemplateSchema>['image']) ?? null,
     deprecated: t.deprecated,
     createdAt: iso(t.createdAt),
     updatedAt: iso(t.updatedAt),

@@ -59,6 +59,8 @@ const publicOperations = new Set([
   'GET /v1/auth/callback',
   'POST /v1/auth/logout',
   'GET /v1/auth/me',
+  // How to log in from the command line: which issuer and public client. Nothing secret.
+  'GET /v1/auth/cli',
 ])
 
 type CallerName =

@@ -249,6 +249,7 @@ describe('templates', () => {
       features: { ingress: { controller: 'nginx' } },
       lockedFeatures: ['cni'],
       labels: { tier: 'web' },
+      image: null,
       deprecated: false,
     })
     expect(v1.nodeGroups).toEqual([
@@ -421,6 +422,27 @@ describe('templates', () => {
       payload: { name: 'use', template: 'private-web' },
     })
     expect(insider.statusCode, insider.body).toBe(200)
+  })
+
+  it('a template may name the OS image bare-metal machines are deployed with', async () => {
+    const image = { source: 'https://images.example.org/k8s-1.31.4.qcow2', checksum: 'c'.repeat(64) }
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/templates',
+      payload: webTemplate({ name: 'web-image', image }),
+    })
+    expect(res.statusCode, res.body).toBe(201)
+    expect(res.json()).toMatchObject({ name: 'web-image', image })
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/v1/templates',
+      payload: webTemplate({
+        name: 'web-bad-image',
+        image: { source: 'x', checksum: 'c'.repeat(64), diskFormat: 'vhd' },
+      }),
+    })
+    expect(bad.statusCode).toBe(400)
+    expect(bad.json().errors).toEqual([expect.objectContaining({ pointer: '/image/diskFormat' })])
   })
 })
 

@@ -1,22 +1,20 @@
-import { Redis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
-import { createDatabase, type Database } from '../../../packages/db/src/index.ts'
-import { parseMasterKey } from '../../../packages/pki/src/index.ts'
-import { redisUrl, startTestApi } from '../../../test/support/api.ts'
-import { createTestDatabase } from '../../../test/support/database.ts'
-import { freePort, randomKey, startTestIssuer, testOidcSettings } from '../../../test/support/oidc.ts'
+import type { Redis } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Database } from '../../../packages/db/src/index.ts'
+import { startTestApi } from '../../../test/support/api.ts'
+import { type OidcApi, randomKey, startOidcApi } from '../../../test/support/oidc.ts'
 import { Browser, type RunningIssuer, signIn } from '../../issuer/src/index.ts'
-import { buildApp, type KilnApp } from '../src/app.ts'
-import { CookieSealer, newSession, type OidcSettings, OidcVerifier, oidcRuntime } from '../src/oidc.ts'
+import type { KilnApp } from '../src/app.ts'
+import { CookieSealer, newSession, type OidcSettings, type OidcVerifier, oidcRuntime } from '../src/oidc.ts'
 
 // The portal login end to end, over real HTTP: Kiln's API listening on a loopback port, the issuer
 // (oidc-provider) on another, and a headless browser with a cookie jar between them that follows
 // every redirect and fills in the issuer's login form.
 
+let oidcApi: OidcApi
 let issuer: RunningIssuer
 let settings: OidcSettings
 let apiUrl: string
-let database: { url: string; drop(): Promise<void> }
 let db: Database
 let redis: Redis
 let app: KilnApp
@@ -26,32 +24,19 @@ const atPortal = (target: URL) => target.toString().startsWith(portal())
 const demo = { username: 'demo', password: 'demo' }
 
 beforeAll(async () => {
-  const port = await freePort()
-  apiUrl = `http://127.0.0.1:${port}`
-  issuer = await startTestIssuer({ apiUrl })
-  settings = testOidcSettings(issuer, {
-    apiUrl,
-    postLoginRedirect: portal(),
-    scopes: ['openid', 'profile', 'email', 'groups'],
+  oidcApi = await startOidcApi({
+    tag: 'login',
+    settings: (defaults, url) => ({
+      ...defaults,
+      postLoginRedirect: `${url}/portal/`,
+      scopes: ['openid', 'profile', 'email', 'groups'],
+    }),
   })
-  database = await createTestDatabase(inject('templateDatabase'), inject('runId'))
-  db = createDatabase({ url: database.url, maxConnections: 3 })
-  redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, keyPrefix: `kiln-test-${inject('runId')}-login:` })
-  app = await buildApp({
-    db,
-    redis,
-    oidc: { verifier: await OidcVerifier.discover(settings), settings },
-    masterKey: parseMasterKey(randomKey()),
-  })
-  await app.listen({ host: '127.0.0.1', port })
+  ;({ issuer, settings, apiUrl, db, redis, app } = oidcApi)
 })
 
 afterAll(async () => {
-  await app?.close()
-  await db?.$disconnect()
-  redis?.disconnect()
-  await database?.drop()
-  await issuer?.close()
+  await oidcApi?.close()
 })
 
 /** A browser that has logged in as `who`, and the exchanges that got it there. */
@@ -138,6 +123,13 @@ describe('portal login: authorization code + PKCE through the issuer', () => {
       authenticatedBy: 'session',
     })
     expect(Date.parse(who.body['expiresAt'] as string) - Date.now()).toBeGreaterThan(7 * 3600 * 1000)
+  })
+
+  it('tells the command line there is no CLI login when no CLI client is configured', async () => {
+    const res = await fetch(`${apiUrl}/v1/auth/cli`)
+    expect(res.status).toBe(404)
+    expect(res.headers.get('content-type')).toContain('application/problem+json')
+    expect(((await res.json()) as { type: string }).type).toMatch(/oidc-not-configured$/)
   })
 
   it('carries the groups of whoever logs in', async () => {

@@ -812,6 +812,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/auth/cli": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How the command line logs in: the OIDC issuer and its public client
+         * @description `kiln login --oidc` reads this, then runs the authorization code flow with PKCE on a loopback redirect (RFC 8252) and sends the access token it gets as a bearer token. 404 `oidc-not-configured` when this Kiln has no issuer or no command-line client (KILN_OIDC_CLI_CLIENT_ID).
+         */
+        get: operations["getCliLogin"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/auth/me": {
         parameters: {
             query?: never;
@@ -1560,6 +1580,31 @@ export interface components {
             };
         };
         /**
+         * @description The OS image bare-metal machines are deployed with (Ironic’s instance_info). Backends that provision finished machines ignore it.
+         * @example {
+         *       "source": "https://images.example.org/kiln-node-k8s-1.31.4.qcow2",
+         *       "checksum": "a3b1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90",
+         *       "checksumAlgorithm": "sha256",
+         *       "diskFormat": "qcow2"
+         *     }
+         */
+        BootImage: {
+            /** @description An http(s) URL, or an image id of the backend’s image service. */
+            source: string;
+            /** @description Hex digest of the image. */
+            checksum: string;
+            /**
+             * @default sha256
+             * @enum {string}
+             */
+            checksumAlgorithm: "sha256" | "sha512";
+            /**
+             * @default qcow2
+             * @enum {string}
+             */
+            diskFormat: "qcow2" | "raw";
+        };
+        /**
          * @description A published, immutable template version. Only `deprecated` and `labels` may change.
          * @example {
          *       "id": "7e4a2d9c-1f5b-4e83-9a6c-3b8d0e2f5c14",
@@ -1591,6 +1636,7 @@ export interface components {
          *       "lockedFeatures": [
          *         "cni"
          *       ],
+         *       "image": null,
          *       "labels": {},
          *       "deprecated": false,
          *       "createdAt": "2026-11-20T16:30:00.000Z",
@@ -1636,6 +1682,8 @@ export interface components {
             labels: {
                 [key: string]: string;
             };
+            /** @description Null: bare-metal backends use their own image for the Kubernetes version. */
+            image: components["schemas"]["BootImage"] | null;
             deprecated: boolean;
             /**
              * Format: date-time
@@ -3860,6 +3908,7 @@ export interface operations {
                      *           "lockedFeatures": [
                      *             "cni"
                      *           ],
+                     *           "image": null,
                      *           "labels": {},
                      *           "deprecated": false,
                      *           "createdAt": "2026-11-20T16:30:00.000Z",
@@ -3965,6 +4014,7 @@ export interface operations {
                     labels?: {
                         [key: string]: string;
                     };
+                    image?: components["schemas"]["BootImage"];
                 };
             };
         };
@@ -7005,6 +7055,74 @@ export interface operations {
             };
             /** @description Problem. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getCliLogin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "issuer": "https://login.example.org/realms/kiln",
+                     *       "clientId": "kiln-cli",
+                     *       "audience": "urn:kiln:api",
+                     *       "scopes": [
+                     *         "openid",
+                     *         "profile",
+                     *         "email",
+                     *         "groups"
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description Discover the endpoints at `<issuer>/.well-known/openid-configuration`. */
+                        issuer: string;
+                        /** @description A public client: no secret, PKCE S256. */
+                        clientId: string;
+                        /** @description Ask for it as `resource`: access tokens must carry it in `aud`. */
+                        audience: string;
+                        scopes: string[];
+                    };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -298,6 +298,57 @@ export function registerOidcRoutes(app: KilnApp, deps: OidcRouteDeps): void {
   )
 
   app.get(
+    '/v1/auth/cli',
+    {
+      config: { permission: 'public' },
+      schema: {
+        operationId: 'getCliLogin',
+        summary: 'How the command line logs in: the OIDC issuer and its public client',
+        description:
+          '`kiln login --oidc` reads this, then runs the authorization code flow with PKCE on a loopback redirect (RFC 8252) and sends the access token it gets as a bearer token. 404 `oidc-not-configured` when this Kiln has no issuer or no command-line client (KILN_OIDC_CLI_CLIENT_ID).',
+        tags: ['auth'],
+        response: {
+          200: Type.Object(
+            {
+              issuer: Type.String({
+                description: 'Discover the endpoints at `<issuer>/.well-known/openid-configuration`.',
+              }),
+              clientId: Type.String({ description: 'A public client: no secret, PKCE S256.' }),
+              audience: Type.String({
+                description: 'Ask for it as `resource`: access tokens must carry it in `aud`.',
+              }),
+              scopes: Type.Array(Type.String()),
+            },
+            {
+              additionalProperties: false,
+              examples: [
+                {
+                  issuer: 'https://login.example.org/realms/kiln',
+                  clientId: 'kiln-cli',
+                  audience: 'urn:kiln:api',
+                  scopes: ['openid', 'profile', 'email', 'groups'],
+                },
+              ],
+            },
+          ),
+          ...problemResponses(404),
+        },
+      },
+    },
+    async (_request, reply) => {
+      const { settings } = need()
+      if (!settings.cliClientId) throw notConfigured()
+      reply.header('cache-control', 'no-store')
+      return {
+        issuer: settings.issuer,
+        clientId: settings.cliClientId,
+        audience: settings.audience,
+        scopes: settings.scopes ?? defaultScopes,
+      }
+    },
+  )
+
+  app.get(
     '/v1/auth/me',
     {
       config: { permission: 'public' },

@@ -1,5 +1,6 @@
 import {
   afterCursor,
+  DbNull,
   decodeCursor,
   findProject,
   isUniqueViolation,
@@ -25,6 +26,7 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, roleIn, visibleProjectIds } from '../auth.ts'
 import { expectedRevision, respondOnce } from '../idempotency.ts'
 import {
+  BootImageSchema,
   ControlPlaneInputSchema,
   FeatureOverridesSchema,
   ListQuery,
@@ -56,6 +58,7 @@ const TemplateCreate = Type.Object(
       Type.Array(Type.String({ maxLength: 63 }), { uniqueItems: true, maxItems: 16 }),
     ),
     labels: Type.Optional(Labels),
+    image: Type.Optional(ref(BootImageSchema)),
   },
   {
     additionalProperties: false,
@@ -255,6 +258,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           features: body.features ?? {},
           lockedFeatures: body.lockedFeatures ?? [],
           labels: body.labels ?? {},
+          image: body.image ?? null,
         }
         // The template must itself resolve: every rule a cluster would meet is checked at publication.
         const ctx = await loadResolutionContext(
@@ -273,7 +277,11 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
         resolveCluster(ctx, {})
         let created: TemplateWithRelations
         try {
-          created = await tx.clusterTemplate.create({ data, include })
+          // Prisma writes SQL NULL for a JSON column only when told so.
+          created = await tx.clusterTemplate.create({
+            data: { ...data, image: data.image ?? DbNull },
+            include,
+          })
         } catch (e) {
           if (isUniqueViolation(e)) {
             throw new DomainError(
