@@ -14,8 +14,12 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Database } from '@kiln/db'
 import { PrismaPg } from '@prisma/adapter-pg'
+import { Redis } from 'ioredis'
 import pg from 'pg'
+import { buildApp } from '../apps/api/src/app.ts'
+import { type EngineOptions, startEngine } from '../apps/worker/src/engine.ts'
 import { type Prisma, PrismaClient } from '../packages/db/src/generated/prisma/client.ts'
+import { masterKeyFromSettings } from '../packages/pki/src/index.ts'
 
 /** The repository root. */
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -34,6 +38,10 @@ export const dbUrl = `${pgServer}/${dbName}`
 /** Progress goes to stderr, so stdout carries the report alone. */
 export const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
 export const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 10 ** digits
 export function fmt(n: number, digits = 0) {
   return Number.isFinite(n) ? n.toFixed(digits) : '-'
@@ -253,4 +261,37 @@ export async function startSimulatorChild(): Promise<SimulatorChild> {
     'simulator start',
   )
   return { url, pid: child.pid!, stop }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kiln as `scripts/up.sh` runs it, on the bench database: the API over real HTTP (dev master key,
+// local authentication) and one engine, both on the queue prefix `prefix`, whose keys go at cleanup.
+
+export async function startKiln(db: Database, prefix: string, engineOptions: Partial<EngineOptions> = {}) {
+  const { masterKey } = masterKeyFromSettings({ devMode: true })
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
+  onCleanup('redis', async () => {
+    const keys = await redis.keys(`${prefix}:*`)
+    if (keys.length > 0) await redis.del(...keys)
+    redis.disconnect()
+  })
+  const app = await buildApp({
+    db,
+    redis,
+    masterKey,
+    queue: { connection: { url: redisUrl, maxRetriesPerRequest: 1 }, prefix },
+  })
+  onCleanup('api', () => app.close())
+  const base = await app.listen({ host: '127.0.0.1', port: 0 })
+  const engine = await startEngine({
+    db,
+    masterKey,
+    databaseUrl: dbUrl,
+    connection: { url: redisUrl, maxRetriesPerRequest: null },
+    prefix,
+    healthIntervalMs: 0,
+    ...engineOptions,
+  })
+  onCleanup('engine', () => engine.stop())
+  return { base, engine }
 }

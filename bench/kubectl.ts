@@ -21,11 +21,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { createDatabase } from '@kiln/db'
-import { Redis } from 'ioredis'
-import { buildApp } from '../apps/api/src/app.ts'
 import { demoCatalogue, seedDemo } from '../apps/api/src/seed.ts'
-import { startEngine } from '../apps/worker/src/engine.ts'
-import { masterKeyFromSettings } from '../packages/pki/src/index.ts'
 import {
   createBenchDatabase,
   dbUrl,
@@ -33,13 +29,14 @@ import {
   envInt,
   formatTable,
   log,
+  median,
   onCleanup,
   printReport,
-  redisUrl,
   round,
   runBench,
   runId,
   sleep,
+  startKiln,
   startSimulatorChild,
   writeResults,
 } from './harness.ts'
@@ -52,11 +49,6 @@ interface Step {
   name: string
   startedAt: string | null
   finishedAt: string | null
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
 async function kubectlGetNodes(kubeconfig: string, cacheDir: string): Promise<boolean> {
@@ -96,30 +88,7 @@ async function main() {
     data: { config: { ...(backend.config as object), apiServerUrl: simulator.url } },
   })
 
-  const { masterKey } = masterKeyFromSettings({ devMode: true })
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
-  onCleanup('redis', async () => {
-    const keys = await redis.keys(`${prefix}:*`)
-    if (keys.length > 0) await redis.del(...keys)
-    redis.disconnect()
-  })
-  const app = await buildApp({
-    db,
-    redis,
-    masterKey,
-    queue: { connection: { url: redisUrl, maxRetriesPerRequest: 1 }, prefix },
-  })
-  onCleanup('api', () => app.close())
-  const base = await app.listen({ host: '127.0.0.1', port: 0 })
-  const engine = await startEngine({
-    db,
-    masterKey,
-    databaseUrl: dbUrl,
-    connection: { url: redisUrl, maxRetriesPerRequest: null },
-    prefix,
-    healthIntervalMs: 0,
-  })
-  onCleanup('engine', () => engine.stop())
+  const { base } = await startKiln(db, prefix)
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-p9-'))
   onCleanup('kubeconfigs', () => rm(dir, { recursive: true, force: true }))
 

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Tools the tests drive as real clients: kubectl (Debian's kubernetes-client) and openssl.
+# Tools the tests drive as real clients: kubectl (Debian's kubernetes-client), openssl, and the
+# browser the portal's end-to-end tests drive (Debian's chromium, through playwright-core).
 # Installs only what is missing.
 set -euo pipefail
 missing=()
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-tools: installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 kubectl version --client >/dev/null
 openssl version >/dev/null
-echo "test-tools: kubectl and openssl are available"
+/usr/bin/chromium --version >/dev/null
+echo "test-tools: kubectl, openssl, script and chromium are available"

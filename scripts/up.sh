@@ -19,6 +19,8 @@ if [ "$(psql "$admin" -Atc "SELECT 1 FROM pg_database WHERE datname='$db'")" != 
 fi
 PRISMA_SCHEMA_ENGINE_BINARY=prisma/engine/schema-engine.mjs npx prisma migrate deploy
 npx tsx apps/api/src/seed.main.ts
+# The portal, served by the API under /portal/.
+npm run -s build -w @kiln/portal -- --logLevel warn
 
 npx tsx apps/worker/src/main.ts &
 worker=$!
@@ -34,7 +36,7 @@ if [ "${KILN_DEV_MODE:-}" = true ] && [ -z "${KILN_OIDC_ISSUER:-}" ]; then
   export KILN_ISSUER_PORT=${KILN_ISSUER_PORT:-8081}
   export KILN_OIDC_ISSUER=http://127.0.0.1:$KILN_ISSUER_PORT
   export KILN_OIDC_AUDIENCE=${KILN_OIDC_AUDIENCE:-urn:kiln:api}
-  export KILN_OIDC_CLIENT_ID=kiln-portal KILN_OIDC_CLIENT_SECRET=kiln-portal-dev-secret
+  export KILN_OIDC_CLIENT_ID=kiln-portal KILN_OIDC_CLIENT_SECRET=kiln-portal-dev-secret KILN_OIDC_CLI_CLIENT_ID=kiln-cli
   export KILN_OIDC_SCOPES="openid profile email groups"
   export KILN_PLATFORM_ADMIN_GROUPS=${KILN_PLATFORM_ADMIN_GROUPS:-kiln:platform-admins}
   npx tsx apps/issuer/src/main.ts &
