@@ -69,6 +69,14 @@ export const ProjectMemberCreateSchema = named(
   ),
 )
 
+export const ProjectMemberUpdateSchema = named(
+  'ProjectMemberUpdate',
+  Type.Object(
+    { role: ProjectRoleRef },
+    { additionalProperties: false, description: 'The member’s new role.', examples: [{ role: 'admin' }] },
+  ),
+)
+
 const tokenExample = {
   id: '9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b',
   project: 'demo',

@@ -184,7 +184,7 @@ export async function addProjectMember(tx: Tx, actor: Actor, input: NewMember): 
   if (taken) {
     throw new DomainError(
       ErrorCode.conflict,
-      `The ${input.kind} '${input.name}' is already a member (${taken.role}); remove it first to change its role.`,
+      `The ${input.kind} '${input.name}' is already a member (${taken.role}); PATCH the member to change its role.`,
       {
         violations: [{ pointer: '/name', message: 'is already a member' }],
         extensions: { memberId: taken.id },
@@ -215,14 +215,45 @@ export async function listProjectMembers(
   return toPage(rows, page.limit)
 }
 
+/** A member of the project, by id; 404 otherwise. */
+async function findMember(tx: Tx, projectId: string, id: string): Promise<ProjectMember> {
+  const member = isUuid(id) ? await tx.projectMember.findFirst({ where: { id, projectId } }) : null
+  if (!member) throw notFound('member', id)
+  return member
+}
+
+/**
+ * Locks the project's membership for the rest of the transaction, so two admins removing each other
+ * at the same moment cannot both succeed.
+ */
+async function lockMembership(tx: Tx, projectId: string) {
+  await tx.$queryRaw`SELECT id FROM "Project" WHERE id = ${projectId}::uuid FOR UPDATE`
+}
+
+/** Refuses a change that would leave the project with no admin member: only platform admins could then manage it. */
+async function keepAnAdmin(tx: Tx, projectId: string, changing: ProjectMember, pointer: string) {
+  if (changing.role !== 'admin') return
+  const others = await tx.projectMember.count({
+    where: { projectId, role: 'admin', id: { not: changing.id } },
+  })
+  if (others === 0) {
+    throw new DomainError(
+      ErrorCode.conflict,
+      `The ${changing.kind} '${changing.name}' is the project's last admin; make another member admin first.`,
+      { violations: [{ pointer, message: 'would leave the project without an admin' }] },
+    )
+  }
+}
+
 export async function removeProjectMember(
   tx: Tx,
   actor: Actor,
   projectId: string,
   id: string,
 ): Promise<void> {
-  const member = isUuid(id) ? await tx.projectMember.findFirst({ where: { id, projectId } }) : null
-  if (!member) throw notFound('member', id)
+  await lockMembership(tx, projectId)
+  const member = await findMember(tx, projectId, id)
+  await keepAnAdmin(tx, projectId, member, '/member')
   await tx.projectMember.delete({ where: { id: member.id } })
   await recordAudit(tx, actor, {
     projectId,
@@ -231,4 +262,27 @@ export async function removeProjectMember(
     targetId: member.id,
     data: { kind: member.kind, name: member.name, role: member.role },
   })
+}
+
+/** Changes a member's role; the same role again changes nothing and records nothing. */
+export async function changeProjectMemberRole(
+  tx: Tx,
+  actor: Actor,
+  projectId: string,
+  id: string,
+  role: ProjectRole,
+): Promise<ProjectMember> {
+  await lockMembership(tx, projectId)
+  const member = await findMember(tx, projectId, id)
+  if (member.role === role) return member
+  if (role !== 'admin') await keepAnAdmin(tx, projectId, member, '/role')
+  const updated = await tx.projectMember.update({ where: { id: member.id }, data: { role } })
+  await recordAudit(tx, actor, {
+    projectId,
+    action: 'member.update',
+    targetKind: 'member',
+    targetId: member.id,
+    data: { kind: member.kind, name: member.name, from: member.role, to: role },
+  })
+  return updated
 }

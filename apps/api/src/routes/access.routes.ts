@@ -1,6 +1,7 @@
 import {
   type ApiToken,
   addProjectMember,
+  changeProjectMemberRole,
   createApiToken,
   findProject,
   listApiTokens,
@@ -20,6 +21,7 @@ import {
   maxTokenLifetimeDays,
   ProjectMemberCreateSchema,
   ProjectMemberSchema,
+  ProjectMemberUpdateSchema,
 } from '../access.schemas.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, type ProjectAccess } from '../auth.ts'
@@ -160,7 +162,7 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
         operationId: 'addProjectMember',
         summary: 'Give a user or an OIDC group a role in a project (project admins)',
         description:
-          'A user is named by their OIDC subject; a group by its name in the groups claim. To change a role, remove the member and add it again.',
+          'A user is named by their OIDC subject; a group by its name in the groups claim. To change a role, PATCH the member.',
         tags: ['access'],
         params: ProjectParams,
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
@@ -184,6 +186,30 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
     },
   )
 
+  app.patch(
+    '/v1/projects/:project/members/:member',
+    {
+      config: { permission: 'members:write' },
+      schema: {
+        operationId: 'updateProjectMember',
+        summary: 'Change a member’s role (project admins)',
+        description:
+          'Taking the admin role from the project’s last admin is refused with 409: make another member admin first.',
+        tags: ['access'],
+        params: MemberParams,
+        body: ref(ProjectMemberUpdateSchema),
+        response: { 200: ref(ProjectMemberSchema), ...problemResponses(404, 409) },
+      },
+    },
+    async (request) => {
+      const project = await findProject(db, request.params.project)
+      const member = await db.$transaction((tx) =>
+        changeProjectMemberRole(tx, actorOf(request), project.id, request.params.member, request.body.role),
+      )
+      return memberView(member, project.name)
+    },
+  )
+
   app.delete(
     '/v1/projects/:project/members/:member',
     {
@@ -193,7 +219,9 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
         summary: 'Remove a member from a project (project admins)',
         tags: ['access'],
         params: MemberParams,
-        response: { ...noContent, ...problemResponses(404) },
+        description:
+          'Removing the project’s last admin is refused with 409: make another member admin first.',
+        response: { ...noContent, ...problemResponses(404, 409) },
       },
     },
     async (request, reply) => {
