@@ -217,6 +217,17 @@ const showCluster = (api: Api, name: string) => async () => ({
 const getCluster = (api: Api, name: string) =>
   call(api, api.client.GET('/v1/projects/{project}/clusters/{cluster}', { params: clusterPath(api, name) }))
 
+const templateTable = (rows: Schemas['ClusterTemplate'][]) =>
+  table(rows, [
+    ['NAME', (t) => t.name],
+    ['VERSION', (t) => t.version],
+    ['KUBERNETES', (t) => `${t.kubernetesVersion} (${t.kubernetesVersionLifecycle})`],
+    ['BACKEND', (t) => t.backend],
+    ['NODE GROUPS', (t) => t.nodeGroups.map((g) => `${g.name}=${g.count}×${g.machineClass}`)],
+    ['LOCKED', (t) => t.lockedFeatures],
+    ['DESCRIPTION', (t) => t.description],
+  ])
+
 export const commands: Command[] = [
   {
     path: ['login'],
@@ -337,17 +348,7 @@ export const commands: Command[] = [
           params: { query: api.context.project ? { project: api.context.project } : {} },
         }),
       )
-      print(ctx.out, items, (rows) =>
-        table(rows, [
-          ['NAME', (t) => t.name],
-          ['VERSION', (t) => t.version],
-          ['KUBERNETES', (t) => `${t.kubernetesVersion} (${t.kubernetesVersionLifecycle})`],
-          ['BACKEND', (t) => t.backend],
-          ['NODE GROUPS', (t) => t.nodeGroups.map((g) => `${g.name}=${g.count}×${g.machineClass}`)],
-          ['LOCKED', (t) => t.lockedFeatures],
-          ['DESCRIPTION', (t) => t.description],
-        ]),
-      )
+      print(ctx.out, items, templateTable)
     },
   },
   {
@@ -572,6 +573,23 @@ export const commands: Command[] = [
         }),
       )
       await accepted(ctx, api, op, Boolean(values.wait), showCluster(api, name!))
+    },
+  },
+  {
+    path: ['cluster', 'upgrades'],
+    summary: 'List the template versions a cluster can be upgraded to now',
+    args: ['NAME'],
+    options: {},
+    examples: ['kiln cluster upgrades ci-4711', "kiln cluster upgrades ci-4711 -o json | jq -r '.[0].name'"],
+    async run(ctx, { positionals: [name] }) {
+      const api = await ctx.api()
+      const { items } = await call(
+        api,
+        api.client.GET('/v1/projects/{project}/clusters/{cluster}/upgrades', {
+          params: clusterPath(api, name!),
+        }),
+      )
+      print(ctx.out, items, templateTable)
     },
   },
   {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { aSimulatedBackend } from '../../../apps/worker/test/support.ts'
-import { aTemplate } from '../../../test/support/builders.ts'
+import { aKubernetesVersion, aTemplate } from '../../../test/support/builders.ts'
 import { startTestStack, type TestStack, testDataCentre } from '../../../test/support/engine.ts'
 import { commands } from '../src/commands.ts'
 import { buildCli, type Result, run, runCli } from './support.ts'
@@ -61,6 +61,8 @@ beforeAll(async () => {
     name: 'gpu-heavy',
     nodeGroups: [{ name: 'gpu', machineClass: 'gpu.a100x4', count: 8, minCount: 0, maxCount: 8 }],
   })
+  await aKubernetesVersion(stack.db, '1.32.1')
+  await aTemplate(stack.db, backend.id, { name: 'k8s-1.32', kubernetesVersion: '1.32.1' })
   url = await stack.app.listen({ port: 0, host: '127.0.0.1' })
   const created = await stack.app.inject({
     method: 'POST',
@@ -123,6 +125,9 @@ describe('kiln CLI in a pipeline (no terminal)', () => {
     expect(kc.code, kc.stderr).toBe(0)
     expect((await stat(file)).mode & 0o777).toBe(0o600)
     expect(await kubectlNodes(file)).toHaveLength(3)
+    const upgrades = await kiln(['cluster', 'upgrades', 'ci-1'])
+    expect(upgrades.code, upgrades.stderr).toBe(0)
+    expect((JSON.parse(upgrades.stdout) as { name: string }[]).map((t) => t.name)).toEqual(['k8s-1.32'])
 
     const deleted = await kiln(['cluster', 'delete', 'ci-1', '--wait'])
     expect(deleted.code, deleted.stderr).toBe(0)

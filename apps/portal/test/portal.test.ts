@@ -6,7 +6,7 @@ import { promisify } from 'node:util'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { aSimulatedBackend } from '../../../apps/worker/test/support.ts'
-import { aTemplate } from '../../../test/support/builders.ts'
+import { aKubernetesVersion, aTemplate } from '../../../test/support/builders.ts'
 import { startTestStack, type TestStack, testDataCentre } from '../../../test/support/engine.ts'
 import { freePort, startTestIssuer, testOidcSettings } from '../../../test/support/oidc.ts'
 import { OidcVerifier } from '../../api/src/oidc.ts'
@@ -51,15 +51,23 @@ beforeAll(async () => {
     name: 'k8s-1.31',
     nodeGroups: [{ name: 'workers', machineClass: 'm1.large', count: 2, minCount: 1, maxCount: 10 }],
   })
-  await aTemplate(stack.db, backend.id, {
-    name: 'k8s-1.31-gpu',
-    features: { gpu: { enabled: true } },
-    lockedFeatures: ['gpu'],
-    nodeGroups: [
-      { name: 'workers', machineClass: 'm1.large', count: 1, minCount: 1, maxCount: 10 },
-      { name: 'gpu', machineClass: 'gpu.a100x4', count: 1, minCount: 0, maxCount: 2 },
-    ],
-  })
+  // Templates per Kubernetes minor, as Magnum's are: 1.32 is where the GPU cluster upgrades to.
+  await aKubernetesVersion(stack.db, '1.32.1')
+  for (const [name, kubernetesVersion] of [
+    ['k8s-1.31-gpu', '1.31.4'],
+    ['k8s-1.32-gpu', '1.32.1'],
+  ]) {
+    await aTemplate(stack.db, backend.id, {
+      name,
+      kubernetesVersion,
+      features: { gpu: { enabled: true } },
+      lockedFeatures: ['gpu'],
+      nodeGroups: [
+        { name: 'workers', machineClass: 'm1.large', count: 1, minCount: 1, maxCount: 10 },
+        { name: 'gpu', machineClass: 'gpu.a100x4', count: 1, minCount: 0, maxCount: 2 },
+      ],
+    })
+  }
   const teamA = await stack.db.project.findUniqueOrThrow({ where: { name: 'team-a' } })
   const secret = await stack.db.project.create({ data: { name: 'secret', displayName: 'secret' } })
   for (const [name, role] of [
@@ -207,6 +215,16 @@ describe('the portal', () => {
       gpu: { enabled: true },
     })
 
+    // Upgrade to what the API offers: the next minor version's template, a rolling replacement.
+    await page.getByLabel('Upgrade to').selectOption({ label: 'k8s-1.32-gpu@1 (Kubernetes 1.32.1)' })
+    await page.getByRole('button', { name: 'Upgrade', exact: true }).click()
+    await finished(page, 'cluster.upgrade')
+    await phase(page)
+      .filter({ hasText: /^Ready$/ })
+      .waitFor({ timeout: 60_000 })
+    await page.getByText('Up to date').waitFor()
+    await page.screenshot({ path: join(shots, 'upgraded.png'), fullPage: true })
+
     await page.getByLabel('Kubeconfig lifetime').selectOption('3600')
     const [download] = await Promise.all([
       page.waitForEvent('download'),
@@ -226,6 +244,16 @@ describe('the portal', () => {
       'name',
     ])
     expect(stdout.trim().split('\n')).toHaveLength(4)
+    const version = await run('kubectl', [
+      '--kubeconfig',
+      kubeconfig,
+      '--cache-dir',
+      join(dir, 'kube'),
+      'version',
+      '-o',
+      'json',
+    ])
+    expect(JSON.parse(version.stdout).serverVersion.gitVersion).toBe('v1.32.1')
 
     // A create that fails: its classified error, and a Retry for people who may run it again.
     await page.goto(`${apiUrl}/portal/projects/team-a/clusters/new`)
@@ -275,6 +303,34 @@ describe('the portal', () => {
     await page.goto(`${apiUrl}/portal/projects/secret/clusters/hidden`)
     await page.getByRole('heading', { name: 'Not found', level: 1 }).waitFor()
     await page.screenshot({ path: join(shots, 'not-found.png'), fullPage: true })
+    await context.close()
+  })
+
+  it('fits a laptop and a wide screen without scrolling sideways', async () => {
+    const { context, page } = await loggedIn('demo')
+    const pages = [
+      ['clusters', '/portal/projects/team-a/clusters'],
+      ['cluster', '/portal/projects/team-a/clusters/shared'],
+      ['create', '/portal/projects/team-a/clusters/new'],
+      ['templates', '/portal/projects/team-a/templates'],
+    ] as const
+    for (const [screen, width, height] of [
+      ['laptop', 1280, 720],
+      ['wide', 2560, 1440],
+    ] as const) {
+      await page.setViewportSize({ width, height })
+      for (const [name, path] of pages) {
+        await page.goto(`${apiUrl}${path}`)
+        await page.getByRole('heading', { level: 1 }).waitFor()
+        await page.waitForFunction("!document.body.innerText.includes('Loading…')")
+        // (strings: these run in the page, which the tests' TypeScript has no DOM types for)
+        const overflow = await page.evaluate<number>(
+          'document.documentElement.scrollWidth - window.innerWidth',
+        )
+        expect(overflow, `${name} at ${width}×${height} scrolls sideways`).toBeLessThanOrEqual(0)
+        await page.screenshot({ path: join(shots, `${name}-${screen}.png`), fullPage: true })
+      }
+    }
     await context.close()
   })
 

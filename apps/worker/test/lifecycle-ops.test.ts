@@ -22,6 +22,7 @@ const config = testDataCentre()
 let stack: TestStack
 let sim: SimulatorDriver
 let cluster: ClusterBody
+let backendId: string
 
 const ngUrl = (ng: string) => `${clusterUrl('app')}/nodegroups/${ng}`
 
@@ -53,10 +54,14 @@ async function expectReadyAndIdle() {
 beforeAll(async () => {
   stack = await startTestStack({ engine: {} })
   const { backend } = await aSimulatedBackend(stack.db, 'sim', config, { name: 'k8s-1.31' })
+  backendId = backend.id
   await aKubernetesVersion(stack.db, '1.32.1')
   await aKubernetesVersion(stack.db, '1.33.0')
   await aTemplate(stack.db, backend.id, { name: 'k8s-1.32', kubernetesVersion: '1.32.1' })
   await aTemplate(stack.db, backend.id, { name: 'k8s-1.33', kubernetesVersion: '1.33.0' })
+  // One minor up, but expired: never an upgrade target.
+  await aKubernetesVersion(stack.db, '1.32.0', 'expired')
+  await aTemplate(stack.db, backend.id, { name: 'k8s-1.32-old', kubernetesVersion: '1.32.0' })
   sim = simulatorFor(stack, 'sim', config)
   const created = await waitForOperation(
     stack.app,
@@ -186,7 +191,26 @@ describe('features', () => {
   })
 })
 
+/** The template versions `GET …/upgrades` offers, as name@version. */
+async function upgradeTargets(name: string) {
+  const res = await stack.app.inject({ method: 'GET', url: `${clusterUrl(name)}/upgrades` })
+  expect(res.statusCode, res.body).toBe(200)
+  return (res.json() as { items: { name: string; version: number }[] }).items.map(
+    (t) => `${t.name}@${t.version}`,
+  )
+}
+
 describe('upgrade', () => {
+  it('offers exactly the next minor version: not 1.33 (skips 1.32), not the expired 1.32.0, not its own template', async () => {
+    expect(await upgradeTargets('app')).toEqual(['k8s-1.32@1'])
+    // A new version of its own template (same Kubernetes) is an upgrade too, offered after 1.32.
+    await aTemplate(stack.db, backendId, { name: 'k8s-1.31', version: 2 })
+    expect(await upgradeTargets('app')).toEqual(['k8s-1.32@1', 'k8s-1.31@2'])
+    const missing = await stack.app.inject({ method: 'GET', url: `${clusterUrl('nope')}/upgrades` })
+    expect(missing.statusCode).toBe(404)
+    expect(missing.headers['content-type']).toMatch(/application\/problem\+json/)
+  })
+
   it('refuses to skip a minor version (1.31 → 1.33) with 422 and starts nothing', async () => {
     const res = await stack.app.inject({
       method: 'POST',
@@ -230,6 +254,8 @@ describe('upgrade', () => {
     const c = await expectReadyAndIdle()
     expect(c.template.name).toBe('k8s-1.32')
     expect(c.spec.kubernetesVersion).toBe('1.32.1')
+    // On 1.32 the next step is 1.33; going back is never offered.
+    expect(await upgradeTargets('app')).toEqual(['k8s-1.33@1'])
   })
 
   it('refuses a downgrade (1.32 → 1.31) with 422', async () => {

@@ -370,6 +370,26 @@ export interface paths {
         patch: operations["updateCluster"];
         trace?: never;
     };
+    "/v1/projects/{project}/clusters/{cluster}/upgrades": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the template versions a cluster can be upgraded to
+         * @description The targets `POST …/upgrade` accepts now that bring a newer Kubernetes (one minor version up at most) or a newer version of the cluster’s own template: on the cluster’s backend, not expired, and still fitting the cluster’s own overrides. Newest Kubernetes first; empty when the cluster is up to date.
+         */
+        get: operations["listClusterUpgrades"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{project}/clusters/{cluster}/upgrade": {
         parameters: {
             query?: never;
@@ -662,7 +682,7 @@ export interface paths {
         put?: never;
         /**
          * Give a user or an OIDC group a role in a project (project admins)
-         * @description A user is named by their OIDC subject; a group by its name in the groups claim. To change a role, remove the member and add it again.
+         * @description A user is named by their OIDC subject; a group by its name in the groups claim. To change a role, PATCH the member.
          */
         post: operations["addProjectMember"];
         delete?: never;
@@ -681,11 +701,18 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Remove a member from a project (project admins) */
+        /**
+         * Remove a member from a project (project admins)
+         * @description Removing the project’s last admin is refused with 409: make another member admin first.
+         */
         delete: operations["removeProjectMember"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a member’s role (project admins)
+         * @description Taking the admin role from the project’s last admin is refused with 409: make another member admin first.
+         */
+        patch: operations["updateProjectMember"];
         trace?: never;
     };
     "/v1/projects/{project}/tokens": {
@@ -2985,6 +3012,15 @@ export interface components {
             role: components["schemas"]["ProjectRole"];
         };
         /**
+         * @description The member’s new role.
+         * @example {
+         *       "role": "admin"
+         *     }
+         */
+        ProjectMemberUpdate: {
+            role: components["schemas"]["ProjectRole"];
+        };
+        /**
          * @description A project-scoped credential for CI, sent as `Authorization: Bearer kiln_…`. Kiln keeps only a hash of its secret.
          * @example {
          *       "id": "9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b",
@@ -5128,6 +5164,102 @@ export interface operations {
             };
         };
     };
+    listClusterUpgrades: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Cluster name or id. */
+                cluster: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "7e4a2d9c-1f5b-4e83-9a6c-3b8d0e2f5c14",
+                     *           "name": "k8s-standard",
+                     *           "version": 1,
+                     *           "project": "demo",
+                     *           "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
+                     *           "kubernetesVersion": "1.31.4",
+                     *           "kubernetesVersionLifecycle": "supported",
+                     *           "backend": "sim",
+                     *           "controlPlane": {
+                     *             "count": 3,
+                     *             "machineClass": "m1.large"
+                     *           },
+                     *           "nodeGroups": [
+                     *             {
+                     *               "name": "workers",
+                     *               "machineClass": "m1.large",
+                     *               "count": 3,
+                     *               "minCount": 1,
+                     *               "maxCount": 20
+                     *             }
+                     *           ],
+                     *           "features": {
+                     *             "ingress": {
+                     *               "controller": "traefik"
+                     *             }
+                     *           },
+                     *           "lockedFeatures": [
+                     *             "cni"
+                     *           ],
+                     *           "image": null,
+                     *           "labels": {},
+                     *           "deprecated": false,
+                     *           "createdAt": "2026-11-20T16:30:00.000Z",
+                     *           "updatedAt": "2026-11-20T16:30:00.000Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["ClusterTemplate"][];
+                    };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     upgradeCluster: {
         parameters: {
             query?: never;
@@ -6590,6 +6722,80 @@ export interface operations {
             };
             /** @description Not found, or not visible to you. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateProjectMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Member id. */
+                member: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProjectMemberUpdate"];
+            };
+        };
+        responses: {
+            /** @description A user or an OIDC group with a role in a project. A person’s role is the highest of their own and their groups’. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectMember"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -31,7 +31,13 @@ import {
   type Violation,
 } from '@kiln/domain'
 import { type Actor, recordAudit } from './audit.ts'
-import { findTemplate, isUuid, loadResolutionContext, type TemplateRow } from './catalogue.ts'
+import {
+  findTemplate,
+  isUuid,
+  loadResolutionContext,
+  type TemplateRow,
+  visibleTemplates,
+} from './catalogue.ts'
 import { poolOf, type Queryable, type Tx } from './client.ts'
 import type { Cluster, NodeGroup, Operation, Prisma } from './generated/prisma/client.ts'
 import { createOperation, finishPendingAsCancelled } from './operations.ts'
@@ -523,7 +529,7 @@ export async function patchCluster(
  * defaults and rules with the cluster's own overrides and its node groups as they are now.
  */
 async function reresolveCluster(
-  tx: Tx,
+  tx: Queryable,
   cluster: ClusterRow,
   template: TemplateRow,
   features: PartialFeatureValues,
@@ -549,6 +555,77 @@ async function writeNodeGroupFeatures(tx: Tx, cluster: ClusterRow, resolved: Res
       data: { features: json(ng.features), provenance, generation: { increment: 1 } },
     })
   }
+}
+
+/**
+ * What keeps a cluster from moving to `template` as far as versions go: another backend, the
+ * template it runs, a downgrade, a skipped minor version. (Resolution adds an expired target.)
+ */
+function upgradeStepViolations(current: ClusterRow, template: TemplateRow, pointer: string): Violation[] {
+  const spec = current.spec as unknown as ResolvedClusterSpec
+  const from = parseKubernetesVersion(spec.kubernetesVersion)
+  const to = parseKubernetesVersion(template.kubernetesVersion)
+  if (template.backend.name !== spec.backend.name) {
+    return [
+      {
+        pointer: '/template',
+        message: `Template ${template.name}@${template.version} uses backend '${template.backend.name}'; the cluster runs on '${spec.backend.name}'.`,
+      },
+    ]
+  }
+  if (template.id === current.templateId)
+    return [{ pointer, message: `The cluster already uses ${template.name}@${template.version}.` }]
+  if (compareKubernetesVersions(template.kubernetesVersion, spec.kubernetesVersion) < 0) {
+    return [
+      {
+        pointer,
+        message: `Kubernetes cannot be downgraded (${spec.kubernetesVersion} → ${template.kubernetesVersion}).`,
+      },
+    ]
+  }
+  if (to[0] !== from[0] || to[1] - from[1] > 1) {
+    return [
+      {
+        pointer,
+        message: `Kubernetes upgrades one minor version at a time (${spec.kubernetesVersion} → ${template.kubernetesVersion}); upgrade to ${from[0]}.${from[1] + 1} first.`,
+      },
+    ]
+  }
+  return []
+}
+
+/**
+ * Every template version the cluster could be upgraded to now: those `upgradeCluster` would accept
+ * that bring a newer Kubernetes or a newer version of the cluster's own template, newest Kubernetes
+ * first. The portal and the CLI offer these instead of repeating the rules.
+ */
+export async function listUpgradeTargets(db: Queryable, projectId: string, ref: string) {
+  const current = await findCluster(db, projectId, ref)
+  const spec = current.spec as unknown as ResolvedClusterSpec
+  const features = (current.request as ClusterOverrides).features ?? {}
+  const candidates = await db.clusterTemplate.findMany({
+    where: { AND: [visibleTemplates(projectId), { backend: { name: spec.backend.name } }] },
+    include: { backend: true, project: true, k8sVersion: true },
+    orderBy: [{ name: 'asc' }, { version: 'desc' }],
+  })
+  const targets: typeof candidates = []
+  for (const template of candidates) {
+    if (upgradeStepViolations(current, template, '/template').length > 0) continue
+    // At the same Kubernetes version only a newer version of its own template is an upgrade; another
+    // template there is a change of template, which POST …/upgrade allows but nobody looks for here.
+    const sameKubernetes = compareKubernetesVersions(template.kubernetesVersion, spec.kubernetesVersion) === 0
+    const newerOwn = template.name === current.template.name && template.version > current.template.version
+    if (sameKubernetes && !newerOwn) continue
+    try {
+      await reresolveCluster(db, current, template, features, () => '/template')
+    } catch (e) {
+      // Expired, or the cluster's overrides no longer fit the template: not a target.
+      if (e instanceof DomainError && e.code === ErrorCode.invalidSpec) continue
+      throw e
+    }
+    targets.push(template)
+  }
+  return targets.sort((a, b) => compareKubernetesVersions(b.kubernetesVersion, a.kubernetesVersion))
 }
 
 export interface UpgradeRequest {
@@ -583,28 +660,8 @@ export async function upgradeCluster(
       throw invalidSpec([{ pointer: '/template', message: e.message }])
     throw e
   }
-  const violations: Violation[] = []
-  const from = parseKubernetesVersion(spec.kubernetesVersion)
-  const to = parseKubernetesVersion(template.kubernetesVersion)
   const pointer = target.templateVersion !== undefined ? '/templateVersion' : '/template'
-  if (template.backend.name !== spec.backend.name) {
-    violations.push({
-      pointer: '/template',
-      message: `Template ${template.name}@${template.version} uses backend '${template.backend.name}'; the cluster runs on '${spec.backend.name}'.`,
-    })
-  } else if (template.id === current.templateId) {
-    violations.push({ pointer, message: `The cluster already uses ${template.name}@${template.version}.` })
-  } else if (compareKubernetesVersions(template.kubernetesVersion, spec.kubernetesVersion) < 0) {
-    violations.push({
-      pointer,
-      message: `Kubernetes cannot be downgraded (${spec.kubernetesVersion} → ${template.kubernetesVersion}).`,
-    })
-  } else if (to[0] !== from[0] || to[1] - from[1] > 1) {
-    violations.push({
-      pointer,
-      message: `Kubernetes upgrades one minor version at a time (${spec.kubernetesVersion} → ${template.kubernetesVersion}); upgrade to ${from[0]}.${from[1] + 1} first.`,
-    })
-  }
+  const violations = upgradeStepViolations(current, template, pointer)
   if (violations.length > 0) throw invalidSpec(violations)
   const request = current.request as ClusterOverrides
   const resolved = await reresolveCluster(tx, current, template, request.features ?? {}, () => pointer)

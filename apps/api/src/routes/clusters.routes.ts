@@ -5,6 +5,7 @@ import {
   findClusterInProject,
   findProject,
   listClusters,
+  listUpgradeTargets,
   patchCluster,
   planCluster,
   requestClusterDeletion,
@@ -24,11 +25,13 @@ import {
   ClusterSchema,
   FeatureOverridesSchema,
   ListQuery,
+  listExamples,
   OperationSchema,
   Page,
   ref,
+  TemplateSchema,
 } from '../schemas.ts'
-import { clusterSpecView, clusterView, plannedNodeGroupView } from '../views.ts'
+import { clusterSpecView, clusterView, plannedNodeGroupView, templateView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
 import { quotaCheckView } from './quotas.routes.ts'
 import { problemResponses } from './responses.ts'
@@ -255,6 +258,33 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         { timeout: 20_000 },
       )
       return sendAccepted(deps, reply, operation, project.name)
+    },
+  )
+
+  app.get(
+    '/v1/projects/:project/clusters/:cluster/upgrades',
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'listClusterUpgrades',
+        summary: 'List the template versions a cluster can be upgraded to',
+        description:
+          'The targets `POST …/upgrade` accepts now that bring a newer Kubernetes (one minor version up at most) or a newer version of the cluster’s own template: on the cluster’s backend, not expired, and still fitting the cluster’s own overrides. Newest Kubernetes first; empty when the cluster is up to date.',
+        tags: ['clusters'],
+        params: ClusterParams,
+        response: {
+          200: Type.Object(
+            { items: Type.Array(ref(TemplateSchema)) },
+            { additionalProperties: false, ...listExamples(ref(TemplateSchema)) },
+          ),
+          ...problemResponses(404),
+        },
+      },
+    },
+    async (request) => {
+      const project = await findProject(db, request.params.project)
+      const targets = await listUpgradeTargets(db, project.id, request.params.cluster)
+      return { items: targets.map(templateView) }
     },
   )
 

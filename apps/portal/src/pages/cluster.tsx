@@ -55,6 +55,17 @@ export function ClusterPage({ project, cluster: name, canMutate }: Props) {
     ),
   )
 
+  // What the cluster can be upgraded to, as the API decides; asked again once its template changed.
+  const current = cluster ? `${cluster.template.name}@${cluster.template.version}` : null
+  const upgrades = useLoad(canMutate && current ? `upgrades:${project}/${name}:${current}` : null, (signal) =>
+    call(
+      api.GET('/v1/projects/{project}/clusters/{cluster}/upgrades', {
+        params: { path: { project, cluster: name } },
+        signal,
+      }),
+    ),
+  )
+
   // The operation on screen: the one named in the URL, the cluster's active one, or one just started here.
   const [followed, setFollowed] = useState<{ id: string; seq: number } | undefined>(() => {
     const id = search.get('operation')
@@ -156,8 +167,8 @@ export function ClusterPage({ project, cluster: name, canMutate }: Props) {
         <Upgrade
           project={project}
           cluster={cluster}
-          templates={templates.data?.items}
-          loadProblem={templates.problem}
+          targets={upgrades.data?.items}
+          loadProblem={upgrades.problem}
           onOperation={follow}
         />
       )}
@@ -392,23 +403,21 @@ function FeatureToggles({ project, cluster, features, locked, onOperation, onUpd
 }
 
 interface UpgradeProps extends SectionProps {
-  templates: ClusterTemplate[] | undefined
+  targets: ClusterTemplate[] | undefined
   loadProblem: ApiProblem | undefined
 }
 
-function Upgrade({ project, cluster, templates, loadProblem, onOperation }: UpgradeProps) {
+function Upgrade({ project, cluster, targets, loadProblem, onOperation }: UpgradeProps) {
   const id = useId()
-  const [version, setVersion] = useState('')
+  const [choice, setChoice] = useState('')
   const { run, busy, problem } = useAction()
-  const newer = (templates ?? [])
-    .filter((t) => t.name === cluster.template.name && t.version > cluster.template.version)
-    .sort((a, b) => b.version - a.version)
-  const selected = version || String(newer[0]?.version ?? '')
+  const selected = targets?.find((t) => t.id === choice) ?? targets?.[0]
 
   const submit = async (event: FormEvent) => {
     event.preventDefault()
+    if (!selected) return
     const path = { project, cluster: cluster.name }
-    const body = { template: cluster.template.name, templateVersion: Number(selected) }
+    const body = { template: selected.name, templateVersion: selected.version }
     const operation = await run(() =>
       call(api.POST('/v1/projects/{project}/clusters/{cluster}/upgrade', { params: { path }, body })),
     )
@@ -420,17 +429,18 @@ function Upgrade({ project, cluster, templates, loadProblem, onOperation }: Upgr
       <h2 id={`${id}-heading`}>Upgrade</h2>
       {loadProblem && <ProblemAlert problem={loadProblem} />}
       {problem && <ProblemAlert problem={problem} />}
-      {!templates ? (
+      {!targets ? (
         !loadProblem && <p>Loading…</p>
-      ) : newer.length === 0 ? (
+      ) : targets.length === 0 ? (
         <p>Up to date</p>
       ) : (
         <form className="inline-form" onSubmit={submit}>
-          <label htmlFor={`${id}-version`}>Template version</label>
-          <select id={`${id}-version`} value={selected} onChange={(e) => setVersion(e.target.value)}>
-            {newer.map((t) => (
-              <option key={t.id} value={String(t.version)}>
-                {t.name}@{t.version} (Kubernetes {t.kubernetesVersion})
+          <label htmlFor={`${id}-version`}>Upgrade to</label>
+          <select id={`${id}-version`} value={selected?.id} onChange={(e) => setChoice(e.target.value)}>
+            {targets.map((t) => (
+              <option key={t.id} value={t.id}>
+                {t.name}@{t.version} (Kubernetes {t.kubernetesVersion}
+                {t.kubernetesVersionLifecycle === 'deprecated' ? ', deprecated' : ''})
               </option>
             ))}
           </select>
