@@ -324,11 +324,11 @@ const dir = mkdtempSync(join(tmpdir(), 'kiln-addons-'))
 let pki: Pki
 let api: FakeApiServer
 
-const kubeConfig = (over: { server?: string; tlsServerName?: string | undefined } = {}) =>
+const kubeConfig = (over: { server?: string; tlsServerName?: string | undefined; caPem?: string } = {}) =>
   addonKubeConfig({
     server: over.server ?? api.url,
     tlsServerName: 'tlsServerName' in over ? over.tlsServerName : serverName,
-    caPem: pki.caPem,
+    caPem: over.caPem ?? pki.caPem,
     certPem: pki.clientCertPem,
     keyPem: pki.clientKeyPem,
     user: 'kiln-addons',
@@ -582,6 +582,20 @@ describe('reconcileAddons', () => {
       expect(error).toMatchObject({ code: 'tls', retryable: false })
     }
     expect(api.requests).toEqual([])
+  })
+
+  it('trusts only the CA it is given: a server certificate from another CA does not verify', async () => {
+    const otherDir = mkdtempSync(join(tmpdir(), 'kiln-addons-other-'))
+    try {
+      const other = makePki(otherDir)
+      const error = await failure(
+        reconcileAddons(kubeConfig({ caPem: other.caPem }), desiredAddons(clusterWith({}))),
+      )
+      expect(error).toMatchObject({ code: 'tls', retryable: false })
+      expect(api.requests).toEqual([])
+    } finally {
+      rmSync(otherDir, { recursive: true, force: true })
+    }
   })
 
   it('stops when aborted, before or between requests, with the signal reason', async () => {
