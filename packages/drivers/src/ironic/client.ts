@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import { DriverError } from '../contract.ts'
+import type { IronicAuth, IronicTls, SecretReference } from './config.ts'
 
 /**
  * The microversion every request pins. 1.56 is the oldest with everything the driver uses: the
@@ -10,54 +11,17 @@ import { DriverError } from '../contract.ts'
  */
 export const ironicMicroversion = '1.56'
 
-// Secrets are named, never stored: a backend's config lives in the database, so it holds the name of
-// an environment variable or a file (a mounted Kubernetes or Docker secret) instead of the value.
-export interface SecretReference {
-  /** An environment variable of the worker holding the secret. */
-  env?: string
-  /** A file holding the secret; read on every use, so a rotated file is picked up. */
-  file?: string
-}
-
-export type IronicAuth =
-  | { kind: 'none' }
-  /** A token someone else obtains (re-read on every request when it is a file). */
-  | { kind: 'token'; token: SecretReference }
-  /** Keystone v3 password authentication; the token is renewed before it expires and after a 401. */
-  | {
-      kind: 'keystone'
-      authUrl: string
-      username: string
-      password: SecretReference
-      projectName: string
-      userDomainName?: string
-      projectDomainName?: string
-    }
-
 function readSecret(reference: SecretReference, what: string): string {
-  const value = reference.file
-    ? readFileSync(reference.file, 'utf8').trim()
-    : reference.env
-      ? process.env[reference.env]
-      : undefined
+  const value = 'file' in reference ? readFileSync(reference.file, 'utf8').trim() : process.env[reference.env]
   if (!value) {
+    const where =
+      'file' in reference ? `the file ${reference.file}` : `the environment variable ${reference.env}`
     throw new DriverError(
       'ERR_INVALID_REQUEST',
-      `The Ironic backend's ${what} is not set: give ${reference.file ? `the file ${reference.file}` : reference.env ? `the environment variable ${reference.env}` : 'an env or file reference'} a value.`,
+      `The Ironic backend's ${what} is not set: give ${where} a value.`,
     )
   }
   return value
-}
-
-export interface IronicTls {
-  /** PEM of the CA that signed Ironic's (and Keystone's) certificate, or a path to it. */
-  caPem?: string
-  caFile?: string
-  /** Client certificate, when Ironic sits behind a proxy that asks for one. */
-  certFile?: string
-  keyFile?: string
-  /** Only for labs: accepts any certificate. */
-  insecureSkipVerify?: boolean
 }
 
 export interface IronicConnection {
