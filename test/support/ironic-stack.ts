@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import type { KilnApp } from '../../apps/api/src/app.ts'
 import type { Database } from '../../packages/db/src/index.ts'
 import type { IronicClient, IronicConfig, IronicNode } from '../../packages/drivers/src/index.ts'
 import { aKubernetesVersion, aProject, aTemplate } from './builders.ts'
@@ -27,6 +28,8 @@ export async function anIronicBackend(
     gpuNodes?: number
     zone?: string
     config?: Partial<IronicConfig>
+    /** Registers the backend through POST /v1/backends, as a platform admin would, instead of a row. */
+    api?: KilnApp
     template?: { name: string; controlPlane?: number; workers?: number; gpu?: number }
   },
 ): Promise<IronicRack> {
@@ -48,24 +51,32 @@ export async function anIronicBackend(
         })
       : []),
   ]
-  const backend = await db.backend.create({
-    data: {
-      name: options.name,
-      kind: 'ironic',
-      capabilities: { zones: [zone] },
-      config: testIronicConfig({
-        controlPlaneEndpoint: {
-          server: apiServerUrls.get(db)!,
-          tlsServerName: '{clusterId}.clusters.sim.kiln.internal',
-        },
-        ...options.config,
-      }) as object,
+  const config = testIronicConfig({
+    controlPlaneEndpoint: {
+      server: apiServerUrls.get(db)!,
+      tlsServerName: '{clusterId}.clusters.sim.kiln.internal',
     },
+    ...options.config,
   })
+  let backendId: string
+  if (options.api) {
+    const res = await options.api.inject({
+      method: 'POST',
+      url: '/v1/backends',
+      payload: { name: options.name, kind: 'ironic', config },
+    })
+    if (res.statusCode !== 201) throw new Error(`POST /v1/backends answered ${res.statusCode}: ${res.body}`)
+    backendId = (res.json() as { id: string }).id
+  } else {
+    const backend = await db.backend.create({
+      data: { name: options.name, kind: 'ironic', capabilities: { zones: [zone] }, config: config as object },
+    })
+    backendId = backend.id
+  }
   if (!(await db.kubernetesVersion.findUnique({ where: { version: '1.31.4' } })))
     await aKubernetesVersion(db, '1.31.4')
   if (!(await db.project.findUnique({ where: { name: 'team-a' } }))) await aProject(db, 'team-a')
-  return { cpuClass, gpuClass, nodes, backendId: backend.id, prefix }
+  return { cpuClass, gpuClass, nodes, backendId, prefix }
 }
 
 /** A template on the rack's classes; call after the engine synced the machine classes. */

@@ -19,6 +19,7 @@ import { openApiOptions } from './openapi.ts'
 import { buildValidatorCompiler, registerProblemHandlers } from './problems.ts'
 import { registerAccessRoutes } from './routes/access.routes.ts'
 import { registerAuditRoutes } from './routes/audit.routes.ts'
+import { registerBackendRoutes } from './routes/backends.routes.ts'
 import { registerCatalogueRoutes } from './routes/catalogue.routes.ts'
 import { registerClusterRoutes } from './routes/clusters.routes.ts'
 import { registerCredentialRoutes } from './routes/credentials.routes.ts'
@@ -138,6 +139,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   }
   registerHealthRoutes(app, routeDeps)
   registerCatalogueRoutes(app, routeDeps)
+  registerBackendRoutes(app, routeDeps)
   registerTemplateRoutes(app, routeDeps)
   registerProjectRoutes(app, routeDeps)
   registerQuotaRoutes(app, routeDeps)

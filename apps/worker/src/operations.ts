@@ -42,22 +42,29 @@ import {
 } from './machines.ts'
 
 /** One driver per backend, built from the backend row and reused by every operation. */
+/**
+ * One driver per backend, rebuilt when the backend's row changed (a platform admin replaced its
+ * config through PATCH /v1/backends/…). The old one may still be in use by a running step, so it is
+ * only closed with the rest.
+ */
 export class DriverCache {
-  private readonly drivers = new Map<string, Driver>()
+  private readonly drivers = new Map<string, { driver: Driver; updatedAt: number }>()
+  private readonly retired: Driver[] = []
   constructor(private readonly databaseUrl: string) {}
 
   get(backend: Backend): Driver {
-    let driver = this.drivers.get(backend.id)
-    if (!driver) {
-      driver = createDriver(backend, { databaseUrl: this.databaseUrl })
-      this.drivers.set(backend.id, driver)
-    }
+    const cached = this.drivers.get(backend.id)
+    if (cached && cached.updatedAt === backend.updatedAt.getTime()) return cached.driver
+    if (cached) this.retired.push(cached.driver)
+    const driver = createDriver(backend, { databaseUrl: this.databaseUrl })
+    this.drivers.set(backend.id, { driver, updatedAt: backend.updatedAt.getTime() })
     return driver
   }
 
   async closeAll() {
-    await Promise.allSettled([...this.drivers.values()].map((d) => d.close()))
+    const all = [...[...this.drivers.values()].map((d) => d.driver), ...this.retired.splice(0)]
     this.drivers.clear()
+    await Promise.allSettled(all.map((d) => d.close()))
   }
 }
 

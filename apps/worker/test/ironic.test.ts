@@ -43,7 +43,8 @@ const nodesOf = async (r: IronicRack) =>
 
 beforeAll(async () => {
   stack = await startTestStack({ engine: {} })
-  rack = await anIronicBackend(stack.db, admin, { name: 'metal', cpuNodes: 5, gpuNodes: 1 })
+  // Registered as a platform admin would: POST /v1/backends; the worker's catalogue sync does the rest.
+  rack = await anIronicBackend(stack.db, admin, { name: 'metal', cpuNodes: 5, gpuNodes: 1, api: stack.app })
   await stack.engine!.syncCatalogueOnce()
   await anIronicTemplate(stack.db, rack, { name: 'metal-1.31', controlPlane: 1, workers: 2 })
   // This template names its own image; the others use the backend's for their Kubernetes version.

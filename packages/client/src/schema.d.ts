@@ -71,40 +71,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/backends": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List backends */
-        get: operations["listBackends"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/backends/{backend}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Get a backend by name or id */
-        get: operations["getBackend"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/machine-classes": {
         parameters: {
             query?: never;
@@ -175,6 +141,52 @@ export interface paths {
          * @description Expiring a version stops new clusters on it; existing clusters keep running until upgraded.
          */
         patch: operations["updateKubernetesVersion"];
+        trace?: never;
+    };
+    "/v1/backends": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List backends */
+        get: operations["listBackends"];
+        put?: never;
+        /**
+         * Register a bare-metal backend (platform admins)
+         * @description Registers an OpenStack Ironic backend. The config is checked before it is stored (422 naming the field); the worker then reads the backend’s machine classes and zones from Ironic (at most `CATALOGUE_INTERVAL_MS` later), and templates can use them.
+         */
+        post: operations["createBackend"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/backends/{backend}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a backend by name or id */
+        get: operations["getBackend"];
+        put?: never;
+        post?: never;
+        /**
+         * Remove a backend no template uses (platform admins)
+         * @description Its machine classes go with it. A backend that templates (and so clusters) still use is refused with 409: delete or deprecate those templates first.
+         */
+        delete: operations["deleteBackend"];
+        options?: never;
+        head?: never;
+        /**
+         * Replace a backend’s config (platform admins)
+         * @description Checked like a new backend’s. Operations that start afterwards use the new config; machine classes are re-read at the worker’s next catalogue sync.
+         */
+        patch: operations["updateBackend"];
         trace?: never;
     };
     "/v1/templates": {
@@ -3464,113 +3476,6 @@ export interface operations {
             };
         };
     };
-    listBackends: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Backends. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "items": [
-                     *         {
-                     *           "id": "9a2e7c14-5b3d-4f68-8e1a-2c7d9b0f4e63",
-                     *           "name": "sim",
-                     *           "kind": "simulator",
-                     *           "zones": [
-                     *             "zone-a",
-                     *             "zone-b",
-                     *             "zone-c"
-                     *           ],
-                     *           "createdAt": "2026-11-02T08:00:00.000Z",
-                     *           "updatedAt": "2026-11-02T08:00:00.000Z"
-                     *         }
-                     *       ]
-                     *     }
-                     */
-                    "application/json": {
-                        items: components["schemas"]["Backend"][];
-                    };
-                };
-            };
-            /** @description Malformed or schema-invalid request. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    getBackend: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                backend: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Where machines come from. Its configuration is never returned. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Backend"];
-                };
-            };
-            /** @description Malformed or schema-invalid request. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to you. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
     listMachineClasses: {
         parameters: {
             query?: {
@@ -3871,6 +3776,357 @@ export interface operations {
             };
             /** @description If-Match does not match the current ETag. */
             412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listBackends: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Backends. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "9a2e7c14-5b3d-4f68-8e1a-2c7d9b0f4e63",
+                     *           "name": "sim",
+                     *           "kind": "simulator",
+                     *           "zones": [
+                     *             "zone-a",
+                     *             "zone-b",
+                     *             "zone-c"
+                     *           ],
+                     *           "createdAt": "2026-11-02T08:00:00.000Z",
+                     *           "updatedAt": "2026-11-02T08:00:00.000Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["Backend"][];
+                    };
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createBackend: {
+        parameters: {
+            query?: never;
+            header?: {
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "metal",
+                 *       "kind": "ironic",
+                 *       "config": {
+                 *         "url": "https://ironic.dc.example.org:6385",
+                 *         "auth": {
+                 *           "kind": "keystone",
+                 *           "authUrl": "https://keystone.dc.example.org/v3",
+                 *           "username": "kiln",
+                 *           "password": {
+                 *             "env": "KILN_IRONIC_PASSWORD"
+                 *           },
+                 *           "projectName": "baremetal"
+                 *         },
+                 *         "images": {
+                 *           "default": {
+                 *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
+                 *             "checksum": "sha256:…"
+                 *           }
+                 *         },
+                 *         "controlPlaneEndpoint": {
+                 *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": {
+                    name: string;
+                    kind: components["schemas"]["BackendKind"];
+                    /** @description How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
+                    config: {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Where machines come from. Its configuration is never returned. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Backend"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but breaks a rule (each error points at the field). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getBackend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                backend: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Where machines come from. Its configuration is never returned. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Backend"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteBackend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                backend: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateBackend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                backend: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "config": {
+                 *         "url": "https://ironic.dc.example.org:6385",
+                 *         "auth": {
+                 *           "kind": "keystone",
+                 *           "authUrl": "https://keystone.dc.example.org/v3",
+                 *           "username": "kiln",
+                 *           "password": {
+                 *             "env": "KILN_IRONIC_PASSWORD"
+                 *           },
+                 *           "projectName": "baremetal"
+                 *         },
+                 *         "images": {
+                 *           "default": {
+                 *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
+                 *             "checksum": "sha256:…"
+                 *           }
+                 *         },
+                 *         "controlPlaneEndpoint": {
+                 *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": {
+                    /** @description Replaces the whole config. How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
+                    config: {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Where machines come from. Its configuration is never returned. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Backend"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but breaks a rule (each error points at the field). */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

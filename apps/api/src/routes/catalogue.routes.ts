@@ -13,7 +13,6 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
 import {
-  BackendSchema,
   FeatureSchema,
   KubernetesVersionSchema,
   listExamples,
@@ -21,10 +20,11 @@ import {
   ref,
   VersionLifecycleRef,
 } from '../schemas.ts'
-import { backendView, kubernetesVersionView, machineClassView } from '../views.ts'
+import { kubernetesVersionView, machineClassView } from '../views.ts'
 import { problemResponses } from './responses.ts'
 
-const Items = <T extends Type.TSchema>(item: T, description: string) =>
+/** A list response: `{items: [...]}` with an example. */
+export const Items = <T extends Type.TSchema>(item: T, description: string) =>
   Type.Object(
     { items: Type.Array(item) },
     { additionalProperties: false, description, ...listExamples(item) },
@@ -78,40 +78,6 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       const name = request.params.feature
       if (!Object.hasOwn(featureCatalogue, name)) throw notFound('feature', name)
       return featureView(name as FeatureName)
-    },
-  )
-
-  app.get(
-    '/v1/backends',
-    {
-      config: { permission: 'catalogue:read' },
-      schema: {
-        operationId: 'listBackends',
-        summary: 'List backends',
-        tags: ['backends'],
-        response: { 200: Items(ref(BackendSchema), 'Backends.'), ...problemResponses() },
-      },
-    },
-    async () => ({ items: (await db.backend.findMany({ orderBy: { name: 'asc' } })).map(backendView) }),
-  )
-
-  app.get(
-    '/v1/backends/:backend',
-    {
-      config: { permission: 'catalogue:read' },
-      schema: {
-        operationId: 'getBackend',
-        summary: 'Get a backend by name or id',
-        tags: ['backends'],
-        params: Type.Object({ backend: Type.String({ maxLength: 63 }) }),
-        response: { 200: ref(BackendSchema), ...problemResponses(404) },
-      },
-    },
-    async (request) => {
-      const ref = request.params.backend
-      const backend = await db.backend.findUnique({ where: isUuid(ref) ? { id: ref } : { name: ref } })
-      if (!backend) throw notFound('backend', ref)
-      return backendView(backend)
     },
   )
 
