@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestApi, type TestApi } from '../../../test/support/api.ts'
-import { aDataCentre, aMachineClass, aProject } from '../../../test/support/builders.ts'
+import {
+  aDataCentre,
+  aKubernetesVersion,
+  aMachineClass,
+  aProject,
+  aTemplate,
+} from '../../../test/support/builders.ts'
 import type { KilnApp } from '../src/app.ts'
 import {
   anIdleCluster,
@@ -46,7 +52,9 @@ beforeAll(async () => {
     gpuCount: 8,
     zones: ['zone-b'],
   })
-  for (const name of ['race', 'race-gpu', 'gpu-q', 'resize-q', 'dry', 'settings', 'usage-q']) {
+  await aKubernetesVersion(api.db, '1.32.1')
+  await aTemplate(api.db, backend.id, { name: 'k8s-1.32', kubernetesVersion: '1.32.1' })
+  for (const name of ['race', 'race-gpu', 'gpu-q', 'resize-q', 'dry', 'settings', 'usage-q', 'upgrade-q']) {
     await aProject(api.db, name)
   }
 })
@@ -96,6 +104,41 @@ async function projectCounts(project: string) {
 const usageOf = (project: string) => getJson<Json>(app, `/v1/projects/${project}/usage`)
 const resourceOf = (lines: { resource: string }[], resource: string) =>
   lines.find((l) => l.resource === resource)
+
+describe('an upgrade’s surge machines', () => {
+  // From the template: 1 control-plane and 3 worker m1.large machines, maxSurge 1. A rolling upgrade
+  // holds one extra machine at a time, so it needs room for one more node.
+  const upgrade = () =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/projects/upgrade-q/clusters/up/upgrade',
+      payload: { template: 'k8s-1.32' },
+    })
+
+  it('are refused (422 at /template) when the quota has no room for them, and nothing starts', async () => {
+    await anIdleCluster(app, 'upgrade-q', 'up')
+    await setQuota('upgrade-q', { nodes: 4, vcpus: 16 })
+    const problem = expectQuotaExceeded(await upgrade())
+    expect(problem.exceeded).toEqual([
+      { resource: 'nodes', limit: 4, usage: 4, request: 1, remaining: 0, exceeded: true },
+      { resource: 'vcpus', limit: 16, usage: 16, request: 4, remaining: 0, exceeded: true },
+    ])
+    // One error per exceeded resource, each at the field that asked for it.
+    expect(pointersOf(problem, 'body')).toEqual(['/template', '/template'])
+    const cluster = await api.db.cluster.findFirstOrThrow({
+      where: { name: 'up' },
+      include: { template: true },
+    })
+    expect([cluster.activeOperationId, cluster.template.name]).toEqual([null, 'k8s-1.31'])
+  })
+
+  it('are accepted once the quota has room for one more machine', async () => {
+    await setQuota('upgrade-q', { nodes: 5, vcpus: 20 })
+    const res = await upgrade()
+    expect(res.statusCode, res.body).toBe(202)
+    expect((res.json() as Json).kind).toBe('cluster.upgrade')
+  })
+})
 
 describe('20 parallel creates against a quota that fits 5', () => {
   it('by cluster count: exactly 5 accepted, 15 refused, 5 clusters and 5 operations written', async () => {

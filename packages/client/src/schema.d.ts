@@ -413,7 +413,7 @@ export interface paths {
         put?: never;
         /**
          * Upgrade a cluster to another template version
-         * @description Moves the cluster to a newer version of its template (or another template on the same backend): control plane first, then node group by node group, replacing machines within each group’s maxSurge/maxUnavailable. Downgrades, skipped minor versions and expired targets are refused with 422.
+         * @description Moves the cluster to a newer version of its template (or another template on the same backend): control plane first, then node group by node group, replacing machines within each group’s maxSurge/maxUnavailable. Downgrades, skipped minor versions, expired targets and a quota without room for the surge machines are refused with 422.
          */
         post: operations["upgradeCluster"];
         delete?: never;

@@ -21,6 +21,7 @@ import {
   type PartialFeatureValues,
   type Provenance,
   parseKubernetesVersion,
+  peakConsumption,
   type QuotaLine,
   type ResolvedCluster,
   type ResolvedClusterSpec,
@@ -34,6 +35,7 @@ import { type Actor, recordAudit } from './audit.ts'
 import {
   findTemplate,
   isUuid,
+  loadMachineClasses,
   loadResolutionContext,
   type TemplateRow,
   visibleTemplates,
@@ -665,6 +667,16 @@ export async function upgradeCluster(
   if (violations.length > 0) throw invalidSpec(violations)
   const request = current.request as ClusterOverrides
   const resolved = await reresolveCluster(tx, current, template, request.features ?? {}, () => pointer)
+  // A rolling upgrade adds machines before it removes old ones: one control-plane machine, then each
+  // node group's maxSurge, one group at a time. The project's quota must have room for the largest.
+  const machineClasses = await loadMachineClasses(tx)
+  const surges = [
+    machinesConsumption(resolved.spec.controlPlane.machineClass, 1, machineClasses),
+    ...resolved.nodeGroups.map((g) =>
+      machinesConsumption(g.machineClass, Math.min(g.maxSurge, g.count), machineClasses),
+    ),
+  ]
+  await reserveQuota(tx, projectId, peakConsumption(surges), () => [pointer])
   const operation = await startClusterOperation(tx, actor, current, 'cluster.upgrade', {
     from: {
       template: `${current.template.name}@${current.template.version}`,

@@ -33,7 +33,8 @@ import type { Prisma, ProjectQuota } from './generated/prisma/client.ts'
 //          now. A create or resize writes it in the transaction that accepts the request, so the
 //          request's share is reserved before any machine exists.
 // held:    the Machine rows the group has now, by their own class. A group that shrinks, or a
-//          rolling upgrade's surge machines, count until the worker has released them.
+//          rolling upgrade's surge machines, count until the worker has released them. An upgrade
+//          is accepted only when the quota has room for its largest surge (upgradeCluster).
 //
 // A cluster claims the sum of its groups plus itself (clusters: 1). A cluster being deleted wants
 // nothing any more (it can only go), so it claims only the machines it still holds, and counts as a

@@ -48,3 +48,18 @@ export function clusterConsumption(
   }
   return total
 }
+
+/** The larger of each figure: the peak of steps that never hold their machines at the same time. */
+export function peakConsumption(steps: Consumption[]): Consumption {
+  const peak = emptyConsumption()
+  for (const step of steps) {
+    peak.clusters = Math.max(peak.clusters, step.clusters)
+    peak.nodes = Math.max(peak.nodes, step.nodes)
+    peak.vcpus = Math.max(peak.vcpus, step.vcpus)
+    peak.memoryMiB = Math.max(peak.memoryMiB, step.memoryMiB)
+    peak.gpus = Math.max(peak.gpus, step.gpus)
+    for (const [model, gpus] of Object.entries(step.gpusByModel))
+      peak.gpusByModel[model] = Math.max(peak.gpusByModel[model] ?? 0, gpus)
+  }
+  return peak
+}

@@ -296,7 +296,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         operationId: 'upgradeCluster',
         summary: 'Upgrade a cluster to another template version',
         description:
-          'Moves the cluster to a newer version of its template (or another template on the same backend): control plane first, then node group by node group, replacing machines within each group’s maxSurge/maxUnavailable. Downgrades, skipped minor versions and expired targets are refused with 422.',
+          'Moves the cluster to a newer version of its template (or another template on the same backend): control plane first, then node group by node group, replacing machines within each group’s maxSurge/maxUnavailable. Downgrades, skipped minor versions, expired targets and a quota without room for the surge machines are refused with 422.',
         tags: ['clusters'],
         params: ClusterParams,
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
