@@ -98,6 +98,11 @@ function concretePath(path: string): string {
         return 'k8s-1.31'
       case 'version':
         return path.startsWith('/v1/kubernetes-versions') ? '1.31.4' : '1'
+      case 'backend':
+        return 'sim'
+      case 'member':
+        // Bodies are checked before anyone looks the member up.
+        return '00000000-0000-4000-8000-000000000000'
       default:
         throw new Error(`bad-input.test.ts does not know a value for {${param}} in ${path}; add one`)
     }

@@ -9,6 +9,7 @@ export type ClusterPlan = Schemas['ClusterPlan']
 export type ClusterTemplate = Schemas['ClusterTemplate']
 export type Feature = Schemas['Feature']
 export type FeatureOverrides = Schemas['FeatureOverrides']
+export type MachineClass = Schemas['MachineClass']
 export type Operation = Schemas['Operation']
 export type ProjectRole = Schemas['ProjectRole']
 

@@ -47,7 +47,16 @@ beforeAll(async () => {
       portalDir,
     },
   })
-  const { backend } = await aSimulatedBackend(stack.db, 'sim', testDataCentre(), {
+  const dataCentre = testDataCentre()
+  dataCentre.machineClasses.push({
+    name: 'm1.xlarge',
+    cpu: 8,
+    memoryMiB: 32768,
+    gpuModel: null,
+    gpuCount: 0,
+    perRack: 10,
+  })
+  const { backend } = await aSimulatedBackend(stack.db, 'sim', dataCentre, {
     name: 'k8s-1.31',
     nodeGroups: [{ name: 'workers', machineClass: 'm1.large', count: 2, minCount: 1, maxCount: 10 }],
   })
@@ -167,12 +176,18 @@ describe('the portal', () => {
     await nameField.fill('gpu-1')
     await page.getByLabel('Template', { exact: true }).selectOption('k8s-1.31-gpu')
     await page.getByLabel('ingress.controller').selectOption('traefik')
+    // Bigger workers than the template's, from the backend's machine classes.
+    await page.getByLabel('workers machine class').selectOption('m1.xlarge')
     await page.getByRole('button', { name: 'Preview' }).click()
     await page.getByRole('heading', { name: 'Preview' }).waitFor()
     await page.screenshot({ path: join(shots, 'create.png'), fullPage: true })
     await page.getByRole('button', { name: 'Create', exact: true }).click()
 
     await page.waitForURL(/\/clusters\/gpu-1/)
+    const workers = await stack.db.nodeGroup.findFirstOrThrow({
+      where: { name: 'workers', cluster: { name: 'gpu-1' } },
+    })
+    expect(workers.machineClass).toBe('m1.xlarge')
     await page.getByRole('region', { name: 'Operation progress' }).waitFor()
     await page.screenshot({ path: join(shots, 'progress.png'), fullPage: true })
     await phase(page)

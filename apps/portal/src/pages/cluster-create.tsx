@@ -8,6 +8,7 @@ import {
   call,
   type Feature,
   type FeatureOverrides,
+  type MachineClass,
   useAction,
   useLoad,
 } from '../api.ts'
@@ -36,6 +37,15 @@ function latestByName(templates: ClusterTemplate[]): ClusterTemplate[] {
 
 const initialCounts = (template: ClusterTemplate | undefined) =>
   Object.fromEntries((template?.nodeGroups ?? []).map((g) => [g.name, String(g.count ?? g.minCount ?? 1)]))
+
+const initialClasses = (template: ClusterTemplate | undefined) =>
+  Object.fromEntries((template?.nodeGroups ?? []).map((g) => [g.name, g.machineClass ?? '']))
+
+/** `m1.large — 4 vCPUs, 16 GiB` and the GPUs, for a machine-class choice. */
+function describeClass(mc: MachineClass): string {
+  const gpus = mc.gpuCount > 0 ? `, ${mc.gpuCount} × ${mc.gpuModel ?? 'GPU'}` : ''
+  return `${mc.name} — ${mc.cpu} vCPUs, ${formatMiB(mc.memoryMiB)}${gpus}`
+}
 
 export function CreateClusterPage({ project, canMutate }: { project: string; canMutate: boolean }) {
   const { search } = useLocation()
@@ -81,6 +91,11 @@ function CreateForm({ project, templates, features, initialTemplate }: FormProps
   const template = templates.find((t) => t.name === templateName)
   const baseline = baselineValues(features, template?.features)
   const [counts, setCounts] = useState<Record<string, string>>(() => initialCounts(template))
+  const [classes, setClasses] = useState<Record<string, string>>(() => initialClasses(template))
+  const backend = template?.backend
+  const machineClasses = useLoad(backend ? `machine-classes:${backend}` : null, (signal) =>
+    call(api.GET('/v1/machine-classes', { params: { query: { backend } }, signal })),
+  )
   const [featureValues, setFeatureValues] = useState<FeatureValues>(baseline)
   const [labels, setLabels] = useState('')
   const [plan, setPlan] = useState<ClusterPlan>()
@@ -90,6 +105,7 @@ function CreateForm({ project, templates, features, initialTemplate }: FormProps
     const chosen = templates.find((t) => t.name === next)
     setTemplateName(next)
     setCounts(initialCounts(chosen))
+    setClasses(initialClasses(chosen))
     setFeatureValues(baselineValues(features, chosen?.features))
     setPlan(undefined)
     setProblem(undefined)
@@ -100,8 +116,9 @@ function CreateForm({ project, templates, features, initialTemplate }: FormProps
     if (pointer === '/name' || pointer === '/labels') return pointer
     if (pointer === '/template' || pointer === '/templateVersion') return '/template'
     if (pointer.startsWith('/labels/')) return '/labels'
-    const group = /^\/nodeGroups\/(\d+)(\/count)?$/.exec(pointer)
-    if (group && template?.nodeGroups[Number(group[1])]) return `/nodeGroups/${group[1]}/count`
+    const group = /^\/nodeGroups\/(\d+)(\/count|\/machineClass)?$/.exec(pointer)
+    if (group && template?.nodeGroups[Number(group[1])])
+      return `/nodeGroups/${group[1]}${group[2] === '/machineClass' ? '/machineClass' : '/count'}`
     const feature = /^\/features\/([^/]+)\/([^/]+)$/.exec(pointer)
     const known = features.find((f) => f.name === feature?.[1])
     if (known && featureProperties(known).some(([p]) => p === feature?.[2])) return pointer
@@ -121,7 +138,13 @@ function CreateForm({ project, templates, features, initialTemplate }: FormProps
       if (raw.trim() === '' || !Number.isInteger(Number(raw))) {
         invalid.push({ pointer: `/nodeGroups/${index}/count`, message: 'Enter a whole number.' })
       }
-      return { name: group.name, count: Number(raw) }
+      // A class chosen here overrides the template's; the same class stays the template's.
+      const machineClass = classes[group.name]
+      return {
+        name: group.name,
+        count: Number(raw),
+        ...(machineClass && machineClass !== group.machineClass ? { machineClass } : {}),
+      }
     })
     if (invalid.length > 0) {
       setProblem({ status: 0, title: 'Check the highlighted fields.', detail: '', errors: invalid })
@@ -197,9 +220,14 @@ function CreateForm({ project, templates, features, initialTemplate }: FormProps
           <p className="hint">
             Control plane: {template.controlPlane.count} × {template.controlPlane.machineClass}
           </p>
+          {machineClasses.problem && <ProblemAlert problem={machineClasses.problem} />}
           {template.nodeGroups.map((group, index) => {
             const fieldId = `${id}-group-${group.name}`
+            const classId = `${fieldId}-class`
             const message = fields[`/nodeGroups/${index}/count`]
+            const classMessage = fields[`/nodeGroups/${index}/machineClass`]
+            const chosen = classes[group.name] ?? ''
+            const offered = machineClasses.data?.items ?? []
             return (
               <div key={group.name} className="field inline">
                 <label htmlFor={fieldId}>{group.name} nodes</label>
@@ -213,13 +241,30 @@ function CreateForm({ project, templates, features, initialTemplate }: FormProps
                   onChange={(e) => setCounts({ ...counts, [group.name]: e.target.value })}
                   {...invalidProps(message, fieldId)}
                 />
+                <label htmlFor={classId}>{group.name} machine class</label>
+                <select
+                  id={classId}
+                  value={chosen}
+                  onChange={(e) => setClasses({ ...classes, [group.name]: e.target.value })}
+                  {...invalidProps(classMessage, classId)}
+                >
+                  {/* The template's class first, even before the list has loaded. */}
+                  {!offered.some((mc) => mc.name === chosen) && (
+                    <option value={chosen}>{chosen || 'default'}</option>
+                  )}
+                  {offered.map((mc) => (
+                    <option key={mc.id} value={mc.name}>
+                      {describeClass(mc)}
+                    </option>
+                  ))}
+                </select>
                 <span className="hint">
-                  × {group.machineClass ?? 'default'}
                   {group.minCount !== undefined && group.maxCount !== undefined
-                    ? ` (${group.minCount}–${group.maxCount})`
+                    ? `${group.minCount}–${group.maxCount} nodes`
                     : ''}
                 </span>
                 <FieldMessage message={message} id={fieldId} />
+                <FieldMessage message={classMessage} id={classId} />
               </div>
             )
           })}
