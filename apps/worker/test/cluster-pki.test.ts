@@ -2,7 +2,14 @@ import { createPublicKey, X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { clusterSecretStore, ensureClusterAuthorities } from '../../../apps/worker/src/cluster-pki.ts'
 import { listClusterCertificates } from '../../../packages/db/src/index.ts'
-import { openCertificate, openKeyPair, type StoredMaterial } from '../../../packages/pki/src/index.ts'
+import {
+  generateCertificateAuthority,
+  openCertificate,
+  openKeyPair,
+  Purpose,
+  type StoredMaterial,
+  sealMaterial,
+} from '../../../packages/pki/src/index.ts'
 import { type TestStack, testMasterKey } from '../../../test/support/engine.ts'
 import {
   clusterUrl,
@@ -119,5 +126,31 @@ describe('GET …/clusters/{cluster}/ca', () => {
 
   it('answers 404 for a cluster that does not exist', async () => {
     expect((await stack.app.inject({ url: `${clusterUrl('nope')}/ca` })).statusCode).toBe(404)
+  })
+})
+
+describe('two workers storing one cluster’s authority at once', () => {
+  it('both get the one that was stored first, and it is stored once', async () => {
+    // No engine: the create stays pending, and the two calls below are the only writers.
+    await stack.stopEngine()
+    const id = (await createCluster(stack.app, { name: 'pki-race', template: 'k8s-1.31' })).resource.id
+    const generate = async () =>
+      sealMaterial(
+        id,
+        Purpose.clusterCa,
+        await generateCertificateAuthority({ purpose: Purpose.clusterCa, validityDays: 1 }),
+        testMasterKey,
+      )
+    const [first, second] = await Promise.all([generate(), generate()])
+    const store = clusterSecretStore(stack.db)
+    const [a, b] = await Promise.all([
+      store.insertIfAbsent(id, Purpose.clusterCa, first),
+      store.insertIfAbsent(id, Purpose.clusterCa, second),
+    ])
+    expect(b).toEqual(a)
+    expect([first, second]).toContainEqual(a)
+    expect(await store.get(id, Purpose.clusterCa)).toEqual(a)
+    const rows = await listClusterCertificates(stack.db, id)
+    expect(rows.map((r) => r.purpose)).toEqual(['cluster-ca'])
   })
 })

@@ -44,7 +44,8 @@ export async function insertClusterSecretIfAbsent(
   record: ClusterSecretRecord,
   generation = 1,
 ): Promise<ClusterSecretRecord> {
-  await db.clusterSecret.createMany({
+  // One round trip when this call wrote the row (the usual case); only a lost race reads it back.
+  const [created] = await db.clusterSecret.createManyAndReturn({
     data: [
       {
         clusterId,
@@ -57,6 +58,7 @@ export async function insertClusterSecretIfAbsent(
     ],
     skipDuplicates: true,
   })
+  if (created) return toRecord(created)
   const stored = await db.clusterSecret.findUniqueOrThrow({
     where: { clusterId_purpose_generation: { clusterId, purpose, generation } },
   })
