@@ -1,4 +1,5 @@
 import type { Database } from '@kiln/db'
+import type { Driver } from '@kiln/drivers'
 import type { DriverCache } from './operations.ts'
 
 // Machine classes of backends that discover their hardware (Ironic) are the backend's to say: the
@@ -12,14 +13,24 @@ export interface CatalogueSync {
   synced: string[]
   /** Classes another backend already names; left alone, named so someone renames one. */
   conflicts: string[]
+  /** Why the backend could not be read this time; its classes stay as they were. */
+  error?: string
 }
 
 export async function syncMachineClasses(db: Database, drivers: DriverCache): Promise<CatalogueSync[]> {
   const backends = await db.backend.findMany({ where: { kind: { in: [...discoveringKinds] } } })
   const results: CatalogueSync[] = []
   for (const backend of backends) {
-    const caps = await drivers.get(backend).capabilities()
     const result: CatalogueSync = { backend: backend.name, synced: [], conflicts: [] }
+    let caps: Awaited<ReturnType<Driver['capabilities']>>
+    try {
+      caps = await drivers.get(backend).capabilities()
+    } catch (error) {
+      // One Ironic that is down (or misconfigured) must not keep the others' classes from syncing.
+      result.error = error instanceof Error ? error.message : String(error)
+      results.push(result)
+      continue
+    }
     for (const mc of caps.machineClasses) {
       const existing = await db.machineClass.findUnique({ where: { name: mc.name } })
       if (existing && existing.backendId !== backend.id) {

@@ -305,6 +305,8 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     const results = await syncMachineClasses(db, drivers)
     for (const r of results.filter((x) => x.conflicts.length > 0))
       log({ msg: 'machine classes named by another backend', backend: r.backend, conflicts: r.conflicts })
+    for (const r of results.filter((x) => x.error !== undefined))
+      log({ msg: 'backend catalogue not read', backend: r.backend, error: r.error })
     return results
   }
   // At start (not awaited: an unreachable Ironic must not keep the worker from other backends' work).

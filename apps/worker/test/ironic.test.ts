@@ -8,7 +8,13 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { caCertHashes, IronicClient, type IronicNode } from '../../../packages/drivers/src/index.ts'
 import { redisUrl } from '../../../test/support/api.ts'
 import { startTestStack, type TestStack, testMasterKey } from '../../../test/support/engine.ts'
-import { allocationsNamed, configDriveOf, ironicUrl, removeNodes } from '../../../test/support/ironic.ts'
+import {
+  allocationsNamed,
+  configDriveOf,
+  ironicUrl,
+  removeNodes,
+  testIronicConfig,
+} from '../../../test/support/ironic.ts'
 import { anIronicBackend, anIronicTemplate, type IronicRack } from '../../../test/support/ironic-stack.ts'
 import { startEngine } from '../src/engine.ts'
 import {
@@ -96,6 +102,29 @@ describe('clusters on Ironic', () => {
         }),
       ]),
     )
+  })
+
+  it('keeps syncing the other backends when one Ironic cannot be reached', async () => {
+    const down = await stack.app.inject({
+      method: 'POST',
+      url: '/v1/backends',
+      payload: {
+        name: 'metal-down',
+        kind: 'ironic',
+        config: testIronicConfig({ url: 'http://127.0.0.1:1', requestTimeoutMs: 2000 }),
+      },
+    })
+    expect(down.statusCode, down.body).toBe(201)
+    try {
+      const results = await stack.engine!.syncCatalogueOnce()
+      const byName = Object.fromEntries(results.map((r) => [r.backend, r]))
+      expect(byName['metal-down']?.error).toMatch(/127\.0\.0\.1:1/)
+      expect(byName.metal?.error).toBeUndefined()
+      expect(byName.metal?.synced).toEqual(expect.arrayContaining([rack.cpuClass, rack.gpuClass]))
+    } finally {
+      const removed = await stack.app.inject({ method: 'DELETE', url: '/v1/backends/metal-down' })
+      expect(removed.statusCode, removed.body).toBe(204)
+    }
   })
 
   it('refuses more GPU nodes than exist with a capacity error before any node is touched', async () => {
