@@ -11,6 +11,7 @@ export type Feature = Schemas['Feature']
 export type FeatureOverrides = Schemas['FeatureOverrides']
 export type MachineClass = Schemas['MachineClass']
 export type Operation = Schemas['Operation']
+export type ProjectMember = Schemas['ProjectMember']
 export type ProjectRole = Schemas['ProjectRole']
 
 // The API refuses cookie-authenticated writes without X-Requested-With (a cross-site page cannot send it).

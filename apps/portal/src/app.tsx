@@ -6,6 +6,7 @@ import { AuditPage } from './pages/audit.tsx'
 import { ClusterPage } from './pages/cluster.tsx'
 import { CreateClusterPage } from './pages/cluster-create.tsx'
 import { ClusterListPage } from './pages/cluster-list.tsx'
+import { MembersPage } from './pages/members.tsx'
 import { LoginPage, NoProjectsPage, NotFoundPage, Redirect } from './pages/simple.tsx'
 import { TemplatesPage } from './pages/templates.tsx'
 import { parseRoute, paths, type Route, useLocation } from './router.ts'
@@ -66,6 +67,8 @@ function page(route: Route, caller: Caller, role: ProjectRole | undefined): Reac
       return <TemplatesPage key={route.project} project={route.project} canMutate={canMutate} />
     case 'audit':
       return role === 'admin' ? <AuditPage key={route.project} project={route.project} /> : <NotFoundPage />
+    case 'members':
+      return <MembersPage key={route.project} project={route.project} isAdmin={role === 'admin'} />
     case 'notFound':
       return <NotFoundPage />
   }

@@ -7,6 +7,7 @@ export type Route =
   | { page: 'cluster'; project: string; cluster: string }
   | { page: 'templates'; project: string }
   | { page: 'audit'; project: string }
+  | { page: 'members'; project: string }
   | { page: 'notFound' }
 
 const base = '/portal'
@@ -20,6 +21,7 @@ export const paths = {
   cluster: (project: string, cluster: string) => `${base}/projects/${enc(project)}/clusters/${enc(cluster)}`,
   templates: (project: string) => `${base}/projects/${enc(project)}/templates`,
   audit: (project: string) => `${base}/projects/${enc(project)}/audit`,
+  members: (project: string) => `${base}/projects/${enc(project)}/members`,
 }
 
 export function parseRoute(pathname: string): Route {
@@ -43,6 +45,7 @@ export function parseRoute(pathname: string): Route {
   if (section === 'clusters' && cluster) return { page: 'cluster', project, cluster }
   if (section === 'templates' && cluster === undefined) return { page: 'templates', project }
   if (section === 'audit' && cluster === undefined) return { page: 'audit', project }
+  if (section === 'members' && cluster === undefined) return { page: 'members', project }
   return { page: 'notFound' }
 }
 

@@ -288,6 +288,29 @@ describe('the portal', () => {
     await page.getByRole('cell', { name: 'cluster.create.failed' }).first().waitFor()
     await page.screenshot({ path: join(shots, 'audit.png'), fullPage: true })
 
+    // Members: add a person, change their role, and meet the API's refusal to lose the last admin.
+    const teamA = await stack.db.project.findUniqueOrThrow({ where: { name: 'team-a' } })
+    const roleOf = async (name: string) =>
+      (await stack.db.projectMember.findFirst({ where: { projectId: teamA.id, name } }))?.role
+    await page.getByRole('link', { name: 'Members' }).click()
+    await page.getByRole('heading', { name: 'Members', level: 1 }).waitFor()
+    await page.getByLabel('Kind').selectOption('user')
+    await page.getByLabel('Member name').fill('carol')
+    await page.getByLabel('Member role').selectOption('viewer')
+    await page.getByRole('button', { name: 'Add', exact: true }).click()
+    await page.getByLabel('Role of carol').waitFor()
+    expect(await roleOf('carol')).toBe('viewer')
+    await page.getByLabel('Role of carol').selectOption('member')
+    await expect.poll(() => roleOf('carol')).toBe('member')
+    await page.getByLabel('Role of kiln:demo-admins').selectOption('viewer')
+    await page.getByRole('alert').filter({ hasText: 'last admin' }).waitFor()
+    expect(await roleOf('kiln:demo-admins')).toBe('admin')
+    expect(await page.getByLabel('Role of kiln:demo-admins').inputValue()).toBe('admin')
+    await page.screenshot({ path: join(shots, 'members.png'), fullPage: true })
+    await page.getByRole('button', { name: 'Remove carol' }).click()
+    await page.getByLabel('Role of carol').waitFor({ state: 'detached' })
+    expect(await roleOf('carol')).toBeUndefined()
+
     await page.goto(`${apiUrl}/portal/projects/team-a/clusters/gpu-1`)
     await page.getByRole('button', { name: 'Delete cluster' }).click()
     const confirm = page.getByRole('button', { name: 'Delete', exact: true })
@@ -314,6 +337,12 @@ describe('the portal', () => {
       expect(await page.getByRole('button', { name }).count(), name).toBe(0)
     expect(await page.getByRole('button', { name: 'Download kubeconfig' }).count()).toBe(1)
     await page.screenshot({ path: join(shots, 'viewer.png'), fullPage: true })
+    // The members list, read only.
+    await page.getByRole('link', { name: 'Members' }).click()
+    await page.getByRole('cell', { name: 'kiln:demo-viewers' }).waitFor()
+    expect(await page.getByRole('main').getByRole('combobox').count()).toBe(0)
+    for (const name of ['Add', 'Remove kiln:demo-admins'])
+      expect(await page.getByRole('button', { name }).count(), name).toBe(0)
 
     await page.goto(`${apiUrl}/portal/projects/secret/clusters/hidden`)
     await page.getByRole('heading', { name: 'Not found', level: 1 }).waitFor()
@@ -328,6 +357,7 @@ describe('the portal', () => {
       ['cluster', '/portal/projects/team-a/clusters/shared'],
       ['create', '/portal/projects/team-a/clusters/new'],
       ['templates', '/portal/projects/team-a/templates'],
+      ['members', '/portal/projects/team-a/members'],
     ] as const
     for (const [screen, width, height] of [
       ['laptop', 1280, 720],

@@ -65,6 +65,9 @@ export function Header({ caller, route, project, role, canLogOut }: Props) {
             <Link href={paths.templates(project)} aria-current={current('templates')}>
               Templates
             </Link>
+            <Link href={paths.members(project)} aria-current={current('members')}>
+              Members
+            </Link>
             {role === 'admin' && (
               <Link href={paths.audit(project)} aria-current={current('audit')}>
                 Audit
