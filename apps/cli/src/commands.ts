@@ -4,7 +4,7 @@ import { type Api, call, connect } from './api.ts'
 import { configPath, readConfig, writeConfig } from './config.ts'
 import { CliError, ExitCode, usageError } from './errors.ts'
 import { followOperation, getOperation, type Progress } from './follow.ts'
-import { oidcLogin } from './oidc-login.ts'
+import { oidcDeviceLogin, oidcLogin } from './oidc-login.ts'
 import { age, type Output, parseDuration, print, table } from './output.ts'
 
 export interface OptionSpec {
@@ -239,10 +239,15 @@ export const commands: Command[] = [
         description: 'Sign in with your browser at Kiln’s identity provider instead of a token.',
       },
       'no-browser': { type: 'boolean', description: 'With --oidc: only print the URL to open.' },
+      device: {
+        type: 'boolean',
+        description: 'With --oidc: sign in on another device with a code (no browser needed here).',
+      },
     },
     examples: [
       'kiln login --url https://kiln.example.org --token kiln_ab12cd34_… --project ml-team',
       'kiln login --url https://kiln.example.org --oidc --project ml-team',
+      'kiln login --url https://kiln.example.org --oidc --device   # over SSH: a URL and a code',
       'kiln login --context staging --url https://kiln-staging.example.org --token "$STAGING_TOKEN"',
       '# In CI, skip login: export KILN_URL=… KILN_TOKEN=… KILN_PROJECT=…',
     ],
@@ -250,12 +255,16 @@ export const commands: Command[] = [
       const flags = ctx.connectionFlags
       if (!flags.url) throw usageError('kiln login needs --url (and --token or --oidc).')
       if (values.oidc && flags.token) throw usageError('kiln login takes --token or --oidc, not both.')
+      if (values.device && !values.oidc)
+        throw usageError('--device goes with --oidc: kiln login --oidc --device.')
       // Checked before it is saved: the context may not exist yet, so no saved one is read.
       const unauthenticated = connect({ url: flags.url })
       let token = flags.token
       let tokenExpiresAt: string | undefined
       if (values.oidc) {
-        const tokens = await oidcLogin(unauthenticated, ctx.progress, { openBrowser: !values['no-browser'] })
+        const tokens = values.device
+          ? await oidcDeviceLogin(unauthenticated, ctx.progress)
+          : await oidcLogin(unauthenticated, ctx.progress, { openBrowser: !values['no-browser'] })
         token = tokens.accessToken
         tokenExpiresAt = tokens.expiresAt
       }

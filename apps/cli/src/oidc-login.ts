@@ -32,24 +32,36 @@ function openBrowser(url: string) {
   }
 }
 
-export async function oidcLogin(
-  api: Api,
-  progress: Progress,
-  options: { openBrowser: boolean; timeoutMs?: number },
-): Promise<OidcTokens> {
+interface Discovery {
+  authorization_endpoint: string
+  token_endpoint: string
+  device_authorization_endpoint?: string
+}
+
+/** Which issuer and client Kiln names for the CLI, and that issuer's endpoints. */
+async function discover(api: Api) {
   const settings = await call(api, api.client.GET('/v1/auth/cli'))
   const discoveryUrl = `${settings.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`
-  let discovery: { authorization_endpoint: string; token_endpoint: string }
+  let discovery: Discovery
   try {
     const response = await fetch(discoveryUrl)
     if (!response.ok) throw new Error(`HTTP ${response.status}`)
-    discovery = (await response.json()) as typeof discovery
+    discovery = (await response.json()) as Discovery
   } catch (error) {
     throw new CliError(
       ExitCode.failed,
       `Cannot read the issuer's discovery at ${discoveryUrl}: ${(error as Error).message}`,
     )
   }
+  return { settings, discovery }
+}
+
+export async function oidcLogin(
+  api: Api,
+  progress: Progress,
+  options: { openBrowser: boolean; timeoutMs?: number },
+): Promise<OidcTokens> {
+  const { settings, discovery } = await discover(api)
   const verifier = randomBytes(32).toString('base64url')
   const state = randomBytes(16).toString('base64url')
 
@@ -121,6 +133,92 @@ export async function oidcLogin(
     })
   } finally {
     server.close()
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * `kiln login --oidc --device`: the device authorization grant (RFC 8628), for a command with no
+ * browser beside it (an SSH session). It prints a URL and a code to enter on any device, then polls
+ * the token endpoint at the interval the issuer asks for until the person has signed in.
+ */
+export async function oidcDeviceLogin(
+  api: Api,
+  progress: Progress,
+  options: { timeoutMs?: number } = {},
+): Promise<OidcTokens> {
+  const { settings, discovery } = await discover(api)
+  if (!discovery.device_authorization_endpoint)
+    throw new CliError(
+      ExitCode.failed,
+      'The issuer offers no device flow (no device_authorization_endpoint); use kiln login --oidc without --device.',
+    )
+  const started = await fetch(discovery.device_authorization_endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      client_id: settings.clientId,
+      scope: settings.scopes.join(' '),
+      resource: settings.audience,
+    }).toString(),
+  })
+  const device = (await started.json().catch(() => ({}))) as {
+    device_code?: string
+    user_code?: string
+    verification_uri?: string
+    verification_uri_complete?: string
+    expires_in?: number
+    interval?: number
+    error?: string
+    error_description?: string
+  }
+  if (!started.ok || !device.device_code || !device.user_code || !device.verification_uri)
+    throw new CliError(
+      ExitCode.auth,
+      `The issuer refused to start a device login: ${device.error ?? started.status}${device.error_description ? ` (${device.error_description})` : ''}.`,
+    )
+  progress.write(
+    `On any device, open ${device.verification_uri} and enter the code ${device.user_code}\n` +
+      (device.verification_uri_complete ? `  (or open ${device.verification_uri_complete})\n` : ''),
+  )
+  const deadline = Date.now() + Math.min(options.timeoutMs ?? 300_000, (device.expires_in ?? 300) * 1000)
+  let interval = (device.interval ?? 5) * 1000
+  for (;;) {
+    await sleep(interval)
+    if (Date.now() > deadline)
+      throw new CliError(ExitCode.auth, 'The device login expired; run kiln login --oidc --device again.')
+    const response = await fetch(discovery.token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
+        device_code: device.device_code,
+        client_id: settings.clientId,
+        resource: settings.audience,
+      }).toString(),
+    })
+    const body = (await response.json().catch(() => ({}))) as {
+      access_token?: string
+      expires_in?: number
+      error?: string
+      error_description?: string
+    }
+    if (response.ok && body.access_token)
+      return {
+        accessToken: body.access_token,
+        expiresAt: new Date(Date.now() + (body.expires_in ?? 3600) * 1000).toISOString(),
+      }
+    if (body.error === 'authorization_pending') continue
+    // RFC 8628 §3.5: slow down means five more seconds between polls, from now on.
+    if (body.error === 'slow_down') {
+      interval += 5000
+      continue
+    }
+    throw new CliError(
+      ExitCode.auth,
+      `The issuer refused the device login: ${body.error ?? response.status}${body.error_description ? ` (${body.error_description})` : ''}.`,
+    )
   }
 }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type OidcApi, startOidcApi } from '../../../test/support/oidc.ts'
-import { Browser, type RunningIssuer, signIn } from '../../issuer/src/index.ts'
+import { Browser, type Landing, loginFormAction, type RunningIssuer, signIn } from '../../issuer/src/index.ts'
 import { buildCli, runCli } from './support.ts'
 
 // `kiln login --oidc` over real HTTP: the API requiring credentials, the issuer (oidc-provider) with
@@ -48,6 +48,20 @@ afterAll(async () => {
 })
 
 const env = () => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(dir, 'home') })
+
+/** Submits a page's form (the one with this id, else the first) with its inputs' values, as a browser would. */
+async function submitForm(browser: Browser, page: Landing, id?: string): Promise<Landing> {
+  const forms = [...(page.body ?? '').matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/g)]
+  const form = forms.find((f) => id === undefined || f[1]!.includes(`id="${id}"`))
+  const action = form && /action="([^"]*)"/.exec(form[1]!)?.[1]
+  if (!form || action === undefined) throw new Error(`No form ${id ?? ''} on ${page.url}: ${page.body}`)
+  const fields = new URLSearchParams()
+  for (const input of form[2]!.matchAll(/<input\b[^>]*>/g)) {
+    const name = /name="([^"]*)"/.exec(input[0])?.[1]
+    if (name) fields.set(name, /value="([^"]*)"/.exec(input[0])?.[1] ?? '')
+  }
+  return browser.navigate(new URL(action, page.url), { form: fields })
+}
 
 describe('kiln login --oidc', () => {
   it('signs in through the browser flow, saves the token, and later commands use it', async () => {
@@ -97,6 +111,54 @@ describe('kiln login --oidc', () => {
     const listed = await runCli(bundle, ['cluster', 'list', '-o', 'json'], env())
     expect(listed.code, listed.stderr).toBe(0)
     expect(JSON.parse(listed.stdout)).toEqual([])
+  })
+
+  it('signs in with the device flow: a URL and a code, confirmed and signed in on another device', async () => {
+    const child = spawn(
+      'node',
+      [bundle, 'login', '--url', apiUrl, '--oidc', '--device', '--project', 'team-a', '--context', 'ssh'],
+      { env: env() },
+    )
+    let stderr = ''
+    let stdout = ''
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString()
+    })
+    const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
+    const shown = await new Promise<{ uri: string; code: string; complete: string }>((resolve, reject) => {
+      child.stderr.on('data', (c: Buffer) => {
+        stderr += c.toString()
+        const m = /open (\S+) and enter the code (\S+)\n\s+\(or open (\S+)\)/.exec(stderr)
+        if (m) resolve({ uri: m[1]!, code: m[2]!, complete: m[3]! })
+      })
+      child.on('exit', () => reject(new Error(`kiln login exited first: ${stderr}`)))
+    })
+    expect(shown.uri).toBe(`${issuer.issuer}/device`)
+    expect(new URL(shown.complete).searchParams.get('user_code')).toBe(shown.code)
+
+    // The other device (a phone, a laptop): the code is filled in, confirmed, then the usual sign-in.
+    const browser = new Browser()
+    // The complete URL's page submits the code by itself (a script; here, the form it submits).
+    const entered = await submitForm(browser, await browser.navigate(shown.complete))
+    expect(entered.body).toContain(shown.code)
+    const confirmed = await submitForm(browser, entered, 'op.deviceConfirmForm')
+    const action = loginFormAction(confirmed)
+    expect(action, confirmed.body).toBeDefined()
+    const done = await browser.navigate(action!, {
+      form: new URLSearchParams({ username: 'demo', password: 'demo' }),
+    })
+    expect(done.body).toContain('Signed in')
+
+    expect(await exited, stderr).toBe(0)
+    expect(JSON.parse(stdout)).toMatchObject({ context: 'ssh', subject: 'user:demo', project: 'team-a' })
+    const listed = await runCli(bundle, ['cluster', 'list', '--context', 'ssh', '-o', 'json'], env())
+    expect(listed.code, listed.stderr).toBe(0)
+  })
+
+  it('takes --device only with --oidc (exit 2)', async () => {
+    const misuse = await runCli(bundle, ['login', '--url', apiUrl, '--device'], env())
+    expect(misuse.code).toBe(2)
+    expect(misuse.stderr).toContain('--device goes with --oidc')
   })
 
   it('fails with exit 4 when the person cancels at the issuer', async () => {

@@ -75,13 +75,16 @@ export const demoUsers: IssuerUser[] = [
   },
 ]
 
-/** The public client the `token` command uses: code + PKCE, loopback redirect (never actually served). */
+/**
+ * The public client of `kiln login --oidc` and the `token` command: code + PKCE on a loopback
+ * redirect, or the device flow (RFC 8628) where no browser runs beside the command (an SSH session).
+ */
 export const cliClient: ClientMetadata = {
   client_id: 'kiln-cli',
   client_name: 'Kiln command line',
   application_type: 'native',
   token_endpoint_auth_method: 'none',
-  grant_types: ['authorization_code'],
+  grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
   response_types: ['code'],
   redirect_uris: ['http://127.0.0.1/kiln-cli/callback'],
 }
@@ -133,6 +136,38 @@ ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
 <p class="note">Kiln's development issuer. Demo users: demo / demo, viewer / viewer, admin / admin.</p>
 <p><a href="/interaction/${escapeHtml(uid)}/abort">Cancel</a></p>
 </body></html>`
+}
+
+// The device flow's pages (enter the code, confirm it, done), in the login page's plain style instead
+// of oidc-provider's defaults, which load web fonts and warn that they should be replaced.
+const devicePage = (title: string, body: string) => `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto}label,input,button{display:block;width:100%;margin:.3rem 0}input{padding:.4rem}button{padding:.5rem;margin-top:1rem}code{font-size:1.5rem}.error{color:#b00020}</style>
+</head><body><h1>${escapeHtml(title)}</h1>${body}</body></html>`
+
+const deviceFlowPages = {
+  async userCodeInputSource(ctx: KoaContextWithOIDC, form: string, _out?: unknown, err?: Error) {
+    const error = err ? `<p class="error" role="alert">${escapeHtml(err.message)}</p>` : ''
+    ctx.body = devicePage(
+      'Sign in a device',
+      `${error}<p>Enter the code the command shows.</p>${form}<button type="submit" form="op.deviceInputForm">Continue</button>`,
+    )
+  },
+  async userCodeConfirmSource(
+    ctx: KoaContextWithOIDC,
+    form: string,
+    client: { clientName?: string; clientId: string },
+    _deviceInfo: unknown,
+    userCode: string,
+  ) {
+    ctx.body = devicePage(
+      'Confirm the device',
+      `<p><strong>${escapeHtml(client.clientName ?? client.clientId)}</strong> shows this code:</p><p><code>${escapeHtml(userCode)}</code></p><p>Continue only if it is the code your command shows.</p>${form}<button type="submit" form="op.deviceConfirmForm">Continue</button><button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Cancel</button>`,
+    )
+  },
+  async successSource(ctx: KoaContextWithOIDC) {
+    ctx.body = devicePage('Signed in', '<p>The command is signed in to Kiln. You can close this window.</p>')
+  },
 }
 
 async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
@@ -192,6 +227,7 @@ function configuration(options: IssuerOptions, keys: JWK[], cookieKeys: string[]
     },
     features: {
       devInteractions: { enabled: false },
+      deviceFlow: { enabled: true, ...deviceFlowPages },
       rpInitiatedLogout: { enabled: true },
       resourceIndicators: {
         enabled: true,
