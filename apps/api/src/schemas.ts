@@ -1208,6 +1208,13 @@ export const ClusterCreateSchema = named(
   ),
 )
 
+/** A whole list (no paging): `{items: [...]}` with an example. */
+export const Items = <T extends Type.TSchema>(item: T, description?: string) =>
+  Type.Object(
+    { items: Type.Array(item) },
+    { additionalProperties: false, ...(description ? { description } : {}), ...listExamples(item) },
+  )
+
 export const Page = <T extends Type.TSchema>(item: T, description: string) =>
   Type.Object(
     {

@@ -5,9 +5,8 @@ import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
-import { BackendKindRef, BackendSchema, ref } from '../schemas.ts'
+import { BackendKindRef, BackendSchema, Items, ref } from '../schemas.ts'
 import { backendView } from '../views.ts'
-import { Items } from './catalogue.routes.ts'
 import { problemResponses } from './responses.ts'
 
 // Backends: where machines come from. Platform admins register bare-metal (Ironic) backends here; the

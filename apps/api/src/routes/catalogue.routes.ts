@@ -14,21 +14,14 @@ import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
 import {
   FeatureSchema,
+  Items,
   KubernetesVersionSchema,
-  listExamples,
   MachineClassSchema,
   ref,
   VersionLifecycleRef,
 } from '../schemas.ts'
 import { kubernetesVersionView, machineClassView } from '../views.ts'
 import { problemResponses } from './responses.ts'
-
-/** A list response: `{items: [...]}` with an example. */
-export const Items = <T extends Type.TSchema>(item: T, description: string) =>
-  Type.Object(
-    { items: Type.Array(item) },
-    { additionalProperties: false, description, ...listExamples(item) },
-  )
 
 function featureView(name: FeatureName) {
   const def = featureDefinition(name)

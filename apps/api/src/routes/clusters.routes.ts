@@ -24,8 +24,8 @@ import {
   ClusterPlanSchema,
   ClusterSchema,
   FeatureOverridesSchema,
+  Items,
   ListQuery,
-  listExamples,
   OperationSchema,
   Page,
   ref,
@@ -273,10 +273,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['clusters'],
         params: ClusterParams,
         response: {
-          200: Type.Object(
-            { items: Type.Array(ref(TemplateSchema)) },
-            { additionalProperties: false, ...listExamples(ref(TemplateSchema)) },
-          ),
+          200: Items(ref(TemplateSchema)),
           ...problemResponses(404),
         },
       },

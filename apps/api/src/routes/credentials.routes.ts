@@ -30,7 +30,7 @@ import {
   CertificateAuthoritySchema,
   CertificateSigningRequestSchema,
   CredentialTtlSeconds,
-  listExamples,
+  Items,
   OperationSchema,
   ref,
   SignedCertificateSchema,
@@ -107,10 +107,7 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['clusters'],
         params: ClusterParams,
         response: {
-          200: Type.Object(
-            { items: Type.Array(ref(CertificateAuthoritySchema)) },
-            { additionalProperties: false, ...listExamples(ref(CertificateAuthoritySchema)) },
-          ),
+          200: Items(ref(CertificateAuthoritySchema)),
           ...problemResponses(404),
         },
       },

@@ -14,7 +14,7 @@ import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
-import { listExamples, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
+import { Items, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
 import { nodeGroupView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
 import { problemResponses } from './responses.ts'
@@ -46,10 +46,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['nodegroups'],
         params: ClusterParams,
         response: {
-          200: Type.Object(
-            { items: Type.Array(ref(NodeGroupSchema)) },
-            { additionalProperties: false, ...listExamples(ref(NodeGroupSchema)) },
-          ),
+          200: Items(ref(NodeGroupSchema)),
           ...problemResponses(404),
         },
       },
