@@ -16,8 +16,9 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { createDatabase } from '@kiln/db'
-import { IronicClient, type IronicNode } from '@kiln/drivers'
-import { enrollNodes, ironicUrl, removeNodes, testIronicConfig } from '../test/support/ironic.ts'
+import { IronicClient } from '@kiln/drivers'
+import { eventually } from '../test/support/eventually.ts'
+import { enrollNodes, ironicUrl, removeNodes, testIronicConfig, waitForNode } from '../test/support/ironic.ts'
 import {
   createBenchDatabase,
   dbUrl,
@@ -31,7 +32,6 @@ import {
   round,
   runBench,
   runId,
-  sleep,
   startKiln,
   startSimulatorChild,
   writeResults,
@@ -40,20 +40,8 @@ import {
 const run = promisify(execFile)
 const clusters = envInt('BENCH_P10_CLUSTERS', 10)
 const prefix = `kiln-bench-${runId}-p10`
-
-async function waitFor<T>(
-  check: () => Promise<T | undefined>,
-  what: string,
-  timeoutMs = 120_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
-    await sleep(50)
-  }
-}
+/** How long one raw allocation, deploy or undeploy may take. */
+const timeoutMs = 120_000
 
 /** What the Kiln path asks of Ironic for one node, done directly: claim, describe, deploy, each polled. */
 async function rawDeploy(ironic: IronicClient, name: string, resourceClass: string, candidates: string[]) {
@@ -62,14 +50,19 @@ async function rawDeploy(ironic: IronicClient, name: string, resourceClass: stri
     resource_class: resourceClass,
     candidate_nodes: candidates,
   })
-  const node = await waitFor(async () => {
-    const a = await ironic.request<{ state: string; node_uuid: string | null }>(
-      'GET',
-      `v1/allocations/${allocation.uuid}`,
-    )
-    if (a.state === 'error') throw new Error(`raw allocation ${name} failed`)
-    return a.state === 'active' ? a.node_uuid! : undefined
-  }, `allocation ${name}`)
+  const node = await eventually(
+    `allocation ${name}`,
+    async () => {
+      const a = await ironic.request<{ state: string; node_uuid: string | null }>(
+        'GET',
+        `v1/allocations/${allocation.uuid}`,
+      )
+      if (a.state === 'error') throw new Error(`raw allocation ${name} failed`)
+      return a.state === 'active' ? a.node_uuid! : undefined
+    },
+    timeoutMs,
+    50,
+  )
   await ironic.request('PATCH', `v1/nodes/${node}`, [
     { op: 'add', path: '/instance_info/image_source', value: 'http://images.example.org/k8s.qcow2' },
     { op: 'add', path: '/instance_info/image_os_hash_algo', value: 'sha256' },
@@ -80,19 +73,23 @@ async function rawDeploy(ironic: IronicClient, name: string, resourceClass: stri
     target: 'active',
     configdrive: { meta_data: { hostname: name }, user_data: '#cloud-config\n' },
   })
-  await waitFor(async () => {
-    const n = await ironic.request<IronicNode>('GET', `v1/nodes/${node}`)
-    return n.provision_state === 'active' && !n.target_provision_state ? true : undefined
-  }, `deploy ${name}`)
+  await waitForNode(
+    ironic,
+    node,
+    (n) => n.provision_state === 'active' && !n.target_provision_state,
+    timeoutMs,
+  )
   return node
 }
 
 async function rawUndeploy(ironic: IronicClient, node: string) {
   await ironic.request('PUT', `v1/nodes/${node}/states/provision`, { target: 'deleted' })
-  await waitFor(async () => {
-    const n = await ironic.request<IronicNode>('GET', `v1/nodes/${node}`)
-    return n.provision_state === 'available' && !n.target_provision_state ? true : undefined
-  }, `undeploy ${node}`)
+  await waitForNode(
+    ironic,
+    node,
+    (n) => n.provision_state === 'available' && !n.target_provision_state,
+    timeoutMs,
+  )
 }
 
 async function main() {

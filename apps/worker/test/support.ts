@@ -165,21 +165,7 @@ export async function waitForOperation(app: KilnApp, id: string, timeoutMs = 20_
   }
 }
 
-/** Polls until `check` returns a value (not undefined), within `timeoutMs`. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 10_000,
-  everyMs = 10,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(everyMs)
-  }
-}
+export { eventually } from '../../../test/support/eventually.ts'
 
 export async function getCluster(app: KilnApp, name: string): Promise<ClusterBody> {
   const res = await app.inject({ method: 'GET', url: clusterUrl(name) })
