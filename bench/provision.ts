@@ -42,8 +42,9 @@ import { type ConnectionOptions, type Job, Queue, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { buildApp, type KilnApp } from '../apps/api/src/app.ts'
+import { DriverCache } from '../apps/worker/src/driver-cache.ts'
 import { classifyError } from '../apps/worker/src/engine.ts'
-import { buildOperationDefinitions, DriverCache, markProgressing } from '../apps/worker/src/operations.ts'
+import { buildOperationDefinitions, markProgressing } from '../apps/worker/src/operations.ts'
 import { masterKeyFromSettings } from '../packages/pki/src/index.ts'
 import {
   createBenchDatabase,

@@ -1,6 +1,6 @@
 import type { Database } from '@kiln/db'
 import type { Driver } from '@kiln/drivers'
-import type { DriverCache } from './operations.ts'
+import type { DriverCache } from './driver-cache.ts'
 
 // Machine classes of backends that discover their hardware (Ironic) are the backend's to say: the
 // worker copies what `capabilities()` reports into the catalogue, so `GET /v1/machine-classes`,
@@ -24,7 +24,7 @@ export async function syncMachineClasses(db: Database, drivers: DriverCache): Pr
     const result: CatalogueSync = { backend: backend.name, synced: [], conflicts: [] }
     let caps: Awaited<ReturnType<Driver['capabilities']>>
     try {
-      caps = await drivers.get(backend).capabilities()
+      caps = await drivers.use(backend, (driver) => driver.capabilities())
     } catch (error) {
       // One Ironic that is down (or misconfigured) must not keep the others' classes from syncing.
       result.error = error instanceof Error ? error.message : String(error)

@@ -24,7 +24,8 @@ import type { MasterKey } from '@kiln/pki'
 import { type ConnectionOptions, DelayedError, type Job, Worker } from 'bullmq'
 import Value from 'typebox/value'
 import { type CatalogueSync, syncMachineClasses } from './catalogue.ts'
-import { buildOperationDefinitions, DriverCache, markProgressing } from './operations.ts'
+import { DriverCache } from './driver-cache.ts'
+import { buildOperationDefinitions, markProgressing } from './operations.ts'
 
 export interface EngineOptions {
   db: Database
@@ -164,9 +165,11 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     let repairs = 0
     for (const cluster of clusters) {
       const machines = await db.machine.findMany({ where: { clusterId: cluster.id }, select: { name: true } })
-      const observed = await drivers.get(cluster.template.backend).observe(
-        { id: cluster.id, name: cluster.name },
-        machines.map((m) => m.name),
+      const observed = await drivers.use(cluster.template.backend, (driver) =>
+        driver.observe(
+          { id: cluster.id, name: cluster.name },
+          machines.map((m) => m.name),
+        ),
       )
       const sick = observed.machines.filter((m) => m.health !== 'Healthy')
       const budget = Math.max(1, Math.floor(machines.length * (options.maxUnhealthyFraction ?? 0.4)))

@@ -1,6 +1,5 @@
 import {
   type Actor,
-  type Backend,
   type Database,
   deleteClusterSecrets,
   type Machine,
@@ -18,7 +17,7 @@ import {
   setCondition,
   type Taint,
 } from '@kiln/domain'
-import { type ClusterEndpoint, type ClusterRef, createDriver, type Driver, DriverError } from '@kiln/drivers'
+import { type ClusterEndpoint, type ClusterRef, type Driver, DriverError } from '@kiln/drivers'
 import type { OperationDefinition, OperationDefinitions, Outcome, StepHandler } from '@kiln/jobs'
 import type { MasterKey } from '@kiln/pki'
 import { installAddons } from './addons.ts'
@@ -31,6 +30,7 @@ import {
   issueNextClusterCa,
   retirePreviousClusterCas,
 } from './cluster-pki.ts'
+import type { DriverCache } from './driver-cache.ts'
 import {
   allocateRecordedMachines,
   capacityNeeds,
@@ -40,33 +40,6 @@ import {
   refOf,
   releaseMachines,
 } from './machines.ts'
-
-/** One driver per backend, built from the backend row and reused by every operation. */
-/**
- * One driver per backend, rebuilt when the backend's row changed (a platform admin replaced its
- * config through PATCH /v1/backends/…). The old one may still be in use by a running step, so it is
- * only closed with the rest.
- */
-export class DriverCache {
-  private readonly drivers = new Map<string, { driver: Driver; updatedAt: number }>()
-  private readonly retired: Driver[] = []
-  constructor(private readonly databaseUrl: string) {}
-
-  get(backend: Backend): Driver {
-    const cached = this.drivers.get(backend.id)
-    if (cached && cached.updatedAt === backend.updatedAt.getTime()) return cached.driver
-    if (cached) this.retired.push(cached.driver)
-    const driver = createDriver(backend, { databaseUrl: this.databaseUrl })
-    this.drivers.set(backend.id, { driver, updatedAt: backend.updatedAt.getTime() })
-    return driver
-  }
-
-  async closeAll() {
-    const all = [...[...this.drivers.values()].map((d) => d.driver), ...this.retired.splice(0)]
-    this.drivers.clear()
-    await Promise.allSettled(all.map((d) => d.close()))
-  }
-}
 
 export interface EngineDeps {
   db: Database
@@ -89,7 +62,7 @@ const loadCluster = (db: Database, id: string) =>
     include: { nodeGroups: { orderBy: { createdAt: 'asc' } }, template: { include: { backend: true } } },
   })
 
-async function scopeOf(deps: EngineDeps, op: Operation): Promise<OperationScope> {
+async function scopeOf(deps: EngineDeps, op: Operation): Promise<Omit<OperationScope, 'driver'>> {
   if (!op.clusterId) throw new DriverError('ERR_INVALID_REQUEST', `Operation ${op.id} has no cluster.`)
   const cluster = await loadCluster(deps.db, op.clusterId)
   if (!cluster)
@@ -114,7 +87,6 @@ async function scopeOf(deps: EngineDeps, op: Operation): Promise<OperationScope>
       name: cluster.name,
       bootstrapMaterial: bootstrapMaterialFor(deps.db, deps.masterKey, cluster.id),
     },
-    driver: deps.drivers.get(cluster.template.backend),
     spec,
     plans,
   }
@@ -213,7 +185,7 @@ function finishClusterChange(successMessage: string) {
 
 export function buildOperationDefinitions(deps: EngineDeps): OperationDefinitions {
   const { db } = deps
-  const scopes = new WeakMap<Operation, Promise<OperationScope>>()
+  const scopes = new WeakMap<Operation, Promise<Omit<OperationScope, 'driver'>>>()
   const scoped =
     (
       fn: (
@@ -228,7 +200,11 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         scope = scopeOf(deps, operation)
         scopes.set(operation, scope)
       }
-      return fn(await scope, operation)
+      const loaded = await scope
+      // Borrowed per step: a driver replaced meanwhile is closed once no step holds it any more.
+      return deps.drivers.use(loaded.cluster.template.backend, (driver) =>
+        fn({ ...loaded, driver }, operation),
+      )
     }
 
   const skipped =

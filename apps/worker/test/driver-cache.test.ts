@@ -1,33 +1,75 @@
 import type { Backend } from '@kiln/db'
+import type { Driver } from '@kiln/drivers'
 import { describe, expect, it, vi } from 'vitest'
 import { testIronicConfig } from '../../../test/support/ironic.ts'
-import { DriverCache } from '../src/operations.ts'
+import { DriverCache } from '../src/driver-cache.ts'
 
-// A backend's driver is built once and rebuilt when its row changes (PATCH /v1/backends/… replaced the
-// config); the old one may still serve a running step, so it is closed only with the rest.
+// A backend's driver is built once and rebuilt only when its configuration changes (PATCH
+// /v1/backends/… replaced it); the one it replaces is closed as soon as no step uses it any more.
 
-const backend = (updatedAt: Date, url = 'https://ironic-a.test:6385'): Backend => ({
+const backend = (updatedAt: string, url = 'https://ironic-a.test:6385', zones = ['zone-a']): Backend => ({
   id: '6f1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b',
   name: 'metal',
   kind: 'ironic',
   config: testIronicConfig({ url }),
-  capabilities: {},
+  capabilities: { zones },
   createdAt: new Date('2026-11-01T00:00:00Z'),
-  updatedAt,
+  updatedAt: new Date(updatedAt),
 })
 
+const driverOf = (cache: DriverCache, row: Backend) => cache.use(row, async (driver) => driver)
+
 describe('DriverCache', () => {
-  it('keeps one driver per backend until the backend changes, then builds a new one; closes all at the end', async () => {
+  it('keeps the driver when only the capabilities and updatedAt of the row moved', async () => {
     const cache = new DriverCache('postgresql://unused')
-    const first = cache.get(backend(new Date('2026-11-22T08:00:00Z')))
-    expect(cache.get(backend(new Date('2026-11-22T08:00:00Z')))).toBe(first)
-
-    const second = cache.get(backend(new Date('2026-11-22T09:00:00Z'), 'https://ironic-b.test:6385'))
-    expect(second).not.toBe(first)
-    expect(cache.get(backend(new Date('2026-11-22T09:00:00Z')))).toBe(second)
-
-    const closed = [vi.spyOn(first, 'close'), vi.spyOn(second, 'close')]
+    const first = await driverOf(cache, backend('2026-11-22T08:00:00Z'))
+    const close = vi.spyOn(first, 'close')
+    for (let minute = 1; minute <= 5; minute++) {
+      const synced = backend(`2026-11-22T08:0${minute}:00Z`, undefined, ['zone-a', `zone-${minute}`])
+      expect(await driverOf(cache, synced)).toBe(first)
+    }
+    expect(close).not.toHaveBeenCalled()
     await cache.closeAll()
-    for (const close of closed) expect(close).toHaveBeenCalledOnce()
+    expect(close).toHaveBeenCalledOnce()
+  })
+
+  it('builds a new driver when the configuration changes and closes the old one once it is unused', async () => {
+    const cache = new DriverCache('postgresql://unused')
+    const first = await driverOf(cache, backend('2026-11-22T08:00:00Z'))
+    const closeFirst = vi.spyOn(first, 'close')
+    let release!: () => void
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    // A running step holds the first driver while the admin replaces the backend's configuration.
+    const step = cache.use(backend('2026-11-22T08:00:00Z'), async (driver) => {
+      await held
+      return driver
+    })
+
+    const second = await driverOf(cache, backend('2026-11-22T09:00:00Z', 'https://ironic-b.test:6385'))
+    expect(second).not.toBe(first)
+    expect(closeFirst).not.toHaveBeenCalled()
+    // A step that read the row before the change gets the new driver, not the replaced configuration.
+    expect(await driverOf(cache, backend('2026-11-22T08:00:00Z'))).toBe(second)
+
+    release()
+    expect(await step).toBe(first)
+    expect(closeFirst).toHaveBeenCalledOnce()
+
+    const closeSecond = vi.spyOn(second, 'close')
+    await cache.closeAll()
+    expect(closeSecond).toHaveBeenCalledOnce()
+    expect(closeFirst).toHaveBeenCalledOnce()
+  })
+
+  it('closes a replaced driver at once when no step holds it', async () => {
+    const cache = new DriverCache('postgresql://unused')
+    const first: Driver = await driverOf(cache, backend('2026-11-22T08:00:00Z'))
+    const close = vi.spyOn(first, 'close')
+    await driverOf(cache, backend('2026-11-22T09:00:00Z', 'https://ironic-b.test:6385'))
+    expect(close).toHaveBeenCalledOnce()
+    await cache.closeAll()
+    expect(close).toHaveBeenCalledOnce()
   })
 })
