@@ -17,6 +17,7 @@ import {
 } from '../../apps/worker/test/support.ts'
 import { IronicClient, type IronicNode } from '../../packages/drivers/src/index.ts'
 import { startTestStack, type TestStack } from '../support/engine.ts'
+import { eventually } from '../support/eventually.ts'
 import {
   allocationsNamed,
   crashOwnIronic,
@@ -34,13 +35,20 @@ let stack: TestStack
 let rack: IronicRack
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/**
+ * Each fake deploy takes seconds (the delay applies twice), so a kill seen mid-deploy lands mid-deploy
+ * however busy the machine. Every (re)start passes it: start-ironic.sh rewrites the config each time,
+ * and a restart without it left the next test's deploys instant, finished before the kill.
+ */
+const slowDeploys = { IRONIC_FAKE_DEPLOY_DELAY: '5' }
+const startIronic = (env: Record<string, string> = {}) =>
+  startOwnIronic({ dir, port, env: { ...slowDeploys, ...env } })
 const nodes = async () =>
   Promise.all(rack.nodes.map((n) => admin.request<IronicNode>('GET', `v1/nodes/${n.uuid}`)))
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kiln-ironic-'))
-  // Each fake deploy takes seconds (the delay applies twice), long enough to kill Ironic mid-way.
-  url = await startOwnIronic({ dir, port, env: { IRONIC_FAKE_DEPLOY_DELAY: '2', IRONIC_FRESH_DB: '1' } })
+  url = await startIronic({ IRONIC_FRESH_DB: '1' })
   admin = new IronicClient({ url })
   stack = await startTestStack({ engine: {} })
   rack = await anIronicBackend(stack.db, admin, { name: 'metal', cpuNodes: 3, config: { url } })
@@ -51,7 +59,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.close()
   if (rack) {
-    await startOwnIronic({ dir, port }).catch(() => undefined)
+    await startIronic().catch(() => undefined)
     await removeNodes(
       admin,
       rack.nodes.map((n) => n.uuid),
@@ -66,14 +74,22 @@ describe('Ironic faults', () => {
   it('a create started while Ironic is down retries and completes once it is back', async () => {
     await stopOwnIronic(dir)
     const op = await createCluster(stack.app, { name: 'while-down', template: 'metal-small' })
-    await sleep(4000)
-    const during = (await stack.app.inject({ method: 'GET', url: `/v1/operations/${op.id}` })).json() as {
-      status: string
-      steps: { name: string; message: string }[]
-    }
+    // However long a busy machine takes to get there: the first step fails, retryably, and waits.
+    const during = await eventually(
+      'the first step to find Ironic unreachable',
+      async () => {
+        const read = (await stack.app.inject({ method: 'GET', url: `/v1/operations/${op.id}` })).json() as {
+          status: string
+          steps: { name: string; message: string }[]
+        }
+        return read.steps[0]?.message.includes('ERR_UNAVAILABLE') ? read : undefined
+      },
+      60_000,
+      100,
+    )
     expect(during.status).toBe('running')
     expect(during.steps[0]!.message).toMatch(/ERR_UNAVAILABLE.*unreachable/)
-    await startOwnIronic({ dir, port })
+    await startIronic()
     const done = await waitForOperation(stack.app, op.id, 120_000)
     expect(done.status, JSON.stringify(done.steps)).toBe('succeeded')
     const deleted = await waitForOperation(
@@ -87,15 +103,15 @@ describe('Ironic faults', () => {
   it('a node whose deploy Ironic lost in a crash is replaced by another node', async () => {
     const op = await createCluster(stack.app, { name: 'crash', template: 'metal-small' })
     // Wait for a node mid-deploy, then kill Ironic as a power loss would.
-    let victim: IronicNode | undefined
-    for (let i = 0; i < 600 && !victim; i++) {
-      victim = (await nodes()).find((n) => n.provision_state === 'deploying')
-      if (!victim) await sleep(50)
-    }
-    expect(victim, 'a node reached deploying').toBeDefined()
+    const victim = await eventually(
+      'a node to reach deploying',
+      async () => (await nodes()).find((n) => n.provision_state === 'deploying'),
+      120_000,
+      50,
+    )
     await crashOwnIronic(dir)
     await sleep(3000)
-    await startOwnIronic({ dir, port })
+    await startIronic()
 
     const done = await waitForOperation(stack.app, op.id, 180_000)
     expect(done.status, JSON.stringify(done.steps)).toBe('succeeded')
@@ -103,12 +119,12 @@ describe('Ironic faults', () => {
     expect(cluster.status.phase).toBe('Ready')
 
     // The lost node is out of the pool, in maintenance with Kiln's reason; the cluster runs elsewhere.
-    const failed = await admin.request<IronicNode>('GET', `v1/nodes/${victim!.uuid}`)
+    const failed = await admin.request<IronicNode>('GET', `v1/nodes/${victim.uuid}`)
     expect(failed.maintenance).toBe(true)
     expect(failed.maintenance_reason).toContain('Kiln released')
     const rows = await machineRows(stack.db, cluster.id)
     expect(rows).toHaveLength(2)
-    expect(rows.map((m) => m.externalId)).not.toContain(victim!.uuid)
+    expect(rows.map((m) => m.externalId)).not.toContain(victim.uuid)
     for (const m of rows) {
       const node = await admin.request<IronicNode>('GET', `v1/nodes/${m.externalId}`)
       expect(node.provision_state).toBe('active')

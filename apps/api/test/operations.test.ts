@@ -57,7 +57,8 @@ describe('GET /v1/operations/{id}', () => {
     const elapsed = performance.now() - started
     expect(res.json().status).toBe('cancelled')
     expect(elapsed).toBeGreaterThanOrEqual(250)
-    expect(elapsed).toBeLessThan(3_000)
+    // Well before the 10 s it would have waited, with room for a busy machine's slow cancel.
+    expect(elapsed).toBeLessThan(8_000)
   })
 
   it('?wait=… on a finished operation answers at once', async () => {

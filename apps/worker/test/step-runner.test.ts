@@ -13,7 +13,7 @@ import {
 } from '../../../packages/jobs/src/index.ts'
 import { aProject } from '../../../test/support/builders.ts'
 import { startTestStack, type TestStack } from '../../../test/support/engine.ts'
-import { sleep } from './support.ts'
+import { eventually } from '../../../test/support/eventually.ts'
 
 // The step runner against real Postgres, with small operation definitions of our own: checkpoints,
 // lease fencing, error classification, attempt budget and cancellation at step boundaries.
@@ -214,25 +214,32 @@ describe('runOperation', () => {
       },
     }) as Database
 
-    const a = runOperation(stallable, op.id, h.definitions, { workerId: 'a', leaseMs: 300, classify })
+    // Leases long enough that a busy machine's slow query never lets one lapse by chance; the test
+    // waits for what it needs to see (a heartbeat, an expiry) instead of sleeping a guess.
+    const leaseMs = 2000
+    const a = runOperation(stallable, op.id, h.definitions, { workerId: 'a', leaseMs, classify })
     a.catch(() => undefined)
     await inside
 
-    // While a holds a live lease (it heartbeats every 100 ms), b is told to come back later.
-    await sleep(400)
-    const busy = await runOperation(db, op.id, h.definitions, { workerId: 'b', leaseMs: 300, classify })
+    // While a holds a live lease (it heartbeats every leaseMs / 3), b is told to come back later.
+    const taken0 = (await read(op.id)).leaseUntil!.getTime()
+    await eventually('a heartbeat of a', async () =>
+      (await read(op.id)).leaseUntil!.getTime() > taken0 ? true : undefined,
+    )
+    const busy = await runOperation(db, op.id, h.definitions, { workerId: 'b', leaseMs, classify })
     expect(busy.state).toBe('busy')
     if (busy.state === 'busy') {
       expect(busy.retryAfterMs).toBeGreaterThan(0)
-      expect(busy.retryAfterMs).toBeLessThanOrEqual(300 + 100)
+      expect(busy.retryAfterMs).toBeLessThanOrEqual(leaseMs + 100)
     }
     expect((await read(op.id)).leaseOwner).toBe('a')
 
     // a stalls: no more heartbeats, so its lease runs out and b takes the operation over.
     stalled = true
-    await sleep(450)
-    expect((await read(op.id)).leaseUntil!.getTime()).toBeLessThan(Date.now())
-    const taken = await runOperation(db, op.id, h.definitions, { workerId: 'b', leaseMs: 300, classify })
+    await eventually('the lease of a to run out', async () =>
+      (await read(op.id)).leaseUntil!.getTime() < Date.now() ? true : undefined,
+    )
+    const taken = await runOperation(db, op.id, h.definitions, { workerId: 'b', leaseMs, classify })
     expect(taken).toEqual({ state: 'finished', outcome: 'succeeded' })
 
     // a wakes up: its next write is refused and nothing it does reaches the operation.
