@@ -36,6 +36,8 @@ const domainStatus: Record<ErrorCode, { status: number; title: string }> = {
   [ErrorCode.notFound]: { status: 404, title: 'Not found' },
   [ErrorCode.operationInProgress]: { status: 409, title: 'Another operation is in progress' },
   [ErrorCode.conflict]: { status: 409, title: 'Conflict' },
+  [ErrorCode.clusterDeleting]: { status: 409, title: 'The cluster is being deleted' },
+  [ErrorCode.clusterGone]: { status: 409, title: 'The cluster no longer exists' },
   [ErrorCode.preconditionFailed]: { status: 412, title: 'Precondition failed' },
   [ErrorCode.idempotencyKeyReused]: { status: 422, title: 'Idempotency-Key reused with another request' },
   [ErrorCode.quotaExceeded]: { status: 422, title: 'Quota exceeded' },

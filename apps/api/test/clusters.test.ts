@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parseMasterKey } from '../../../packages/pki/src/index.ts'
 import { startTestApi, type TestApi } from '../../../test/support/api.ts'
 import { aDataCentre, aProject, aTemplate } from '../../../test/support/builders.ts'
 import type { KilnApp } from '../src/app.ts'
@@ -32,7 +34,8 @@ let api: TestApi
 let app: KilnApp
 
 beforeAll(async () => {
-  api = await startTestApi()
+  // With a master key, as in production: credential routes reach their checks of the cluster.
+  api = await startTestApi({ app: { masterKey: parseMasterKey(randomBytes(32).toString('base64')) } })
   app = api.app
   const { backend } = await aDataCentre(api.db)
   await aTemplate(api.db, backend.id, {
@@ -777,25 +780,58 @@ describe('DELETE', () => {
     ).toBe(1)
   })
 
-  it('while it is going, other changes are refused with 409 naming the delete', async () => {
-    const patch = await app.inject({
-      method: 'PATCH',
-      url: clusterUrl('doomed'),
-      payload: { features: { monitoring: { enabled: true } } },
-    })
-    expect(expectProblem(patch, 409)['operationId']).toBe(del.id)
-    const addGroup = await app.inject({
-      method: 'POST',
-      url: `${clusterUrl('doomed')}/nodegroups`,
-      payload: { name: 'more', machineClass: 'm1.large', count: 1 },
-    })
-    expect(expectProblem(addGroup, 409)['operationId']).toBe(del.id)
-    const resize = await app.inject({
-      method: 'POST',
-      url: `${clusterUrl('doomed')}/nodegroups/workers/resize`,
-      payload: { count: 4 },
-    })
-    expect(expectProblem(resize, 409)['operationId']).toBe(del.id)
+  it('while it is going, every change and every new credential is refused with 409 cluster-deleting naming the delete', async () => {
+    const before = await rowCounts()
+    const read = await app.inject({ method: 'GET', url: clusterUrl('doomed') })
+    const refused = {
+      'PATCH labels': { method: 'PATCH', url: clusterUrl('doomed'), payload: { labels: { late: 'yes' } } },
+      'PATCH features': {
+        method: 'PATCH',
+        url: clusterUrl('doomed'),
+        payload: { features: { monitoring: { enabled: true } } },
+      },
+      'add a node group': {
+        method: 'POST',
+        url: `${clusterUrl('doomed')}/nodegroups`,
+        payload: { name: 'more', machineClass: 'm1.large', count: 1 },
+      },
+      resize: {
+        method: 'POST',
+        url: `${clusterUrl('doomed')}/nodegroups/workers/resize`,
+        payload: { count: 4 },
+      },
+      'PATCH a node group': {
+        method: 'PATCH',
+        url: `${clusterUrl('doomed')}/nodegroups/workers`,
+        payload: { labels: { late: 'yes' } },
+      },
+      'remove a node group': { method: 'DELETE', url: `${clusterUrl('doomed')}/nodegroups/workers` },
+      upgrade: { method: 'POST', url: `${clusterUrl('doomed')}/upgrade`, payload: { template: 'k8s-1.31' } },
+      'rotate the CA': {
+        method: 'POST',
+        url: `${clusterUrl('doomed')}/rotate-ca`,
+        payload: { phase: 'start' },
+      },
+      kubeconfig: { method: 'POST', url: `${clusterUrl('doomed')}/kubeconfig`, payload: {} },
+      'sign a CSR': { method: 'POST', url: `${clusterUrl('doomed')}/csr`, payload: { csrPem: 'x' } },
+      'retry the superseded create': { method: 'POST', url: `/v1/operations/${create.id}/retry` },
+    } as const
+    for (const [what, request] of Object.entries(refused)) {
+      const res = await app.inject(request)
+      expect(res.statusCode, `${what}: ${res.body}`).toBe(409)
+      const p = expectProblem(res, 409)
+      expect(p.type, what).toBe('https://kiln.dev/problems/cluster-deleting')
+      expect(p['operationId'], what).toBe(del.id)
+      expect(p.detail, what).toContain(del.id)
+    }
+    // Nothing was written, and reads still work.
+    expect(await rowCounts()).toEqual(before)
+    const after = await app.inject({ method: 'GET', url: clusterUrl('doomed') })
+    expect(after.statusCode).toBe(200)
+    expect(after.headers.etag).toBe(read.headers.etag)
+    expect(after.json().labels).toEqual(read.json().labels)
+    await getJson(app, `${clusterUrl('doomed')}/nodegroups`)
+    await getJson(app, `${clusterUrl('doomed')}/nodegroups/workers`)
   })
 
   it('a running operation is asked to stop, and the delete waits for it', async () => {
@@ -816,5 +852,62 @@ describe('DELETE', () => {
 
   it('an unknown cluster is 404', async () => {
     expectProblem(await app.inject({ method: 'DELETE', url: clusterUrl('never-was') }), 404)
+  })
+
+  it('honours If-Match: a stale ETag → 412 and nothing starts; the current one → 202', async () => {
+    await anIdleCluster(app, 'team-a', 'guarded')
+    const res = await app.inject({ method: 'GET', url: clusterUrl('guarded') })
+    const seen = res.headers.etag as string
+    expect(seen).toMatch(etag)
+    const patched = await app.inject({
+      method: 'PATCH',
+      url: clusterUrl('guarded'),
+      payload: { labels: { moved: 'on' } },
+    })
+    expect(patched.statusCode, patched.body).toBe(200)
+    const before = await rowCounts()
+    const stale = await app.inject({
+      method: 'DELETE',
+      url: clusterUrl('guarded'),
+      headers: { 'if-match': seen },
+    })
+    const p = expectProblem(stale, 412)
+    expect(p.type).toBe('https://kiln.dev/problems/precondition-failed')
+    expect(p['currentETag']).toBe(patched.headers.etag)
+    expect(await rowCounts()).toEqual(before)
+    expect(((await getJson(app, clusterUrl('guarded'))) as Json).deletionRequested).toBe(false)
+
+    const current = await app.inject({
+      method: 'DELETE',
+      url: clusterUrl('guarded'),
+      headers: { 'if-match': patched.headers.etag as string },
+    })
+    expect(current.statusCode, current.body).toBe(202)
+    // A repeated DELETE (a CI retry with the ETag it had) gets the same operation, not a 412.
+    const again = await app.inject({
+      method: 'DELETE',
+      url: clusterUrl('guarded'),
+      headers: { 'if-match': patched.headers.etag as string },
+    })
+    expect(again.statusCode, again.body).toBe(202)
+    expect(again.json().id).toBe(current.json().id)
+  })
+
+  it('takes no body: any body, such as {"force":true}, is 400 and nothing starts', async () => {
+    await anIdleCluster(app, 'team-a', 'forced')
+    const before = await rowCounts()
+    for (const payload of [{ force: true }, {}]) {
+      const res = await app.inject({ method: 'DELETE', url: clusterUrl('forced'), payload })
+      const p = expectProblem(res, 400)
+      expect(pointersOf(p, 'body')).toEqual(['/'])
+      const group = await app.inject({
+        method: 'DELETE',
+        url: `${clusterUrl('forced')}/nodegroups/workers`,
+        payload,
+      })
+      expectProblem(group, 400)
+    }
+    expect(await rowCounts()).toEqual(before)
+    expect(((await getJson(app, clusterUrl('forced'))) as Json).deletionRequested).toBe(false)
   })
 })

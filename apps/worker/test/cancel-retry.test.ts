@@ -259,6 +259,17 @@ describe('deleting a half-created cluster', () => {
     expect((await stack.app.inject({ method: 'GET', url: clusterUrl('abandoned') })).statusCode).toBe(404)
     expect(await machineRows(stack.db, id)).toHaveLength(0)
     expect(await simulatorNames(sim, id)).toEqual([])
+
+    // The cluster is gone: its cancelled create cannot be retried, and stays cancelled.
+    const retried = await stack.app.inject({ method: 'POST', url: `/v1/operations/${accepted.id}/retry` })
+    expect(retried.statusCode, retried.body).toBe(409)
+    expect(retried.headers['content-type']).toMatch(/^application\/problem\+json/)
+    expect(retried.json()).toMatchObject({ type: 'https://kiln.dev/problems/cluster-gone', status: 409 })
+    expect(retried.json().detail).toContain('abandoned')
+    await stack.engine?.dispatchOnce()
+    expect((await stack.db.operation.findUniqueOrThrow({ where: { id: accepted.id } })).status).toBe(
+      'cancelled',
+    )
   })
 
   it('a DELETE during a running create stops the create at its next step and releases everything', async () => {

@@ -370,7 +370,7 @@ export interface paths {
         post?: never;
         /**
          * Delete a cluster
-         * @description Answers 202 with the delete operation. Idempotent: while the cluster is going, the same operation is returned; once gone, 404. A pending operation on the cluster is superseded; a running one stops at its next step.
+         * @description Answers 202 with the delete operation. Idempotent: while the cluster is going, the same operation is returned (whatever If-Match says: the delete it asked for is under way); once gone, 404. A pending operation on the cluster is superseded; a running one stops at its next step. With If-Match, a cluster changed since that ETag is not deleted (412). Takes no body: any body is 400.
          */
         delete: operations["deleteCluster"];
         options?: never;
@@ -456,7 +456,7 @@ export interface paths {
         post?: never;
         /**
          * Delete a node group
-         * @description Answers 202 with the operation that drains and releases its machines.
+         * @description Answers 202 with the operation that drains and releases its machines. Takes no body: any body is 400.
          */
         delete: operations["deleteNodeGroup"];
         options?: never;
@@ -5257,7 +5257,10 @@ export interface operations {
     deleteCluster: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description An ETag from a GET. */
+                "if-match"?: string;
+            };
             path: {
                 /** @description Project name or id. */
                 project: string;
@@ -5288,6 +5291,15 @@ export interface operations {
             };
             /** @description Not found, or not visible to you. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match does not match the current ETag. */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5980,6 +5992,15 @@ export interface operations {
             };
             /** @description Not found, or not visible to you. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

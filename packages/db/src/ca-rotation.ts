@@ -2,7 +2,7 @@ import { DomainError, ErrorCode } from '@kiln/domain'
 import { type Actor, recordAudit } from './audit.ts'
 import type { Tx } from './client.ts'
 import { listClusterSecretGenerations } from './cluster-secrets.ts'
-import { assertIdle, lockCluster, startClusterOperation } from './clusters.ts'
+import { assertIdle, lockLiveCluster, startClusterOperation } from './clusters.ts'
 import type { Operation } from './generated/prisma/client.ts'
 
 /** The CA a rotation replaces: the cluster CA that signs the API server and every client certificate. */
@@ -31,7 +31,7 @@ export async function requestCaRotation(
   ref: string,
   phase: CaRotationPhase,
 ): Promise<{ operation: Operation; params: CaRotationParams }> {
-  const cluster = await lockCluster(tx, projectId, ref)
+  const cluster = await lockLiveCluster(tx, projectId, ref)
   assertIdle(cluster)
   const generations = (await listClusterSecretGenerations(tx, cluster.id, rotatedPurpose)).map(
     (g) => g.generation,

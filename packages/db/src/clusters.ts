@@ -42,7 +42,7 @@ import {
 } from './catalogue.ts'
 import { poolOf, type Queryable, type Tx } from './client.ts'
 import type { Cluster, NodeGroup, Operation, Prisma } from './generated/prisma/client.ts'
-import { createOperation, finishPendingAsCancelled } from './operations.ts'
+import { assertNotDeleting, createOperation, finishPendingAsCancelled } from './operations.ts'
 import { afterCursor, decodeCursor, type Page, toPage } from './pagination.ts'
 import { reserveQuota } from './quotas.ts'
 
@@ -331,6 +331,16 @@ export async function lockCluster(tx: Tx, projectId: string, ref: string): Promi
   return findCluster(tx, projectId, id)
 }
 
+/**
+ * Locks a cluster for a change. One that is being deleted takes none, whatever else runs on it: it
+ * answers 409 `cluster-deleting`, naming the delete.
+ */
+export async function lockLiveCluster(tx: Tx, projectId: string, ref: string): Promise<ClusterRow> {
+  const cluster = await lockCluster(tx, projectId, ref)
+  await assertNotDeleting(tx, cluster)
+  return cluster
+}
+
 /** The columns a state change reads, locked. */
 export interface LockedClusterState {
   id: string
@@ -368,13 +378,7 @@ export async function transitionCluster(
     WHERE id = ${clusterId}::uuid AND "projectId" = ${projectId}::uuid FOR UPDATE`
   const current = rows[0]
   if (!current) return false
-  if (change.expectedRevision !== undefined && change.expectedRevision !== current.revision) {
-    throw new DomainError(
-      ErrorCode.preconditionFailed,
-      `The cluster changed since you read it (revision ${current.revision}, If-Match had ${change.expectedRevision}).`,
-      { extensions: { currentETag: etagOf(current.revision) } },
-    )
-  }
+  assertRevision(current, change.expectedRevision)
   const { data, audit } = change.apply(current)
   await tx.cluster.update({ where: { id: current.id }, data: { ...data, revision: { increment: 1 } } })
   if (audit) {
@@ -391,7 +395,20 @@ export async function transitionCluster(
 
 export const etagOf = (revision: number) => `"${revision}"`
 
-/** Refuses a second mutating operation on a busy cluster, naming the one that runs. */
+/** If-Match on a cluster: a revision other than the current one is 412 (undefined: any revision). */
+function assertRevision(current: { revision: number }, expectedRevision: number | undefined) {
+  if (expectedRevision === undefined || expectedRevision === current.revision) return
+  throw new DomainError(
+    ErrorCode.preconditionFailed,
+    `The cluster changed since you read it (revision ${current.revision}, If-Match had ${expectedRevision}).`,
+    { extensions: { currentETag: etagOf(current.revision) } },
+  )
+}
+
+/**
+ * Refuses a second mutating operation on a busy cluster, naming the one that runs. (A cluster being
+ * deleted was refused when it was locked: see `lockLiveCluster`.)
+ */
 export function assertIdle(cluster: ClusterRow) {
   if (cluster.activeOperationId) {
     throw new DomainError(
@@ -399,9 +416,6 @@ export function assertIdle(cluster: ClusterRow) {
       `Cluster '${cluster.name}' is busy with operation ${cluster.activeOperationId}; wait for it or cancel it.`,
       { extensions: { operationId: cluster.activeOperationId } },
     )
-  }
-  if (cluster.deletionRequested) {
-    throw new DomainError(ErrorCode.conflict, `Cluster '${cluster.name}' is being deleted.`)
   }
 }
 
@@ -479,14 +493,8 @@ export async function patchCluster(
   patch: ClusterPatch,
   expectedRevision?: number,
 ): Promise<{ cluster: ClusterRow; operation: Operation | null }> {
-  const current = await lockCluster(tx, projectId, ref)
-  if (expectedRevision !== undefined && expectedRevision !== current.revision) {
-    throw new DomainError(
-      ErrorCode.preconditionFailed,
-      `The cluster changed since you read it (revision ${current.revision}, If-Match had ${expectedRevision}).`,
-      { extensions: { currentETag: etagOf(current.revision) } },
-    )
-  }
+  const current = await lockLiveCluster(tx, projectId, ref)
+  assertRevision(current, expectedRevision)
   let operation: Operation | null = null
   let specUpdate: Prisma.ClusterUpdateInput = {}
   if (patch.features && Object.keys(patch.features).length > 0) {
@@ -646,7 +654,7 @@ export async function upgradeCluster(
   ref: string,
   target: UpgradeRequest,
 ): Promise<{ cluster: ClusterRow; operation: Operation }> {
-  const current = await lockCluster(tx, projectId, ref)
+  const current = await lockLiveCluster(tx, projectId, ref)
   assertIdle(current)
   const spec = current.spec as unknown as ResolvedClusterSpec
   let template: TemplateRow
@@ -723,6 +731,7 @@ const sameFeatures = (a: FeatureValues, b: FeatureValues) => sameJson(a, b)
 
 /**
  * Requests deletion. Idempotent: while the cluster is going, the same delete operation is returned.
+ * Otherwise `expectedRevision` (If-Match) must be the current revision.
  * A pending operation is superseded (cancelled); a running one is asked to stop at its next step,
  * and the delete waits for it.
  */
@@ -731,6 +740,7 @@ export async function requestClusterDeletion(
   actor: Actor,
   projectId: string,
   ref: string,
+  expectedRevision?: number,
 ): Promise<{ operation: Operation; created: boolean }> {
   const cluster = await lockCluster(tx, projectId, ref)
   if (cluster.deletionRequested) {
@@ -738,8 +748,10 @@ export async function requestClusterDeletion(
       where: { clusterId: cluster.id, kind: 'cluster.delete', status: { in: ['pending', 'running'] } },
       orderBy: { createdAt: 'desc' },
     })
+    // Asked for already: a repeated DELETE (a CI retry) gets the same answer, whatever its If-Match.
     if (existing) return { operation: existing, created: false }
   }
+  assertRevision(cluster, expectedRevision)
   if (cluster.activeOperationId) {
     const active = await tx.operation.findUnique({ where: { id: cluster.activeOperationId } })
     if (active?.status === 'pending') {

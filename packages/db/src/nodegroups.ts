@@ -15,7 +15,7 @@ import {
 import { type Actor, recordAudit } from './audit.ts'
 import { findTemplate, isUuid, loadMachineClasses, loadResolutionContext } from './catalogue.ts'
 import type { Tx } from './client.ts'
-import { assertIdle, type ClusterRow, etagOf, lockCluster, startClusterOperation } from './clusters.ts'
+import { assertIdle, type ClusterRow, etagOf, lockLiveCluster, startClusterOperation } from './clusters.ts'
 import type { NodeGroup, Operation, Prisma } from './generated/prisma/client.ts'
 import { heldMachines, reserveQuota } from './quotas.ts'
 
@@ -52,7 +52,7 @@ export async function createNodeGroup(
   clusterRef: string,
   input: NodeGroupInput,
 ): Promise<{ nodeGroup: NodeGroup; operation: Operation }> {
-  const cluster = await lockCluster(tx, projectId, clusterRef)
+  const cluster = await lockLiveCluster(tx, projectId, clusterRef)
   if (cluster.nodeGroups.some((n) => n.name === input.name)) {
     throw new DomainError(ErrorCode.conflict, `Node group '${input.name}' already exists in this cluster.`, {
       violations: [{ pointer: '/name', message: 'Choose another name.' }],
@@ -117,7 +117,7 @@ export async function patchNodeGroup(
   patch: NodeGroupPatch,
   expectedRevision?: number,
 ): Promise<NodeGroup> {
-  const cluster = await lockCluster(tx, projectId, clusterRef)
+  const cluster = await lockLiveCluster(tx, projectId, clusterRef)
   const current = findNodeGroup(cluster, ref)
   if (expectedRevision !== undefined && expectedRevision !== current.revision) {
     throw new DomainError(
@@ -189,7 +189,7 @@ export async function resizeNodeGroup(
   ref: string,
   request: ResizeRequest,
 ): Promise<{ nodeGroup: NodeGroup; operation: Operation }> {
-  const cluster = await lockCluster(tx, projectId, clusterRef)
+  const cluster = await lockLiveCluster(tx, projectId, clusterRef)
   const current = findNodeGroup(cluster, ref)
   const violations: Violation[] = []
   if (request.count < current.minCount || request.count > current.maxCount) {
@@ -271,7 +271,7 @@ export async function deleteNodeGroup(
   clusterRef: string,
   ref: string,
 ): Promise<Operation> {
-  const cluster = await lockCluster(tx, projectId, clusterRef)
+  const cluster = await lockLiveCluster(tx, projectId, clusterRef)
   const current = findNodeGroup(cluster, ref)
   const operation = await startClusterOperation(
     tx,

@@ -40,6 +40,26 @@ export async function createOperation(
   })
 }
 
+/** Refuses changes and new credentials on a cluster that is being deleted, naming its delete operation. */
+export async function assertNotDeleting(
+  db: Queryable,
+  cluster: { id: string; name: string; deletionRequested: boolean },
+) {
+  if (!cluster.deletionRequested) return
+  const deletion = await db.operation.findFirst({
+    where: { clusterId: cluster.id, kind: 'cluster.delete' },
+    orderBy: { createdAt: 'desc' },
+    select: { id: true, status: true },
+  })
+  throw new DomainError(
+    ErrorCode.clusterDeleting,
+    deletion
+      ? `Cluster '${cluster.name}' is being deleted by operation ${deletion.id} (${deletion.status}); it takes no changes and issues no credentials.`
+      : `Cluster '${cluster.name}' is being deleted; it takes no changes and issues no credentials.`,
+    { extensions: deletion ? { operationId: deletion.id } : {} },
+  )
+}
+
 export async function getOperation(db: Queryable, id: string, projectIds?: string[]): Promise<Operation> {
   const op = await db.operation.findFirst({
     where: { id, ...(projectIds ? { projectId: { in: projectIds } } : {}) },
@@ -143,31 +163,34 @@ export async function retryOperation(tx: Tx, actor: Actor, id: string): Promise<
       },
     )
   }
-  if (op.clusterId) {
-    const rows = await tx.$queryRaw<{ activeOperationId: string | null; deletionRequested: boolean }[]>`
-      SELECT "activeOperationId", "deletionRequested" FROM "Cluster" WHERE id = ${op.clusterId}::uuid FOR UPDATE`
-    const cluster = rows[0]
-    if (!cluster) throw new DomainError(ErrorCode.conflict, 'The cluster of this operation no longer exists.')
-    if (cluster.activeOperationId && cluster.activeOperationId !== id) {
-      throw new DomainError(
-        ErrorCode.operationInProgress,
-        `The cluster is busy with operation ${cluster.activeOperationId}.`,
-        {
-          extensions: { operationId: cluster.activeOperationId },
-        },
-      )
-    }
-    if (cluster.deletionRequested && op.kind !== 'cluster.delete') {
-      throw new DomainError(
-        ErrorCode.conflict,
-        'The cluster is being deleted; only its delete can be retried.',
-      )
-    }
-    await tx.cluster.update({
-      where: { id: op.clusterId },
-      data: { activeOperationId: id, revision: { increment: 1 } },
-    })
+  // Every operation acts on a cluster; deleting the cluster row clears `clusterId` (ON DELETE SET NULL).
+  const gone = () =>
+    new DomainError(
+      ErrorCode.clusterGone,
+      `The cluster this operation acted on (${(op.resource as { name?: string }).name ?? 'unknown'}) has been deleted; there is nothing left to retry it on.`,
+    )
+  if (!op.clusterId) throw gone()
+  const rows = await tx.$queryRaw<
+    { id: string; name: string; activeOperationId: string | null; deletionRequested: boolean }[]
+  >`
+    SELECT id, name, "activeOperationId", "deletionRequested" FROM "Cluster" WHERE id = ${op.clusterId}::uuid FOR UPDATE`
+  const cluster = rows[0]
+  if (!cluster) throw gone()
+  // Only the delete itself may run again on a cluster that is going.
+  if (op.kind !== 'cluster.delete') await assertNotDeleting(tx, cluster)
+  if (cluster.activeOperationId && cluster.activeOperationId !== id) {
+    throw new DomainError(
+      ErrorCode.operationInProgress,
+      `The cluster is busy with operation ${cluster.activeOperationId}.`,
+      {
+        extensions: { operationId: cluster.activeOperationId },
+      },
+    )
   }
+  await tx.cluster.update({
+    where: { id: op.clusterId },
+    data: { activeOperationId: id, revision: { increment: 1 } },
+  })
   const steps = (op.steps as unknown as OperationStep[]).map((s) =>
     s.status === 'succeeded' ? s : { ...s, status: 'pending' as const, finishedAt: null, message: '' },
   )

@@ -7,6 +7,10 @@ export const ErrorCode = {
   operationInProgress: 'operation-in-progress',
   /** A unique name is taken, or the resource is in a state that forbids the change (409). */
   conflict: 'conflict',
+  /** The cluster is being deleted: it takes no change and issues no credential (409). */
+  clusterDeleting: 'cluster-deleting',
+  /** The cluster an operation acted on has been deleted (409). */
+  clusterGone: 'cluster-gone',
   preconditionFailed: 'precondition-failed',
   idempotencyKeyReused: 'idempotency-key-reused',
   quotaExceeded: 'quota-exceeded',

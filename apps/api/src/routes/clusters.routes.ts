@@ -16,6 +16,7 @@ import Type from 'typebox'
 import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
+import { refuseBody } from '../bodyless.ts'
 import { expectedRevision } from '../idempotency.ts'
 import { HttpProblem } from '../problems.ts'
 import {
@@ -245,16 +246,27 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         operationId: 'deleteCluster',
         summary: 'Delete a cluster',
         description:
-          'Answers 202 with the delete operation. Idempotent: while the cluster is going, the same operation is returned; once gone, 404. A pending operation on the cluster is superseded; a running one stops at its next step.',
+          'Answers 202 with the delete operation. Idempotent: while the cluster is going, the same operation is returned (whatever If-Match says: the delete it asked for is under way); once gone, 404. A pending operation on the cluster is superseded; a running one stops at its next step. With If-Match, a cluster changed since that ETag is not deleted (412). Takes no body: any body is 400.',
         tags: ['clusters'],
         params: ClusterParams,
-        response: { 202: ref(OperationSchema), ...problemResponses(404) },
+        headers: Type.Object({
+          'if-match': Type.Optional(Type.String({ description: 'An ETag from a GET.' })),
+        }),
+        response: { 202: ref(OperationSchema), ...problemResponses(404, 412) },
       },
+      preValidation: refuseBody,
     },
     async (request, reply) => {
       const project = await findProject(db, request.params.project)
       const { operation } = await db.$transaction(
-        (tx) => requestClusterDeletion(tx, actorOf(request), project.id, request.params.cluster),
+        (tx) =>
+          requestClusterDeletion(
+            tx,
+            actorOf(request),
+            project.id,
+            request.params.cluster,
+            expectedRevision(request),
+          ),
         { timeout: 20_000 },
       )
       return sendAccepted(deps, reply, operation, project.name)

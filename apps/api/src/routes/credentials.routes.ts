@@ -1,4 +1,5 @@
 import {
+  assertNotDeleting,
   type ClusterReadRow,
   clusterAuthorityStore,
   findClusterInProject,
@@ -44,7 +45,7 @@ const defaultTtlSeconds = 24 * 3600
 /**
  * What every credential issuance checks first, in this order: no Idempotency-Key (a credential is
  * never stored, so it cannot be handed out twice), a master key to open the CA with, the cluster
- * (404 when it is not in the project).
+ * (404 when it is not in the project), and one that is not being deleted (409).
  */
 async function issuanceTarget(
   { db, masterKey }: RouteDeps,
@@ -63,6 +64,7 @@ async function issuanceTarget(
     )
   }
   const cluster = await findClusterInProject(db, params.project, params.cluster)
+  await assertNotDeleting(db, cluster)
   return { cluster, masterKey }
 }
 

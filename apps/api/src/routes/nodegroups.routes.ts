@@ -13,6 +13,7 @@ import Type from 'typebox'
 import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
+import { refuseBody } from '../bodyless.ts'
 import { expectedRevision } from '../idempotency.ts'
 import { Items, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
 import { nodeGroupView } from '../views.ts'
@@ -126,7 +127,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
           minProperties: 1,
           examples: [{ minCount: 2, maxCount: 30, maxSurge: 2 }],
         }),
-        response: { 200: ref(NodeGroupSchema), ...problemResponses(404, 412, 422) },
+        response: { 200: ref(NodeGroupSchema), ...problemResponses(404, 409, 412, 422) },
       },
     },
     async (request, reply) => {
@@ -199,11 +200,13 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
       schema: {
         operationId: 'deleteNodeGroup',
         summary: 'Delete a node group',
-        description: 'Answers 202 with the operation that drains and releases its machines.',
+        description:
+          'Answers 202 with the operation that drains and releases its machines. Takes no body: any body is 400.',
         tags: ['nodegroups'],
         params: NodeGroupParams,
         response: { 202: ref(OperationSchema), ...problemResponses(404, 409) },
       },
+      preValidation: refuseBody,
     },
     async (request, reply) => {
       const project = await findProject(db, request.params.project)
