@@ -1,4 +1,4 @@
-import { type Database, runIdempotent, type StoredResponse, type Tx } from '@kiln/db'
+import { type Database, runIdempotent, runTransaction, type StoredResponse, type Tx } from '@kiln/db'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HttpProblem } from './problems.ts'
 
@@ -18,7 +18,7 @@ export async function respondOnce(
   const key = request.headers['idempotency-key']
   let response: StoredResponse
   if (key === undefined) {
-    response = await db.$transaction(handler, { timeout: 20_000, maxWait: 10_000 })
+    response = await runTransaction(db, handler, { timeout: 20_000, maxWait: 10_000 })
   } else {
     if (typeof key !== 'string' || !keyPattern.test(key)) {
       throw new HttpProblem(

@@ -1,4 +1,4 @@
-import { isDatabaseUnavailable } from '@kiln/db'
+import { isDatabaseUnavailable, isUniqueViolation } from '@kiln/db'
 import { DomainError, ErrorCode } from '@kiln/domain'
 import Ajv, { type Options as AjvOptions, type ErrorObject } from 'ajv'
 import addFormats from 'ajv-formats'
@@ -185,6 +185,20 @@ export function toProblem(
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return {
       body: problem(request, fe.statusCode, 'bad-request', 'Bad request', fe.message),
+      headers: {},
+    }
+  }
+  if (isUniqueViolation(error)) {
+    // Writers check names before they insert and runTransaction retries a lost race, so this is a
+    // write that still collides: a conflict, not a server fault.
+    return {
+      body: problem(
+        request,
+        409,
+        ErrorCode.conflict,
+        domainStatus[ErrorCode.conflict].title,
+        'The request collides with something that already exists; read it again and retry.',
+      ),
       headers: {},
     }
   }

@@ -1,5 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg'
 import pg from 'pg'
+import { isUniqueViolation } from './errors.ts'
 import { Prisma, PrismaClient } from './generated/prisma/client.ts'
 
 export type Database = PrismaClient
@@ -48,3 +49,24 @@ export function poolOf(db: Queryable): pg.Pool | undefined {
 
 /** What a nullable JSON column is set to for SQL NULL (a JS null would be ambiguous to Prisma). */
 export const DbNull = Prisma.DbNull
+
+type TransactionOptions = Parameters<PrismaClient['$transaction']>[1]
+
+/**
+ * Runs an interactive transaction; one that lost a race on a unique key runs once more.
+ * Writers check "is this name taken?" before they insert, but two transactions can both pass
+ * the check; the loser's insert then waits for the winner to commit and fails. Its retry sees the
+ * winner's row, so its own check answers exactly as it would to a request that came second.
+ */
+export async function runTransaction<T>(
+  db: Database,
+  work: (tx: Tx) => Promise<T>,
+  options?: TransactionOptions,
+): Promise<T> {
+  try {
+    return await db.$transaction(work, options)
+  } catch (error) {
+    if (!isUniqueViolation(error)) throw error
+    return db.$transaction(work, options)
+  }
+}

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { canonicalJson, DomainError, ErrorCode } from '@kiln/domain'
-import type { Database, Tx } from './client.ts'
+import { type Database, runTransaction, type Tx } from './client.ts'
 import type { Prisma } from './generated/prisma/client.ts'
 
 export interface StoredResponse {
@@ -33,7 +33,8 @@ export async function runIdempotent(
   handler: (tx: Tx) => Promise<StoredResponse>,
 ): Promise<StoredResponse & { replayed: boolean }> {
   const requestHash = hashRequest(scope.fingerprint)
-  return db.$transaction(
+  return runTransaction(
+    db,
     async (tx) => {
       const now = new Date()
       await tx.idempotencyRecord.deleteMany({

@@ -9,6 +9,7 @@ import {
   type ProjectMember,
   removeProjectMember,
   revokeApiToken,
+  runTransaction,
 } from '@kiln/db'
 import { invalidSpec, roleAtLeast, type Violation } from '@kiln/domain'
 import type { FastifyRequest } from 'fastify'
@@ -279,7 +280,7 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
       const now = new Date()
       const violations = tokenViolations(request, request.body, now)
       if (violations.length > 0) throw invalidSpec(violations)
-      const { token, plaintext } = await db.$transaction((tx) =>
+      const { token, plaintext } = await runTransaction(db, (tx) =>
         createApiToken(tx, actorOf(request), {
           projectId: project.id,
           name: request.body.name,

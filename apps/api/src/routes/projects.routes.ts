@@ -1,4 +1,4 @@
-import { afterCursor, decodeCursor, findProject, isUniqueViolation, recordAudit, toPage } from '@kiln/db'
+import { afterCursor, decodeCursor, findProject, recordAudit, toPage } from '@kiln/db'
 import { DnsLabel, DomainError, ErrorCode, Labels } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
@@ -85,25 +85,19 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
             violations: [{ pointer: '/name', message: 'is taken' }],
           })
         }
-        try {
-          const project = await tx.project.create({
-            data: { name, displayName: displayName ?? name, labels: labels ?? {} },
-          })
-          await recordAudit(tx, actorOf(request), {
-            projectId: project.id,
-            action: 'project.create',
-            targetKind: 'project',
-            targetId: project.id,
-          })
-          return {
-            statusCode: 201,
-            body: projectView(project),
-            headers: { location: `/v1/projects/${project.name}` },
-          }
-        } catch (e) {
-          if (isUniqueViolation(e))
-            throw new DomainError(ErrorCode.conflict, `Project '${name}' already exists.`)
-          throw e
+        const project = await tx.project.create({
+          data: { name, displayName: displayName ?? name, labels: labels ?? {} },
+        })
+        await recordAudit(tx, actorOf(request), {
+          projectId: project.id,
+          action: 'project.create',
+          targetKind: 'project',
+          targetId: project.id,
+        })
+        return {
+          statusCode: 201,
+          body: projectView(project),
+          headers: { location: `/v1/projects/${project.name}` },
         }
       }),
   )

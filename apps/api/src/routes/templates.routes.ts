@@ -3,7 +3,6 @@ import {
   DbNull,
   decodeCursor,
   findProject,
-  isUniqueViolation,
   isUuid,
   loadResolutionContext,
   recordAudit,
@@ -242,6 +241,8 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
         ) {
           throw invalidSpec(violations)
         }
+        // Publications of one name queue here, so each takes the next version as if they came one by one.
+        await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext('template:' || ${body.name}))`
         const latest = await tx.clusterTemplate.findFirst({
           where: { name: body.name },
           orderBy: { version: 'desc' },
@@ -275,22 +276,11 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           (pointer) => pointer,
         )
         resolveCluster(ctx, {})
-        let created: TemplateWithRelations
-        try {
-          // Prisma writes SQL NULL for a JSON column only when told so.
-          created = await tx.clusterTemplate.create({
-            data: { ...data, image: data.image ?? DbNull },
-            include,
-          })
-        } catch (e) {
-          if (isUniqueViolation(e)) {
-            throw new DomainError(
-              ErrorCode.conflict,
-              `Another version of '${body.name}' was published at the same time; retry.`,
-            )
-          }
-          throw e
-        }
+        // Prisma writes SQL NULL for a JSON column only when told so.
+        const created: TemplateWithRelations = await tx.clusterTemplate.create({
+          data: { ...data, image: data.image ?? DbNull },
+          include,
+        })
         await recordAudit(tx, actorOf(request), {
           projectId: created.projectId,
           action: 'template.publish',
