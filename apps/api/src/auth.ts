@@ -12,6 +12,7 @@ export type Permission =
   | 'catalogue:write'
   | 'projects:read'
   | 'projects:write'
+  | 'projects:delete'
   | 'clusters:read'
   | 'clusters:write'
   | 'quotas:read'
@@ -47,6 +48,8 @@ export const requirements: Record<Permission, Requirement> = {
   'catalogue:write': { scope: 'platform' },
   'projects:read': { scope: 'project', role: 'viewer', listable: true },
   'projects:write': { scope: 'platform' },
+  // Like a GCP project's owner or a Gardener project's owner, the project's admins may delete it.
+  'projects:delete': { scope: 'project', role: 'admin' },
   'clusters:read': { scope: 'project', role: 'viewer' },
   'clusters:write': { scope: 'project', role: 'member' },
   'quotas:read': { scope: 'project', role: 'admin' },

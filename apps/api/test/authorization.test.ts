@@ -40,6 +40,7 @@ const rules: Record<string, Rule> = {
   'catalogue:write': { who: 'platform-admin' },
   'projects:read': { who: 'project', role: 'viewer' },
   'projects:write': { who: 'platform-admin' },
+  'projects:delete': { who: 'project', role: 'admin' },
   'clusters:read': { who: 'project', role: 'viewer' },
   'clusters:write': { who: 'project', role: 'member' },
   'members:read': { who: 'project', role: 'viewer' },

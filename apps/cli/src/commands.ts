@@ -361,6 +361,21 @@ export const commands: Command[] = [
     },
   },
   {
+    path: ['templates', 'delete'],
+    summary: 'Delete a template and all its versions (platform admins; refused while clusters use it)',
+    args: ['NAME'],
+    options: {},
+    examples: ['kiln templates delete k8s-1.29'],
+    async run(ctx, { positionals: [name] }) {
+      const api = await ctx.api()
+      await call(
+        api,
+        api.client.DELETE('/v1/templates/{template}', { params: { path: { template: name! } } }),
+      )
+      ctx.progress.write(`Deleted template ${name} (every version).\n`)
+    },
+  },
+  {
     path: ['features', 'list'],
     summary: 'List the features a cluster can switch (--feature NAME=VALUE)',
     args: [],

@@ -213,6 +213,22 @@ describe('kiln CLI in a pipeline (no terminal)', () => {
     expect(wrong.code).toBe(4)
   })
 
+  it('deletes a template as a platform admin; a member is refused, an unknown one is not found', async () => {
+    const sim = await stack.db.backend.findUniqueOrThrow({ where: { name: 'sim' } })
+    await aTemplate(stack.db, sim.id, { name: 'retired', version: 1 })
+    await aTemplate(stack.db, sim.id, { name: 'retired', version: 2 })
+    const refused = await kiln(['templates', 'delete', 'retired'])
+    expect(refused.code, refused.stderr).toBe(4)
+    expect(refused.stderr).toContain('platform admin')
+    // No credentials: the stack's embedded mode takes the caller for the local operator, a platform admin.
+    const admin = { KILN_TOKEN: '', HOME: join(dir, 'admin-home') }
+    const deleted = await kiln(['templates', 'delete', 'retired'], admin)
+    expect(deleted.code, deleted.stderr).toBe(0)
+    expect(deleted.stderr).toContain('Deleted template retired')
+    expect(await stack.db.clusterTemplate.count({ where: { name: 'retired' } })).toBe(0)
+    expect((await kiln(['templates', 'delete', 'retired'], admin)).code).toBe(3)
+  })
+
   it('lists features and machine classes, as JSON, YAML and tables', async () => {
     const features = await kiln(['features', 'list', '-o', 'json'])
     expect((JSON.parse(features.stdout) as { name: string }[]).map((f) => f.name)).toContain('gpu')

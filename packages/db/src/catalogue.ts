@@ -2,13 +2,16 @@ import {
   type FeatureName,
   type MachineClassInfo,
   type NodeGroupInput,
+  namedUsersLimit,
   notFound,
   type PartialFeatureValues,
   type ResolutionContext,
+  stillInUse,
   type TemplateInfo,
   type VersionLifecycle,
 } from '@kiln/domain'
-import type { Queryable } from './client.ts'
+import { type Actor, recordAudit } from './audit.ts'
+import type { Queryable, Tx } from './client.ts'
 import type { Backend, ClusterTemplate, MachineClass } from './generated/prisma/client.ts'
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -90,4 +93,44 @@ export async function loadResolutionContext(
     machineClasses,
     templatePointer,
   }
+}
+
+/**
+ * Deletes every version of a template (named, or by the id of one version) that no cluster uses; a
+ * template a cluster still uses is a 409 naming those clusters (`project/cluster`).
+ */
+export async function deleteTemplate(tx: Tx, actor: Actor, ref: string): Promise<void> {
+  const named = isUuid(ref)
+    ? (await tx.clusterTemplate.findUnique({ where: { id: ref }, select: { name: true } }))?.name
+    : ref
+  // Locks every version: a cluster created meanwhile waits for this to commit, then finds no template.
+  const versions = named
+    ? await tx.$queryRaw<{ id: string; version: number; projectId: string | null }[]>`
+        SELECT id, version, "projectId" FROM "ClusterTemplate" WHERE name = ${named}
+        ORDER BY version FOR UPDATE`
+    : []
+  if (!named || versions.length === 0) throw notFound('template', ref)
+  const usedBy = { templateId: { in: versions.map((v) => v.id) } }
+  const count = await tx.cluster.count({ where: usedBy })
+  if (count > 0) {
+    const clusters = await tx.cluster.findMany({
+      where: usedBy,
+      select: { name: true, project: { select: { name: true } } },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+      take: namedUsersLimit,
+    })
+    throw stillInUse(
+      `Template '${named}'`,
+      { kind: 'cluster', count, names: clusters.map((c) => `${c.project.name}/${c.name}`) },
+      'Delete them or upgrade them to another template first; deprecate it to stop new clusters meanwhile.',
+    )
+  }
+  await tx.clusterTemplate.deleteMany({ where: { name: named } })
+  await recordAudit(tx, actor, {
+    projectId: versions[0]!.projectId,
+    action: 'template.delete',
+    targetKind: 'template',
+    targetId: versions[0]!.id,
+    data: { name: named, versions: versions.map((v) => v.version) },
+  })
 }

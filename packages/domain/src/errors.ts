@@ -52,3 +52,24 @@ export const invalidSpec = (violations: Violation[]) =>
     violations.length === 1 ? violations[0]!.message : `${violations.length} rules are violated.`,
     { violations },
   )
+
+/** How many users of a resource a conflict names; `usedBy.count` says how many there are in all. */
+export const namedUsersLimit = 5
+
+/**
+ * A 409 for a resource something still uses: how many users there are and the first few by name (the
+ * problem's `usedBy` extension), so a script can report them and a person can act on them.
+ */
+export function stillInUse(
+  subject: string,
+  users: { kind: string; count: number; names: string[] },
+  advice: string,
+): DomainError {
+  const shown = users.names.slice(0, namedUsersLimit)
+  const more = users.count > shown.length ? ` and ${users.count - shown.length} more` : ''
+  return new DomainError(
+    ErrorCode.conflict,
+    `${subject} is used by ${users.count} ${users.kind}(s): ${shown.join(', ')}${more}. ${advice}`,
+    { extensions: { usedBy: { kind: users.kind, count: users.count, names: shown } } },
+  )
+}

@@ -1,4 +1,11 @@
-import { afterCursor, decodeCursor, findProject, recordAudit, toPage } from '@kiln/db'
+import {
+  afterCursor,
+  decodeCursor,
+  deleteProject,
+  findProject,
+  recordAudit,
+  toPage,
+} from '@kiln/db'
 import { DnsLabel, DomainError, ErrorCode, Labels } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
@@ -100,5 +107,25 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
           headers: { location: `/v1/projects/${project.name}` },
         }
       }),
+  )
+
+  app.delete(
+    '/v1/projects/:project',
+    {
+      config: { permission: 'projects:delete' },
+      schema: {
+        operationId: 'deleteProject',
+        summary: 'Delete a project with no clusters (project admins)',
+        description:
+          'Its members, API tokens, quota and private templates go with it, at once; the audit log keeps its entries. A project that still has clusters (deleting ones included) or unfinished operations is refused with 409 naming them: delete the clusters first.',
+        tags: ['projects'],
+        params: ProjectParams,
+        response: { 204: Type.Null({ description: 'Deleted.' }), ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await db.$transaction((tx) => deleteProject(tx, actorOf(request), request.params.project))
+      return reply.code(204).send(null)
+    },
   )
 }

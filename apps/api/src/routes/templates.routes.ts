@@ -2,6 +2,7 @@ import {
   afterCursor,
   DbNull,
   decodeCursor,
+  deleteTemplate,
   findProject,
   isUuid,
   loadResolutionContext,
@@ -342,6 +343,26 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
       })
       reply.header('etag', `"${updated.revision}"`)
       return templateView(updated)
+    },
+  )
+
+  app.delete(
+    '/v1/templates/:template',
+    {
+      config: { permission: 'catalogue:write' },
+      schema: {
+        operationId: 'deleteTemplate',
+        summary: 'Delete a template and all its versions (platform admins)',
+        description:
+          'By name, or by the id of any of its versions: every version goes. While any cluster uses any version it is refused with 409 naming them; deprecate the template to stop new clusters meanwhile.',
+        tags: ['templates'],
+        params: Type.Object({ template: Type.String({ maxLength: 63 }) }),
+        response: { 204: Type.Null({ description: 'Deleted.' }), ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await db.$transaction((tx) => deleteTemplate(tx, actorOf(request), request.params.template))
+      return reply.code(204).send(null)
     },
   )
 }
