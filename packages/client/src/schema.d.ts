@@ -1619,6 +1619,109 @@ export interface components {
             };
         };
         /**
+         * @description The effective value of every feature, by feature name.
+         * @example {
+         *       "gpu": {
+         *         "enabled": false,
+         *         "mode": "device-plugin"
+         *       },
+         *       "ingress": {
+         *         "controller": "nginx"
+         *       },
+         *       "monitoring": {
+         *         "enabled": false,
+         *         "retentionDays": 15
+         *       },
+         *       "cni": {
+         *         "plugin": "calico"
+         *       },
+         *       "kubeProxyMode": {
+         *         "mode": "iptables"
+         *       },
+         *       "metricsServer": {
+         *         "enabled": true
+         *       },
+         *       "autoscaler": {
+         *         "enabled": false
+         *       }
+         *     }
+         */
+        EffectiveFeatures: {
+            /** @description GPU support */
+            gpu: {
+                /** @description Install GPU support on node groups whose machine class has GPUs. */
+                enabled: boolean;
+                /**
+                 * @description device-plugin: the NVIDIA device plugin only; operator: the NVIDIA GPU operator.
+                 * @enum {string}
+                 */
+                mode: "device-plugin" | "operator";
+            };
+            /** @description Ingress controller */
+            ingress: {
+                /**
+                 * @description The ingress controller to run on ingress nodes.
+                 * @enum {string}
+                 */
+                controller: "traefik" | "nginx" | "none";
+            };
+            /** @description Monitoring */
+            monitoring: {
+                enabled: boolean;
+                /** @description Prometheus retention. */
+                retentionDays: number;
+            };
+            /** @description Container network */
+            cni: {
+                /** @enum {string} */
+                plugin: "calico" | "cilium" | "flannel";
+            };
+            /** @description kube-proxy mode */
+            kubeProxyMode: {
+                /**
+                 * @description none: no kube-proxy; the CNI replaces it (Cilium only).
+                 * @enum {string}
+                 */
+                mode: "iptables" | "ipvs" | "none";
+            };
+            /** @description metrics-server */
+            metricsServer: {
+                enabled: boolean;
+            };
+            /** @description Cluster autoscaler */
+            autoscaler: {
+                enabled: boolean;
+            };
+        };
+        /**
+         * @description The effective values of the features a node group may override, by feature name.
+         * @example {
+         *       "gpu": {
+         *         "enabled": false,
+         *         "mode": "device-plugin"
+         *       },
+         *       "autoscaler": {
+         *         "enabled": false
+         *       }
+         *     }
+         */
+        EffectiveNodeGroupFeatures: {
+            /** @description GPU support */
+            gpu: {
+                /** @description Install GPU support on node groups whose machine class has GPUs. */
+                enabled: boolean;
+                /**
+                 * @description device-plugin: the NVIDIA device plugin only; operator: the NVIDIA GPU operator.
+                 * @enum {string}
+                 */
+                mode: "device-plugin" | "operator";
+            };
+            /** @description Cluster autoscaler */
+            autoscaler: {
+                enabled: boolean;
+            };
+        };
+        /**
          * @description The OS image bare-metal machines are deployed with (Ironic’s instance_info). Backends that provision finished machines ignore it.
          * @example {
          *       "source": "https://images.example.org/kiln-node-k8s-1.31.4.qcow2",
@@ -1705,11 +1808,7 @@ export interface components {
                 machineClass: string;
             };
             nodeGroups: components["schemas"]["NodeGroupInput"][];
-            features: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
-            };
+            features: components["schemas"]["FeatureOverrides"];
             lockedFeatures: string[];
             /**
              * @description String labels, Kubernetes-style.
@@ -1836,23 +1935,7 @@ export interface components {
             taints: components["schemas"]["Taint"][];
             maxSurge: number;
             maxUnavailable: number;
-            /**
-             * @description Effective feature values by feature name.
-             * @example {
-             *       "ingress": {
-             *         "controller": "traefik"
-             *       },
-             *       "gpu": {
-             *         "enabled": true,
-             *         "mode": "device-plugin"
-             *       }
-             *     }
-             */
-            features: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
-            };
+            features: components["schemas"]["EffectiveNodeGroupFeatures"];
             provenance: components["schemas"]["Provenance"];
             generation: number;
             /**
@@ -2133,23 +2216,7 @@ export interface components {
                     count: number;
                     machineClass: string;
                 };
-                /**
-                 * @description Effective feature values by feature name.
-                 * @example {
-                 *       "ingress": {
-                 *         "controller": "traefik"
-                 *       },
-                 *       "gpu": {
-                 *         "enabled": true,
-                 *         "mode": "device-plugin"
-                 *       }
-                 *     }
-                 */
-                features: {
-                    [key: string]: {
-                        [key: string]: unknown;
-                    };
-                };
+                features: components["schemas"]["EffectiveFeatures"];
                 nodeGroups: components["schemas"]["NodeGroup"][];
                 provenance: components["schemas"]["Provenance"];
             };
@@ -2380,23 +2447,7 @@ export interface components {
             taints: components["schemas"]["Taint"][];
             maxSurge: number;
             maxUnavailable: number;
-            /**
-             * @description Effective feature values by feature name.
-             * @example {
-             *       "ingress": {
-             *         "controller": "traefik"
-             *       },
-             *       "gpu": {
-             *         "enabled": true,
-             *         "mode": "device-plugin"
-             *       }
-             *     }
-             */
-            features: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
-            };
+            features: components["schemas"]["EffectiveNodeGroupFeatures"];
             provenance: components["schemas"]["Provenance"];
         };
         /**
@@ -2735,23 +2786,7 @@ export interface components {
                     count: number;
                     machineClass: string;
                 };
-                /**
-                 * @description Effective feature values by feature name.
-                 * @example {
-                 *       "ingress": {
-                 *         "controller": "traefik"
-                 *       },
-                 *       "gpu": {
-                 *         "enabled": true,
-                 *         "mode": "device-plugin"
-                 *       }
-                 *     }
-                 */
-                features: {
-                    [key: string]: {
-                        [key: string]: unknown;
-                    };
-                };
+                features: components["schemas"]["EffectiveFeatures"];
                 nodeGroups: components["schemas"]["NodeGroupPlan"][];
                 provenance: components["schemas"]["Provenance"];
             };
