@@ -487,7 +487,6 @@ const quotaExceededLineExample = {
 }
 
 const clusterPlanExample = {
-  dryRun: true,
   template: { name: 'k8s-1.31', version: 1, deprecated: false },
   spec: {
     kubernetesVersion: '1.31.4',
@@ -1159,7 +1158,6 @@ export const ClusterPlanSchema = named(
   'ClusterPlan',
   Type.Object(
     {
-      dryRun: Type.Literal(true),
       template: Type.Object({ name: Type.String(), version: Type.Integer(), deprecated: Type.Boolean() }),
       spec: Type.Object(
         { ...ClusterSchema.properties.spec.properties, nodeGroups: Type.Array(ref(NodeGroupPlanSchema)) },

@@ -330,6 +330,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{project}/cluster-plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Plan a cluster: what a create would do, writing nothing
+         * @description Takes the body `createCluster` takes and applies the same rules (422 naming each field that breaks one), then answers with the resolved plan, what the cluster would consume and how that compares with the project’s quota. Nothing is written and nothing is reserved: the real create is checked again when it is sent.
+         */
+        post: operations["planCluster"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{project}/clusters": {
         parameters: {
             query?: never;
@@ -345,7 +365,7 @@ export interface paths {
         put?: never;
         /**
          * Create a cluster from a template
-         * @description Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. The cluster’s consumption is checked against the project’s quota and reserved in that same transaction (422 `quota-exceeded` when it does not fit). With `?dryRun=true` it answers 200 with the resolved plan, what it would consume and how that compares with the quota, writing nothing.
+         * @description Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. The cluster’s consumption is checked against the project’s quota and reserved in that same transaction (422 `quota-exceeded` when it does not fit). To see the plan without creating anything, send the same body to `planCluster`.
          */
         post: operations["createCluster"];
         delete?: never;
@@ -377,7 +397,7 @@ export interface paths {
         head?: never;
         /**
          * Change a cluster (JSON merge patch)
-         * @description Labels and expiry change at once (200). A feature change is checked against the catalogue (some features cannot change on a live cluster) and starts an update-features operation (202).
+         * @description Always answers 202 with an operation. A feature change is checked against the catalogue (some features cannot change on a live cluster) and starts a `cluster.update-features` operation; like every change that builds, it waits for no other operation (409 while one runs). Labels and expiry (and features already in effect) need nothing built: they are applied at once, even while another operation runs, and answered with a `cluster.update-labels` operation that has already succeeded (no steps, progress 100). The new ETag comes with either.
          */
         patch: operations["updateCluster"];
         trace?: never;
@@ -918,7 +938,7 @@ export interface components {
         /** @enum {string} */
         OperationStatus: "pending" | "running" | "succeeded" | "failed" | "cancelled";
         /** @enum {string} */
-        OperationKind: "cluster.create" | "cluster.delete" | "cluster.update-features" | "nodegroup.create" | "nodegroup.resize" | "nodegroup.delete" | "cluster.upgrade" | "cluster.repair" | "cluster.rotate-ca-start" | "cluster.rotate-ca-complete";
+        OperationKind: "cluster.create" | "cluster.delete" | "cluster.update-features" | "cluster.update-labels" | "nodegroup.create" | "nodegroup.resize" | "nodegroup.delete" | "cluster.upgrade" | "cluster.repair" | "cluster.rotate-ca-start" | "cluster.rotate-ca-complete";
         /** @enum {string} */
         StepStatus: "pending" | "running" | "succeeded" | "failed" | "skipped";
         /**
@@ -2595,7 +2615,6 @@ export interface components {
         /**
          * @description What a create would do, without doing it.
          * @example {
-         *       "dryRun": true,
          *       "template": {
          *         "name": "k8s-1.31",
          *         "version": 1,
@@ -2769,8 +2788,6 @@ export interface components {
          *     }
          */
         ClusterPlan: {
-            /** @enum {boolean} */
-            dryRun: true;
             template: {
                 name: string;
                 version: number;
@@ -4920,6 +4937,87 @@ export interface operations {
             };
         };
     };
+    planCluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClusterCreate"];
+            };
+        };
+        responses: {
+            /** @description What a create would do, without doing it. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterPlan"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but breaks a rule (each error points at the field). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listClusters: {
         parameters: {
             query?: {
@@ -5135,9 +5233,7 @@ export interface operations {
     };
     createCluster: {
         parameters: {
-            query?: {
-                dryRun?: boolean;
-            };
+            query?: never;
             header?: {
                 /** @description Retries with the same key and body return the first response for 24 h. */
                 "idempotency-key"?: string;
@@ -5154,15 +5250,6 @@ export interface operations {
             };
         };
         responses: {
-            /** @description What a create would do, without doing it. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ClusterPlan"];
-                };
-            };
             /** @description Asynchronous work on a resource; watch it to completion. */
             202: {
                 headers: {
@@ -5381,15 +5468,6 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A Kubernetes cluster: desired `spec`, observed `status`. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Cluster"];
-                };
-            };
             /** @description Asynchronous work on a resource; watch it to completion. */
             202: {
                 headers: {
