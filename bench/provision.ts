@@ -628,13 +628,13 @@ async function storm(db: Database, pool: pg.Pool, redis: Redis, cpuProfDir: stri
     logger: false,
   })
   onCleanup('kiln api', () => app.close())
-  // Warm the route outside the measurement: a dry run touches planning and validation only.
+  // Warm the route outside the measurement: a plan touches planning and validation only.
   const dry = await app.inject({
     method: 'POST',
-    url: `/v1/projects/${CONFIG.project}/clusters?dryRun=true`,
+    url: `/v1/projects/${CONFIG.project}/cluster-plans`,
     payload: { name: 'warm-up', template: CONFIG.template },
   })
-  if (dry.statusCode !== 200) throw new Error(`dry run: ${dry.statusCode} ${dry.body}`)
+  if (dry.statusCode !== 200) throw new Error(`plan: ${dry.statusCode} ${dry.body}`)
 
   const statsSql = `SELECT xact_commit::bigint AS commits, xact_rollback::bigint AS rollbacks,
       tup_returned::bigint AS returned, tup_fetched::bigint AS fetched, tup_inserted::bigint AS inserted,

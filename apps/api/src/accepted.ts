@@ -1,4 +1,5 @@
 import type { Operation, StoredResponse, Tx } from '@kiln/db'
+import { isTerminal } from '@kiln/domain'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteDeps } from './app.ts'
 import { respondOnce } from './idempotency.ts'
@@ -35,14 +36,15 @@ export async function acceptOnce(
   return sent
 }
 
-/** Answers 202 for an operation already committed (DELETE, PATCH) and hands it to the workers. */
+/** Answers 202 for an operation already committed (DELETE, PATCH) and hands it to the workers if unfinished. */
 export function sendAccepted(
   { dispatch }: RouteDeps,
   reply: FastifyReply,
   operation: Operation,
   project: string,
 ) {
-  dispatch(operation.id)
+  // An operation applied in the request (already succeeded) has nothing left for a worker.
+  if (!isTerminal(operation.status)) dispatch(operation.id)
   const { statusCode, body, headers } = accepted(operation, project)
   return reply.code(statusCode).headers(headers).send(body)
 }

@@ -6,9 +6,12 @@ import {
   ConditionStatus,
   ControlPlaneInput,
   DnsLabel,
+  effectiveFeaturesSchema,
+  type FeatureValues,
   Labels,
   NodeGroupInput,
   NodeGroupRole,
+  type NodeGroupScopedFeature,
   OperationKindSchema,
   OperationStatus,
   operationCatalogue,
@@ -484,7 +487,6 @@ const quotaExceededLineExample = {
 }
 
 const clusterPlanExample = {
-  dryRun: true,
   template: { name: 'k8s-1.31', version: 1, deprecated: false },
   spec: {
     kubernetesVersion: '1.31.4',
@@ -847,10 +849,17 @@ export const FeatureOverridesSchema = named('FeatureOverrides', {
   examples: [{ ingress: { controller: 'nginx' }, monitoring: { enabled: true, retentionDays: 30 } }],
 })
 
-const FeatureValues = Type.Record(Type.String(), Type.Record(Type.String(), Type.Unknown()), {
-  description: 'Effective feature values by feature name.',
-  examples: [{ ingress: { controller: 'traefik' }, gpu: { enabled: true, mode: 'device-plugin' } }],
-})
+const EffectiveFeaturesSchema = named(
+  'EffectiveFeatures',
+  Type.Unsafe<FeatureValues>({ ...effectiveFeaturesSchema(), examples: [clusterFeaturesExample] }),
+)
+const EffectiveNodeGroupFeaturesSchema = named(
+  'EffectiveNodeGroupFeatures',
+  Type.Unsafe<Pick<FeatureValues, NodeGroupScopedFeature>>({
+    ...effectiveFeaturesSchema({ nodeGroupScopedOnly: true }),
+    examples: [nodeGroupPlanExample.features],
+  }),
+)
 
 export const BootImageSchema = named(
   'BootImage',
@@ -895,7 +904,7 @@ export const TemplateSchema = named(
       backend: Type.String(),
       controlPlane: Type.Object({ count: Type.Integer(), machineClass: Type.String() }),
       nodeGroups: Type.Array(ref(NodeGroupInputSchema)),
-      features: Type.Record(Type.String(), Type.Record(Type.String(), Type.Unknown())),
+      features: ref(FeatureOverridesSchema),
       lockedFeatures: Type.Array(Type.String()),
       labels: Labels,
       image: Type.Union([ref(BootImageSchema), Type.Null()], {
@@ -933,7 +942,7 @@ export const NodeGroupSchema = named(
       taints: Type.Array(TaintSchema),
       maxSurge: Type.Integer(),
       maxUnavailable: Type.Integer(),
-      features: FeatureValues,
+      features: ref(EffectiveNodeGroupFeaturesSchema),
       provenance: ref(Provenance),
       generation: Type.Integer(),
       createdAt: Timestamp,
@@ -986,7 +995,7 @@ export const ClusterSchema = named(
           kubernetesVersion: Type.String(),
           backend: Type.Object({ name: Type.String(), kind: BackendKindRef }),
           controlPlane: Type.Object({ count: Type.Integer(), machineClass: Type.String() }),
-          features: FeatureValues,
+          features: ref(EffectiveFeaturesSchema),
           nodeGroups: Type.Array(ref(NodeGroupSchema)),
           provenance: ref(Provenance),
         },
@@ -1149,7 +1158,6 @@ export const ClusterPlanSchema = named(
   'ClusterPlan',
   Type.Object(
     {
-      dryRun: Type.Literal(true),
       template: Type.Object({ name: Type.String(), version: Type.Integer(), deprecated: Type.Boolean() }),
       spec: Type.Object(
         { ...ClusterSchema.properties.spec.properties, nodeGroups: Type.Array(ref(NodeGroupPlanSchema)) },

@@ -9,7 +9,15 @@ import type {
   Operation,
   Project,
 } from '@kiln/db'
-import type { ClusterStatus, Labels, ResolvedClusterSpec, ResolvedNodeGroup } from '@kiln/domain'
+import type {
+  ClusterStatus,
+  FeatureValues,
+  Labels,
+  NodeGroupScopedFeature,
+  PartialFeatureValues,
+  ResolvedClusterSpec,
+  ResolvedNodeGroup,
+} from '@kiln/domain'
 import type Type from 'typebox'
 import type {
   BackendSchema,
@@ -100,7 +108,7 @@ export function templateView(t: TemplateWithRelations): Type.Static<typeof Templ
     backend: t.backend.name,
     controlPlane: t.controlPlane as { count: number; machineClass: string },
     nodeGroups: t.nodeGroups as Type.Static<typeof TemplateSchema>['nodeGroups'],
-    features: t.features as Record<string, Record<string, unknown>>,
+    features: t.features as PartialFeatureValues,
     lockedFeatures: t.lockedFeatures,
     labels: t.labels as Labels,
     image: (t.image as Type.Static<typeof TemplateSchema>['image']) ?? null,
@@ -124,7 +132,7 @@ export function plannedNodeGroupView(ng: ResolvedNodeGroup): Type.Static<typeof 
     taints: ng.taints,
     maxSurge: ng.maxSurge,
     maxUnavailable: ng.maxUnavailable,
-    features: ng.features as Record<string, Record<string, unknown>>,
+    features: ng.features as Pick<FeatureValues, NodeGroupScopedFeature>,
     provenance: ng.provenance,
   }
 }
@@ -149,7 +157,7 @@ export function clusterSpecView(
     kubernetesVersion: spec.kubernetesVersion,
     backend: spec.backend,
     controlPlane: spec.controlPlane,
-    features: spec.features as unknown as Record<string, Record<string, unknown>>,
+    features: spec.features,
     nodeGroups: nodeGroups.map(nodeGroupView),
     provenance: spec.provenance,
   }

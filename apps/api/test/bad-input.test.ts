@@ -564,8 +564,8 @@ describe('random bodies (property-based)', () => {
         bodyFrom(validTemplate),
         bodyFrom(validProject),
         bodyFrom(nodeGroup),
-        async (cluster, dryRun, template, project, group) => {
-          await expectNo5xx(`/v1/projects/team-a/clusters${dryRun ? '?dryRun=true' : ''}`, cluster)
+        async (cluster, plan, template, project, group) => {
+          await expectNo5xx(`/v1/projects/team-a/${plan ? 'cluster-plans' : 'clusters'}`, cluster)
           await expectNo5xx('/v1/templates', template)
           await expectNo5xx('/v1/projects', project)
           await expectNo5xx(`/v1/projects/team-a/clusters/${clusterName}/nodegroups`, group)

@@ -203,7 +203,7 @@ describe('Kubernetes versions', () => {
     expect(res.statusCode).toBe(200)
     const create = await app.inject({
       method: 'POST',
-      url: '/v1/projects/team-a/clusters?dryRun=true',
+      url: '/v1/projects/team-a/cluster-plans',
       payload: { name: 'too-late', template: 'k8s-1.31' },
     })
     expect(pointersOf(expectProblem(create, 422))).toEqual(['/template'])
@@ -337,7 +337,7 @@ describe('templates', () => {
     // Clusters created by name get the latest non-deprecated version too.
     const plan = await app.inject({
       method: 'POST',
-      url: '/v1/projects/team-a/clusters?dryRun=true',
+      url: '/v1/projects/team-a/cluster-plans',
       payload: { name: 'from-web', template: 'web' },
     })
     expect(plan.statusCode, plan.body).toBe(200)
@@ -412,13 +412,13 @@ describe('templates', () => {
     await app.inject({ method: 'POST', url: '/v1/projects', payload: { name: 'outsiders' } })
     const outsider = await app.inject({
       method: 'POST',
-      url: '/v1/projects/outsiders/clusters?dryRun=true',
+      url: '/v1/projects/outsiders/cluster-plans',
       payload: { name: 'peek', template: 'private-web' },
     })
     expect(pointersOf(expectProblem(outsider, 422))).toEqual(['/template'])
     const insider = await app.inject({
       method: 'POST',
-      url: '/v1/projects/team-a/clusters?dryRun=true',
+      url: '/v1/projects/team-a/cluster-plans',
       payload: { name: 'use', template: 'private-web' },
     })
     expect(insider.statusCode, insider.body).toBe(200)

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net'
+import { featureNames } from '@kiln/domain'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createKilnClient, type KilnClient } from '../../../packages/client/src/index.ts'
 import { startTestApi, type TestApi } from '../../../test/support/api.ts'
@@ -56,7 +57,12 @@ describe('the generated client', () => {
     expect(response.headers.get('etag')).toMatch(/^"\d+"$/)
     expect(data?.id).toBe(clusterId)
     expect(data?.labels).toEqual({ via: 'client' })
-    expect(data?.spec.features['ingress']).toEqual({ controller: 'nginx' })
+    // Typed effective features: read without a cast, and every feature arrives whole.
+    expect(data?.spec.features.ingress.controller).toBe('nginx')
+    expect(Object.keys(data?.spec.features ?? {})).toEqual(featureNames)
+    expect(data?.spec.features.monitoring).toEqual({ enabled: false, retentionDays: 15 })
+    expect(data?.spec.nodeGroups[0]?.features.gpu).toEqual({ enabled: false, mode: 'device-plugin' })
+    expect(Object.keys(data?.spec.nodeGroups[0]?.features ?? {})).toEqual(['gpu', 'autoscaler'])
     expect(data?.spec.nodeGroups.map((ng) => [ng.name, ng.count])).toEqual([['workers', 2]])
     expect(data?.activeOperationId).toBe(operationId)
   })

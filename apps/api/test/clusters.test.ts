@@ -299,19 +299,19 @@ describe('semantic rules answer 422 with pointers into the request', () => {
   it('dry runs apply the same rules', async () => {
     const res = await app.inject({
       method: 'POST',
-      url: '/v1/projects/team-a/clusters?dryRun=true',
+      url: '/v1/projects/team-a/cluster-plans',
       payload: { name: 'r9', template: 'k8s-1.31', features: { gpu: { enabled: true } } },
     })
     expect(pointersOf(expectProblem(res, 422))).toContain('/features/gpu/enabled')
   })
 })
 
-describe('dryRun=true', () => {
+describe('planCluster (POST …/cluster-plans)', () => {
   it('returns the plan and what it would consume, and writes nothing', async () => {
     const before = await rowCounts()
     const res = await app.inject({
       method: 'POST',
-      url: '/v1/projects/team-a/clusters?dryRun=true',
+      url: '/v1/projects/team-a/cluster-plans',
       payload: {
         name: 'planned',
         template: 'k8s-1.31',
@@ -323,7 +323,6 @@ describe('dryRun=true', () => {
     expect(res.statusCode, res.body).toBe(200)
     expect(res.headers.location).toBeUndefined()
     const plan: Json = res.json()
-    expect(plan.dryRun).toBe(true)
     expect(plan.template).toEqual({ name: 'k8s-1.31', version: 1, deprecated: false })
     expect(plan.operation).toEqual({ kind: 'cluster.create', steps: createSteps })
     expect(plan.spec.features.gpu).toEqual({ enabled: true, mode: 'device-plugin' })
@@ -345,6 +344,17 @@ describe('dryRun=true', () => {
 
     expect(await rowCounts()).toEqual(before)
     expectProblem(await app.inject({ method: 'GET', url: clusterUrl('planned') }), 404)
+  })
+
+  it('createCluster has no ?dryRun: an old client asking for a plan gets 400, and no cluster', async () => {
+    const before = await rowCounts()
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/projects/team-a/clusters?dryRun=true',
+      payload: { name: 'not-planned', template: 'k8s-1.31' },
+    })
+    expect(pointersOf(expectProblem(res, 400), 'query')).toEqual(['/dryRun'])
+    expect(await rowCounts()).toEqual(before)
   })
 })
 
@@ -506,28 +516,43 @@ describe('PATCH labels with ETags', () => {
     await createClusterOk(app, 'team-a', 'labelled', { labels: { team: 'a', env: 'dev' } })
   })
 
-  it('If-Match with the current ETag → 200 and a new ETag', async () => {
+  it('If-Match with the current ETag → 202, an operation already succeeded, and a new ETag', async () => {
     const get = await app.inject({ method: 'GET', url: clusterUrl('labelled') })
     const e1 = get.headers.etag as string
     expect(e1).toMatch(etag)
+    const busyWith = get.json().activeOperationId
+    expect(busyWith).toEqual(expect.any(String))
     const res = await app.inject({
       method: 'PATCH',
       url: clusterUrl('labelled'),
       headers: { 'if-match': e1 },
       payload: { labels: { team: 'b', owner: 'ops' } },
     })
-    expect(res.statusCode, res.body).toBe(200)
+    // The create operation still runs: labels take no part in the one-operation-at-a-time rule.
+    expect(res.statusCode, res.body).toBe(202)
     const e2 = res.headers.etag as string
     expect(e2).toMatch(etag)
     expect(e2).not.toBe(e1)
-    const body: Json = res.json()
-    expect(body.labels).toEqual({ team: 'b', env: 'dev', owner: 'ops' })
-    // Labels are not desired state: no operation, same generation.
-    expect(body.generation).toBe(1)
+    const op: OperationBody = res.json()
+    expect(res.headers.location).toBe(`/v1/operations/${op.id}`)
+    expect(op).toMatchObject({
+      kind: 'cluster.update-labels',
+      status: 'succeeded',
+      progress: 100,
+      steps: [],
+      error: null,
+      resource: { kind: 'cluster', name: 'labelled', id: get.json().id },
+    })
+    expect(op).toMatchObject({ startedAt: expect.any(String), finishedAt: expect.any(String) })
+    expect((await getJson(app, `/v1/operations/${op.id}`)).status).toBe('succeeded')
 
     const again = await app.inject({ method: 'GET', url: clusterUrl('labelled') })
     expect(again.headers.etag).toBe(e2)
-    expect(again.json().labels).toEqual({ team: 'b', env: 'dev', owner: 'ops' })
+    const body: Json = again.json()
+    expect(body.labels).toEqual({ team: 'b', env: 'dev', owner: 'ops' })
+    // Labels are not desired state: same generation, and the running operation keeps the cluster.
+    expect(body.generation).toBe(1)
+    expect(body.activeOperationId).toBe(busyWith)
   })
 
   it('a stale If-Match → 412 problem naming the current ETag, and nothing changes', async () => {
@@ -562,16 +587,16 @@ describe('PATCH labels with ETags', () => {
       url: clusterUrl('labelled'),
       payload: { labels: { env: null } },
     })
-    expect(one.statusCode).toBe(200)
-    expect(one.json().labels).toEqual({ team: 'b', owner: 'ops' })
+    expect(one.statusCode).toBe(202)
+    expect((await getJson(app, clusterUrl('labelled'))).labels).toEqual({ team: 'b', owner: 'ops' })
     const all = await app.inject({
       method: 'PATCH',
       url: clusterUrl('labelled'),
       headers: { 'if-match': '*' },
       payload: { labels: null },
     })
-    expect(all.statusCode).toBe(200)
-    expect(all.json().labels).toEqual({})
+    expect(all.statusCode).toBe(202)
+    expect((await getJson(app, clusterUrl('labelled'))).labels).toEqual({})
   })
 
   it('label keys that are not Kubernetes label keys are 400 on create', async () => {
@@ -667,15 +692,16 @@ describe('PATCH features', () => {
     expect(expectProblem(second, 409)['operationId']).toBe(op.id)
   })
 
-  it('a patch that changes no effective value → 200 without an operation', async () => {
+  it('a patch that changes no effective value → 202 with an operation already succeeded, nothing to build', async () => {
     await anIdleCluster(app, 'team-a', 'steady')
     const res = await app.inject({
       method: 'PATCH',
       url: clusterUrl('steady'),
       payload: { features: { ingress: { controller: 'traefik' } } },
     })
-    expect(res.statusCode, res.body).toBe(200)
-    const c: Json = res.json()
+    expect(res.statusCode, res.body).toBe(202)
+    expect(res.json()).toMatchObject({ kind: 'cluster.update-labels', status: 'succeeded', steps: [] })
+    const c: Json = await getJson(app, clusterUrl('steady'))
     expect(c.activeOperationId).toBeNull()
     expect(c.generation).toBe(1)
   })

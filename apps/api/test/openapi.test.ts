@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { featureDefinition, featureNames } from '@kiln/domain'
 import type { ValidateFunction } from 'ajv'
 import Ajv2020 from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
@@ -226,5 +227,39 @@ describe('openapi/kiln.v1.yaml', () => {
     expect(problems[0]).toMatch(/^#\/test\/example does not match #\/test\/schema: /)
     expect(problems[0]).toContain('must have required property')
     expect(checkExamples({ schema: { type: 'object' } }, '#/test')).toEqual(['#/test: no example'])
+  })
+})
+
+describe('effective features in responses', () => {
+  const schemaAt = (name: string) => doc.components.schemas[name] as Json
+  const propertyOf = (schema: Json, ...path: string[]) =>
+    path.reduce<Json>((s, key) => (s.properties as Record<string, Json>)[key] as Json, schema)
+
+  it('are one named schema typed from the feature catalogue: every feature, every field required', () => {
+    for (const [name, scopedOnly] of [
+      ['EffectiveFeatures', false],
+      ['EffectiveNodeGroupFeatures', true],
+    ] as const) {
+      const schema = schemaAt(name)
+      const expected = featureNames.filter((f) => !scopedOnly || featureDefinition(f).nodeGroupScoped)
+      expect(Object.keys(schema.properties as Json), name).toEqual(expected)
+      expect(schema.required, name).toEqual(expected)
+      for (const feature of expected) {
+        const value = propertyOf(schema, feature)
+        expect(value.required, `${name}.${feature}`).toEqual(
+          Object.keys(featureDefinition(feature).schema.properties),
+        )
+      }
+    }
+  })
+
+  it('are referenced wherever a response carries them', () => {
+    const ref = (name: string) => ({ $ref: `${componentPrefix}${name}` })
+    expect(propertyOf(schemaAt('Cluster'), 'spec', 'features')).toEqual(ref('EffectiveFeatures'))
+    expect(propertyOf(schemaAt('ClusterPlan'), 'spec', 'features')).toEqual(ref('EffectiveFeatures'))
+    expect(propertyOf(schemaAt('NodeGroup'), 'features')).toEqual(ref('EffectiveNodeGroupFeatures'))
+    expect(propertyOf(schemaAt('NodeGroupPlan'), 'features')).toEqual(ref('EffectiveNodeGroupFeatures'))
+    // A template stores only the values it sets; the rest inherit, so its features are overrides.
+    expect(propertyOf(schemaAt('ClusterTemplate'), 'features')).toEqual(ref('FeatureOverrides'))
   })
 })

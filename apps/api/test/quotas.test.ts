@@ -358,7 +358,7 @@ describe('resizes and new node groups', () => {
   })
 })
 
-describe('?dryRun=true against the quota', () => {
+describe('planCluster against the quota', () => {
   beforeAll(async () => {
     await createClusterOk(app, 'dry', 'first')
   })
@@ -369,7 +369,7 @@ describe('?dryRun=true against the quota', () => {
     await cancelOk(app, (res.json() as Json).id)
     const plan = await app.inject({
       method: 'POST',
-      url: '/v1/projects/dry/clusters?dryRun=true',
+      url: '/v1/projects/dry/cluster-plans',
       payload: { name: 'third', template: 'k8s-1.31' },
     })
     expect(plan.statusCode, plan.body).toBe(200)
@@ -390,7 +390,7 @@ describe('?dryRun=true against the quota', () => {
     const before = await projectCounts('dry')
     const res = await app.inject({
       method: 'POST',
-      url: '/v1/projects/dry/clusters?dryRun=true',
+      url: '/v1/projects/dry/cluster-plans',
       payload: {
         name: 'planned',
         template: 'k8s-1.31',

@@ -491,15 +491,15 @@ export const commands: Command[] = [
       if (values['dry-run']) {
         const plan = await call(
           api,
-          api.client.POST('/v1/projects/{project}/clusters', {
-            params: { path: { project: api.project() }, query: { dryRun: true } },
+          api.client.POST('/v1/projects/{project}/cluster-plans', {
+            params: { path: { project: api.project() } },
             body: body as never,
           }),
         )
         print(ctx.out, plan, (p) => JSON.stringify(p, null, 2))
         return
       }
-      const op = (await call(
+      const op = await call(
         api,
         api.client.POST('/v1/projects/{project}/clusters', {
           params: {
@@ -508,7 +508,7 @@ export const commands: Command[] = [
           },
           body: body as never,
         }),
-      )) as Operation
+      )
       await accepted(ctx, api, op, Boolean(values.wait), showCluster(api, name!))
     },
   },
@@ -668,7 +668,7 @@ export const commands: Command[] = [
           body: { features: featureOverrides(entries, await catalogue(api)) as never },
         }),
       )
-      await accepted(ctx, api, op as Operation, Boolean(values.wait), showCluster(api, name!))
+      await accepted(ctx, api, op, Boolean(values.wait), showCluster(api, name!))
     },
   },
   {

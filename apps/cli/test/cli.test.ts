@@ -229,6 +229,31 @@ describe('kiln CLI in a pipeline (no terminal)', () => {
     expect((await kiln(['templates', 'delete', 'retired'], admin)).code).toBe(3)
   })
 
+  it('create --dry-run prints the plan (planCluster) and creates nothing', async () => {
+    const planned = await kiln([
+      'cluster',
+      'create',
+      'plan-only',
+      '-t',
+      'k8s-1.31',
+      '--feature',
+      'monitoring=on',
+      '--dry-run',
+    ])
+    expect(planned.code, planned.stderr).toBe(0)
+    const plan = JSON.parse(planned.stdout) as {
+      template: { name: string }
+      spec: { features: { monitoring: { enabled: boolean } } }
+      operation: { kind: string }
+      quota: { accepted: boolean }
+    }
+    expect(plan.template.name).toBe('k8s-1.31')
+    expect(plan.spec.features.monitoring.enabled).toBe(true)
+    expect(plan.operation.kind).toBe('cluster.create')
+    expect(plan.quota.accepted).toBe(true)
+    expect(await stack.db.cluster.count({ where: { name: 'plan-only' } })).toBe(0)
+  })
+
   it('lists features and machine classes, as JSON, YAML and tables', async () => {
     const features = await kiln(['features', 'list', '-o', 'json'])
     expect((JSON.parse(features.stdout) as { name: string }[]).map((f) => f.name)).toContain('gpu')

@@ -338,6 +338,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{project}/cluster-plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Plan a cluster: what a create would do, writing nothing
+         * @description Takes the body `createCluster` takes and applies the same rules (422 naming each field that breaks one), then answers with the resolved plan, what the cluster would consume and how that compares with the project’s quota. Nothing is written and nothing is reserved: the real create is checked again when it is sent.
+         */
+        post: operations["planCluster"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{project}/clusters": {
         parameters: {
             query?: never;
@@ -353,7 +373,7 @@ export interface paths {
         put?: never;
         /**
          * Create a cluster from a template
-         * @description Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. The cluster’s consumption is checked against the project’s quota and reserved in that same transaction (422 `quota-exceeded` when it does not fit). With `?dryRun=true` it answers 200 with the resolved plan, what it would consume and how that compares with the quota, writing nothing.
+         * @description Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. The cluster’s consumption is checked against the project’s quota and reserved in that same transaction (422 `quota-exceeded` when it does not fit). To see the plan without creating anything, send the same body to `planCluster`.
          */
         post: operations["createCluster"];
         delete?: never;
@@ -385,7 +405,7 @@ export interface paths {
         head?: never;
         /**
          * Change a cluster (JSON merge patch)
-         * @description Labels and expiry change at once (200). A feature change is checked against the catalogue (some features cannot change on a live cluster) and starts an update-features operation (202).
+         * @description Always answers 202 with an operation. A feature change is checked against the catalogue (some features cannot change on a live cluster) and starts a `cluster.update-features` operation; like every change that builds, it waits for no other operation (409 while one runs). Labels and expiry (and features already in effect) need nothing built: they are applied at once, even while another operation runs, and answered with a `cluster.update-labels` operation that has already succeeded (no steps, progress 100). The new ETag comes with either.
          */
         patch: operations["updateCluster"];
         trace?: never;
@@ -926,7 +946,7 @@ export interface components {
         /** @enum {string} */
         OperationStatus: "pending" | "running" | "succeeded" | "failed" | "cancelled";
         /** @enum {string} */
-        OperationKind: "cluster.create" | "cluster.delete" | "cluster.update-features" | "nodegroup.create" | "nodegroup.resize" | "nodegroup.delete" | "cluster.upgrade" | "cluster.repair" | "cluster.rotate-ca-start" | "cluster.rotate-ca-complete";
+        OperationKind: "cluster.create" | "cluster.delete" | "cluster.update-features" | "cluster.update-labels" | "nodegroup.create" | "nodegroup.resize" | "nodegroup.delete" | "cluster.upgrade" | "cluster.repair" | "cluster.rotate-ca-start" | "cluster.rotate-ca-complete";
         /** @enum {string} */
         StepStatus: "pending" | "running" | "succeeded" | "failed" | "skipped";
         /**
@@ -1627,6 +1647,109 @@ export interface components {
             };
         };
         /**
+         * @description The effective value of every feature, by feature name.
+         * @example {
+         *       "gpu": {
+         *         "enabled": false,
+         *         "mode": "device-plugin"
+         *       },
+         *       "ingress": {
+         *         "controller": "nginx"
+         *       },
+         *       "monitoring": {
+         *         "enabled": false,
+         *         "retentionDays": 15
+         *       },
+         *       "cni": {
+         *         "plugin": "calico"
+         *       },
+         *       "kubeProxyMode": {
+         *         "mode": "iptables"
+         *       },
+         *       "metricsServer": {
+         *         "enabled": true
+         *       },
+         *       "autoscaler": {
+         *         "enabled": false
+         *       }
+         *     }
+         */
+        EffectiveFeatures: {
+            /** @description GPU support */
+            gpu: {
+                /** @description Install GPU support on node groups whose machine class has GPUs. */
+                enabled: boolean;
+                /**
+                 * @description device-plugin: the NVIDIA device plugin only; operator: the NVIDIA GPU operator.
+                 * @enum {string}
+                 */
+                mode: "device-plugin" | "operator";
+            };
+            /** @description Ingress controller */
+            ingress: {
+                /**
+                 * @description The ingress controller to run on ingress nodes.
+                 * @enum {string}
+                 */
+                controller: "traefik" | "nginx" | "none";
+            };
+            /** @description Monitoring */
+            monitoring: {
+                enabled: boolean;
+                /** @description Prometheus retention. */
+                retentionDays: number;
+            };
+            /** @description Container network */
+            cni: {
+                /** @enum {string} */
+                plugin: "calico" | "cilium" | "flannel";
+            };
+            /** @description kube-proxy mode */
+            kubeProxyMode: {
+                /**
+                 * @description none: no kube-proxy; the CNI replaces it (Cilium only).
+                 * @enum {string}
+                 */
+                mode: "iptables" | "ipvs" | "none";
+            };
+            /** @description metrics-server */
+            metricsServer: {
+                enabled: boolean;
+            };
+            /** @description Cluster autoscaler */
+            autoscaler: {
+                enabled: boolean;
+            };
+        };
+        /**
+         * @description The effective values of the features a node group may override, by feature name.
+         * @example {
+         *       "gpu": {
+         *         "enabled": false,
+         *         "mode": "device-plugin"
+         *       },
+         *       "autoscaler": {
+         *         "enabled": false
+         *       }
+         *     }
+         */
+        EffectiveNodeGroupFeatures: {
+            /** @description GPU support */
+            gpu: {
+                /** @description Install GPU support on node groups whose machine class has GPUs. */
+                enabled: boolean;
+                /**
+                 * @description device-plugin: the NVIDIA device plugin only; operator: the NVIDIA GPU operator.
+                 * @enum {string}
+                 */
+                mode: "device-plugin" | "operator";
+            };
+            /** @description Cluster autoscaler */
+            autoscaler: {
+                enabled: boolean;
+            };
+        };
+        /**
          * @description The OS image bare-metal machines are deployed with (Ironic’s instance_info). Backends that provision finished machines ignore it.
          * @example {
          *       "source": "https://images.example.org/kiln-node-k8s-1.31.4.qcow2",
@@ -1713,11 +1836,7 @@ export interface components {
                 machineClass: string;
             };
             nodeGroups: components["schemas"]["NodeGroupInput"][];
-            features: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
-            };
+            features: components["schemas"]["FeatureOverrides"];
             lockedFeatures: string[];
             /**
              * @description String labels, Kubernetes-style.
@@ -1844,23 +1963,7 @@ export interface components {
             taints: components["schemas"]["Taint"][];
             maxSurge: number;
             maxUnavailable: number;
-            /**
-             * @description Effective feature values by feature name.
-             * @example {
-             *       "ingress": {
-             *         "controller": "traefik"
-             *       },
-             *       "gpu": {
-             *         "enabled": true,
-             *         "mode": "device-plugin"
-             *       }
-             *     }
-             */
-            features: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
-            };
+            features: components["schemas"]["EffectiveNodeGroupFeatures"];
             provenance: components["schemas"]["Provenance"];
             generation: number;
             /**
@@ -2141,23 +2244,7 @@ export interface components {
                     count: number;
                     machineClass: string;
                 };
-                /**
-                 * @description Effective feature values by feature name.
-                 * @example {
-                 *       "ingress": {
-                 *         "controller": "traefik"
-                 *       },
-                 *       "gpu": {
-                 *         "enabled": true,
-                 *         "mode": "device-plugin"
-                 *       }
-                 *     }
-                 */
-                features: {
-                    [key: string]: {
-                        [key: string]: unknown;
-                    };
-                };
+                features: components["schemas"]["EffectiveFeatures"];
                 nodeGroups: components["schemas"]["NodeGroup"][];
                 provenance: components["schemas"]["Provenance"];
             };
@@ -2388,23 +2475,7 @@ export interface components {
             taints: components["schemas"]["Taint"][];
             maxSurge: number;
             maxUnavailable: number;
-            /**
-             * @description Effective feature values by feature name.
-             * @example {
-             *       "ingress": {
-             *         "controller": "traefik"
-             *       },
-             *       "gpu": {
-             *         "enabled": true,
-             *         "mode": "device-plugin"
-             *       }
-             *     }
-             */
-            features: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
-            };
+            features: components["schemas"]["EffectiveNodeGroupFeatures"];
             provenance: components["schemas"]["Provenance"];
         };
         /**
@@ -2552,7 +2623,6 @@ export interface components {
         /**
          * @description What a create would do, without doing it.
          * @example {
-         *       "dryRun": true,
          *       "template": {
          *         "name": "k8s-1.31",
          *         "version": 1,
@@ -2726,8 +2796,6 @@ export interface components {
          *     }
          */
         ClusterPlan: {
-            /** @enum {boolean} */
-            dryRun: true;
             template: {
                 name: string;
                 version: number;
@@ -2743,23 +2811,7 @@ export interface components {
                     count: number;
                     machineClass: string;
                 };
-                /**
-                 * @description Effective feature values by feature name.
-                 * @example {
-                 *       "ingress": {
-                 *         "controller": "traefik"
-                 *       },
-                 *       "gpu": {
-                 *         "enabled": true,
-                 *         "mode": "device-plugin"
-                 *       }
-                 *     }
-                 */
-                features: {
-                    [key: string]: {
-                        [key: string]: unknown;
-                    };
-                };
+                features: components["schemas"]["EffectiveFeatures"];
                 nodeGroups: components["schemas"]["NodeGroupPlan"][];
                 provenance: components["schemas"]["Provenance"];
             };
@@ -5006,6 +5058,87 @@ export interface operations {
             };
         };
     };
+    planCluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClusterCreate"];
+            };
+        };
+        responses: {
+            /** @description What a create would do, without doing it. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterPlan"];
+                };
+            };
+            /** @description Malformed or schema-invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to you. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Well-formed, but breaks a rule (each error points at the field). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listClusters: {
         parameters: {
             query?: {
@@ -5221,9 +5354,7 @@ export interface operations {
     };
     createCluster: {
         parameters: {
-            query?: {
-                dryRun?: boolean;
-            };
+            query?: never;
             header?: {
                 /** @description Retries with the same key and body return the first response for 24 h. */
                 "idempotency-key"?: string;
@@ -5240,15 +5371,6 @@ export interface operations {
             };
         };
         responses: {
-            /** @description What a create would do, without doing it. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ClusterPlan"];
-                };
-            };
             /** @description Asynchronous work on a resource; watch it to completion. */
             202: {
                 headers: {
@@ -5479,15 +5601,6 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A Kubernetes cluster: desired `spec`, observed `status`. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Cluster"];
-                };
-            };
             /** @description Asynchronous work on a resource; watch it to completion. */
             202: {
                 headers: {

@@ -492,7 +492,7 @@ export async function patchCluster(
   ref: string,
   patch: ClusterPatch,
   expectedRevision?: number,
-): Promise<{ cluster: ClusterRow; operation: Operation | null }> {
+): Promise<{ cluster: ClusterRow; operation: Operation }> {
   const current = await lockLiveCluster(tx, projectId, ref)
   assertRevision(current, expectedRevision)
   let operation: Operation | null = null
@@ -517,6 +517,19 @@ export async function patchCluster(
       await writeNodeGroupFeatures(tx, current, resolved)
     }
   }
+  // Nothing to build: the change is applied below, and its operation says so at once. It takes no
+  // part in the one-operation-at-a-time rule, so labels change even while a cluster is busy.
+  operation ??= await createOperation(
+    tx,
+    actor,
+    'cluster.update-labels',
+    {
+      projectId,
+      clusterId: current.id,
+      resource: { kind: 'cluster', id: current.id, name: current.name },
+    },
+    json({ labels: patch.labels, expiresAt: patch.expiresAt }),
+  )
   await transitionCluster(tx, actor, projectId, current.id, {
     apply: () => ({
       data: {
@@ -528,7 +541,7 @@ export async function patchCluster(
           ? { expiresAt: patch.expiresAt === null ? null : parseExpiry(patch.expiresAt) }
           : {}),
       },
-      audit: { action: 'cluster.update', data: { patch, operationId: operation?.id ?? null } },
+      audit: { action: 'cluster.update', data: { patch, operationId: operation.id } },
     }),
   })
   return { cluster: await findCluster(tx, projectId, current.id), operation }

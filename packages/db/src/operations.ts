@@ -1,4 +1,5 @@
 import {
+  appliedOperationKinds,
   DomainError,
   ErrorCode,
   isTerminal,
@@ -19,7 +20,10 @@ export interface OperationTarget {
   resource: { kind: string; id: string; name: string }
 }
 
-/** Writes a pending operation. Callers hold the cluster lock (see `startClusterOperation`). */
+/**
+ * Writes a pending operation (or, for an applied kind, a succeeded one). Callers that start work on a
+ * cluster hold its lock (see `startClusterOperation`).
+ */
 export async function createOperation(
   tx: Tx,
   actor: Actor,
@@ -27,6 +31,9 @@ export async function createOperation(
   target: OperationTarget,
   params: Prisma.InputJsonValue = {},
 ): Promise<Operation> {
+  // An applied kind was done in the caller's transaction: it is recorded finished, so no worker takes it.
+  const applied = (appliedOperationKinds as readonly OperationKind[]).includes(kind)
+  const now = new Date()
   return tx.operation.create({
     data: {
       kind,
@@ -36,6 +43,7 @@ export async function createOperation(
       params,
       steps: plannedSteps(kind) as unknown as Prisma.InputJsonValue,
       requestedBy: actor.subject,
+      ...(applied ? { status: 'succeeded', progress: 100, startedAt: now, finishedAt: now } : {}),
     },
   })
 }

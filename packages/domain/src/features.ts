@@ -59,6 +59,8 @@ export interface FeatureValues {
   autoscaler: Type.Static<typeof EnabledValue>
 }
 export type FeatureName = keyof FeatureValues
+/** The features node groups may override (`nodeGroupScoped` in the catalogue). */
+export type NodeGroupScopedFeature = 'gpu' | 'autoscaler'
 export type PartialFeatureValues = { [K in FeatureName]?: Partial<FeatureValues[K]> }
 
 /** A condition on one field of one feature's effective value. */
@@ -88,8 +90,8 @@ export interface FeatureDefinition<K extends FeatureName = FeatureName> {
   backends: BackendKind[]
   /** Whether it can change on a live cluster (otherwise only at creation). */
   mutable: boolean
-  /** Whether node groups may override it. */
-  nodeGroupScoped: boolean
+  /** Whether node groups may override it; the type keeps it in step with NodeGroupScopedFeature. */
+  nodeGroupScoped: K extends NodeGroupScopedFeature ? true : false
   conflicts: FeatureConflict[]
   /** Whether a value asks for something to be installed; version and backend checks apply only then. */
   isEnabled(value: FeatureValues[K]): boolean
@@ -208,18 +210,40 @@ export function featureDefinition(name: FeatureName): FeatureDefinition {
   return featureCatalogue[name] as unknown as FeatureDefinition
 }
 
-/** The schema of partial feature values a template, cluster or node group may set. */
-export function featureOverridesSchema(options: { nodeGroupScopedOnly?: boolean } = {}) {
+/**
+ * The JSON Schema of feature values, built from the catalogue so input and output cannot drift:
+ * `overrides` is what a template, cluster or node group may set (every feature and field optional,
+ * unset fields inherit); `effective` is what a resolved cluster or node group has (every feature
+ * present, every field set).
+ */
+function featureValuesSchema(
+  form: 'overrides' | 'effective',
+  options: { nodeGroupScopedOnly?: boolean },
+  description: string,
+) {
   const properties: Record<string, Type.TSchema> = {}
   for (const name of featureNames) {
     const def = featureDefinition(name)
     if (options.nodeGroupScopedOnly && !def.nodeGroupScoped) continue
-    properties[name] = Type.Optional(
-      Type.Partial(def.schema, { description: def.title, additionalProperties: false }),
-    )
+    const meta = { description: def.title, additionalProperties: false }
+    properties[name] =
+      form === 'overrides' ? Type.Optional(Type.Partial(def.schema, meta)) : { ...def.schema, ...meta }
   }
-  return Type.Object(properties, {
-    additionalProperties: false,
-    description: 'Feature values by feature name; unset fields inherit.',
-  })
+  return Type.Object(properties, { additionalProperties: false, description })
+}
+
+/** The schema of partial feature values a template, cluster or node group may set. */
+export function featureOverridesSchema(options: { nodeGroupScopedOnly?: boolean } = {}) {
+  return featureValuesSchema('overrides', options, 'Feature values by feature name; unset fields inherit.')
+}
+
+/** The schema of effective feature values: the cluster's (all features) or a node group's (its scoped ones). */
+export function effectiveFeaturesSchema(options: { nodeGroupScopedOnly?: boolean } = {}) {
+  return featureValuesSchema(
+    'effective',
+    options,
+    options.nodeGroupScopedOnly
+      ? 'The effective values of the features a node group may override, by feature name.'
+      : 'The effective value of every feature, by feature name.',
+  )
 }

@@ -36,6 +36,8 @@ export const operationCatalogue = {
     'forget-cluster',
   ],
   'cluster.update-features': ['install-addons', 'wait-healthy'],
+  // Labels and expiry need nothing built: the API applies them and records the operation succeeded.
+  'cluster.update-labels': [],
   // Node-group changes re-plan the add-ons: GPU plugins follow GPU groups, ingress its nodes.
   'nodegroup.create': [
     'reserve-capacity',
@@ -70,6 +72,10 @@ export const operationCatalogue = {
 } as const satisfies Record<string, readonly string[]>
 
 export type OperationKind = keyof typeof operationCatalogue
+/** Kinds the API applies in the request's own transaction: born succeeded, never queued. */
+export const appliedOperationKinds = ['cluster.update-labels'] as const satisfies OperationKind[]
+/** The kinds the workers run. */
+export type QueuedOperationKind = Exclude<OperationKind, (typeof appliedOperationKinds)[number]>
 export const operationKinds = Object.keys(operationCatalogue) as OperationKind[]
 export const OperationKindSchema = StringEnum(operationKinds as OperationKind[])
 

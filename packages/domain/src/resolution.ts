@@ -6,6 +6,7 @@ import {
   type FeatureValues,
   featureDefinition,
   featureNames,
+  type NodeGroupScopedFeature,
   type PartialFeatureValues,
 } from './features.ts'
 import { inVersionRange, type VersionLifecycle } from './kubernetes-versions.ts'
@@ -53,7 +54,7 @@ export interface ResolutionContext {
   templatePointer(path: string): string
 }
 
-export type NodeGroupFeatures = Partial<Pick<FeatureValues, 'gpu' | 'autoscaler'>>
+export type NodeGroupFeatures = Partial<Pick<FeatureValues, NodeGroupScopedFeature>>
 
 export interface ResolvedNodeGroup {
   name: string

@@ -1,5 +1,5 @@
 import { type Database, isDatabaseUnavailable, type Operation, type Prisma, type Tx } from '@kiln/db'
-import { isTerminal, type OperationKind, type OperationStep } from '@kiln/domain'
+import { isTerminal, type OperationStep, type QueuedOperationKind } from '@kiln/domain'
 
 export type ErrorClass = 'retryable' | 'user' | 'platform'
 
@@ -48,7 +48,7 @@ export interface OperationDefinition {
   finish(tx: Tx, operation: Operation, outcome: Outcome): Promise<void>
 }
 
-export type OperationDefinitions = Record<OperationKind, OperationDefinition>
+export type OperationDefinitions = Record<QueuedOperationKind, OperationDefinition>
 
 /** The job should run again later (transient failure); nothing was lost. */
 export class RetryLater extends Error {
@@ -186,7 +186,7 @@ export async function runOperation(
           },
           tx,
         )
-        await definitions[op.kind as OperationKind].finish(tx, op, outcome)
+        await definitions[op.kind as QueuedOperationKind].finish(tx, op, outcome)
       },
       { timeout: 20_000 },
     )
@@ -209,7 +209,7 @@ export async function runOperation(
     steps.findIndex((s, j) => j >= from && s.status !== 'succeeded' && s.status !== 'skipped')
 
   try {
-    const definition = definitions[before.kind as OperationKind]
+    const definition = definitions[before.kind as QueuedOperationKind]
     // Read once: handlers use its identity and parameters, which do not change while it runs.
     const op = await db.operation.findUniqueOrThrow({ where: { id: operationId } })
     const steps = [...(op.steps as unknown as OperationStep[])]

@@ -57,8 +57,51 @@ function parseLabelFilters(raw: string[] | undefined): Labels {
   return out
 }
 
+/** A create body as the cluster request the database layer plans and creates from. */
+function clusterRequestOf(body: Type.Static<typeof ClusterCreateSchema>) {
+  const { name, template, templateVersion, labels, expiresAt, ...overrides } = body
+  return { name, template, templateVersion, labels, expiresAt, overrides }
+}
+
 export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
   const { db } = deps
+  app.post(
+    '/v1/projects/:project/cluster-plans',
+    {
+      // Planning shows what a create would do, so it needs what a create needs.
+      config: { permission: 'clusters:write' },
+      schema: {
+        operationId: 'planCluster',
+        summary: 'Plan a cluster: what a create would do, writing nothing',
+        description:
+          'Takes the body `createCluster` takes and applies the same rules (422 naming each field that breaks one), then answers with the resolved plan, what the cluster would consume and how that compares with the project’s quota. Nothing is written and nothing is reserved: the real create is checked again when it is sent.',
+        tags: ['clusters'],
+        params: ProjectParams,
+        body: ref(ClusterCreateSchema),
+        response: { 200: ref(ClusterPlanSchema), ...problemResponses(404, 413, 415, 422) },
+      },
+    },
+    async (request) => {
+      const project = await findProject(db, request.params.project)
+      const plan = await planCluster(db, project.id, clusterRequestOf(request.body))
+      const quota = await checkProjectQuota(db, project.id, plan.consumption)
+      return {
+        template: {
+          name: plan.template.name,
+          version: plan.template.version,
+          deprecated: plan.template.deprecated,
+        },
+        spec: {
+          ...clusterSpecView(plan.resolved.spec, []),
+          nodeGroups: plan.resolved.nodeGroups.map(plannedNodeGroupView),
+        },
+        consumption: plan.consumption,
+        quota: quotaCheckView(quota),
+        operation: { kind: 'cluster.create' as const, steps: [...operationCatalogue['cluster.create']] },
+      }
+    },
+  )
+
   app.post(
     '/v1/projects/:project/clusters',
     {
@@ -67,13 +110,12 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         operationId: 'createCluster',
         summary: 'Create a cluster from a template',
         description:
-          'Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. The cluster’s consumption is checked against the project’s quota and reserved in that same transaction (422 `quota-exceeded` when it does not fit). With `?dryRun=true` it answers 200 with the resolved plan, what it would consume and how that compares with the quota, writing nothing.',
+          'Validates the request against the template, the feature catalogue and the backend, writes the desired state and a create operation in one transaction, and answers 202 with the operation. The cluster’s consumption is checked against the project’s quota and reserved in that same transaction (422 `quota-exceeded` when it does not fit). To see the plan without creating anything, send the same body to `planCluster`.',
         tags: ['clusters'],
         params: ProjectParams,
-        querystring: Type.Object(
-          { dryRun: Type.Optional(Type.Boolean({ default: false })) },
-          { additionalProperties: false },
-        ),
+        // No query parameters: the former `?dryRun=true` is refused (400) rather than ignored, so an
+        // old client asking for a plan never creates a cluster instead.
+        querystring: Type.Object({}, { additionalProperties: false }),
         headers: Type.Object({
           'idempotency-key': Type.Optional(
             Type.String({
@@ -83,7 +125,6 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         }),
         body: ref(ClusterCreateSchema),
         response: {
-          200: ref(ClusterPlanSchema),
           202: ref(OperationSchema),
           ...problemResponses(404, 409, 413, 415, 422),
         },
@@ -91,27 +132,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
     },
     async (request, reply) => {
       const project = await findProject(db, request.params.project)
-      const { name, template, templateVersion, labels, expiresAt, ...overrides } = request.body
-      const clusterRequest = { name, template, templateVersion, labels, expiresAt, overrides }
-      if (request.query.dryRun) {
-        const plan = await planCluster(db, project.id, clusterRequest)
-        const quota = await checkProjectQuota(db, project.id, plan.consumption)
-        return reply.code(200).send({
-          dryRun: true as const,
-          template: {
-            name: plan.template.name,
-            version: plan.template.version,
-            deprecated: plan.template.deprecated,
-          },
-          spec: {
-            ...clusterSpecView(plan.resolved.spec, []),
-            nodeGroups: plan.resolved.nodeGroups.map(plannedNodeGroupView),
-          },
-          consumption: plan.consumption,
-          quota: quotaCheckView(quota),
-          operation: { kind: 'cluster.create' as const, steps: [...operationCatalogue['cluster.create']] },
-        })
-      }
+      const clusterRequest = clusterRequestOf(request.body)
       return acceptOnce(deps, request, reply, async (tx) => {
         const plan = await planCluster(tx, project.id, clusterRequest)
         const { operation } = await createCluster(tx, actorOf(request), project.id, clusterRequest, plan)
@@ -189,7 +210,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         operationId: 'updateCluster',
         summary: 'Change a cluster (JSON merge patch)',
         description:
-          'Labels and expiry change at once (200). A feature change is checked against the catalogue (some features cannot change on a live cluster) and starts an update-features operation (202).',
+          'Always answers 202 with an operation. A feature change is checked against the catalogue (some features cannot change on a live cluster) and starts a `cluster.update-features` operation; like every change that builds, it waits for no other operation (409 while one runs). Labels and expiry (and features already in effect) need nothing built: they are applied at once, even while another operation runs, and answered with a `cluster.update-labels` operation that has already succeeded (no steps, progress 100). The new ETag comes with either.',
         tags: ['clusters'],
         params: ClusterParams,
         headers: Type.Object({
@@ -212,7 +233,6 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
           },
         ),
         response: {
-          200: ref(ClusterSchema),
           202: ref(OperationSchema),
           ...problemResponses(404, 409, 412, 422),
         },
@@ -233,8 +253,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         { timeout: 20_000 },
       )
       reply.header('etag', etagOf(cluster.revision))
-      if (operation) return sendAccepted(deps, reply, operation, project.name)
-      return reply.code(200).send(clusterView(cluster, project.name))
+      return sendAccepted(deps, reply, operation, project.name)
     },
   )
 

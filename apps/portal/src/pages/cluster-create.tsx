@@ -159,16 +159,18 @@ function CreateForm({ project, templates, features, initialTemplate }: FormProps
       ...(parsedLabels && Object.keys(parsedLabels).length > 0 ? { labels: parsedLabels } : {}),
       ...(changed ? { features: changed as FeatureOverrides } : {}),
     }
-    const query = dryRun ? { dryRun: true } : {}
-    const data = await run(() =>
-      call(api.POST('/v1/projects/{project}/clusters', { params: { path: { project }, query }, body })),
-    )
-    if (!data) return
-    if ('dryRun' in data) setPlan(data)
-    else {
-      const cluster = paths.cluster(project, data.resource.name || body.name)
-      navigate(`${cluster}?operation=${encodeURIComponent(data.id)}`)
+    const params = { path: { project } }
+    if (dryRun) {
+      const planned = await run(() =>
+        call(api.POST('/v1/projects/{project}/cluster-plans', { params, body })),
+      )
+      if (planned) setPlan(planned)
+      return
     }
+    const data = await run(() => call(api.POST('/v1/projects/{project}/clusters', { params, body })))
+    if (!data) return
+    const cluster = paths.cluster(project, data.resource.name || body.name)
+    navigate(`${cluster}?operation=${encodeURIComponent(data.id)}`)
   }
 
   const onSubmit = (event: FormEvent) => {

@@ -375,9 +375,9 @@ function FeatureToggles({ project, cluster, features, locked, onOperation, onUpd
         }),
       ),
     )
-    // 202 starts an operation; 200 means none was needed and the cluster is already updated.
-    if (answer && 'kind' in answer) onOperation(answer)
-    else if (answer) onUpdated()
+    // An operation already succeeded had nothing to build: the cluster is updated, nothing to follow.
+    if (answer?.status === 'succeeded') onUpdated()
+    else if (answer) onOperation(answer)
   }
 
   if (features.length === 0) return <p>No feature can change on a live cluster.</p>
