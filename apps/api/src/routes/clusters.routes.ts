@@ -31,10 +31,10 @@ import {
   ref,
   TemplateSchema,
 } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { clusterSpecView, clusterView, plannedNodeGroupView, templateView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
 import { quotaCheckView } from './quotas.routes.ts'
-import { problemResponses } from './responses.ts'
 
 export const ClusterParams = Type.Object({
   project: ProjectParams.properties.project,
@@ -84,7 +84,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         response: {
           200: ref(ClusterPlanSchema),
           202: ref(OperationSchema),
-          ...problemResponses(404, 409, 413, 415, 422),
+          ...problemResponses(404, 409, 422),
         },
       },
     },
@@ -162,7 +162,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
   app.get(
     '/v1/projects/:project/clusters/:cluster',
     {
-      config: { permission: 'clusters:read' },
+      config: { etag: true, permission: 'clusters:read' },
       schema: {
         operationId: 'getCluster',
         summary: 'Get a cluster by name or id',
@@ -183,7 +183,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
   app.patch(
     '/v1/projects/:project/clusters/:cluster',
     {
-      config: { permission: 'clusters:write' },
+      config: { etag: true, permission: 'clusters:write' },
       schema: {
         operationId: 'updateCluster',
         summary: 'Change a cluster (JSON merge patch)',

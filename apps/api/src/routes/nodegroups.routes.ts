@@ -15,9 +15,9 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
 import { Items, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { nodeGroupView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
-import { problemResponses } from './responses.ts'
 
 const NodeGroupParams = Type.Object({
   ...ClusterParams.properties,
@@ -61,7 +61,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
   app.get(
     `${base}/:nodegroup`,
     {
-      config: { permission: 'clusters:read' },
+      config: { etag: true, permission: 'clusters:read' },
       schema: {
         operationId: 'getNodeGroup',
         summary: 'Get a node group',
@@ -113,7 +113,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
   app.patch(
     `${base}/:nodegroup`,
     {
-      config: { permission: 'clusters:write' },
+      config: { etag: true, permission: 'clusters:write' },
       schema: {
         operationId: 'updateNodeGroup',
         summary: 'Change a node group’s bounds, labels, taints, zones or rollout settings',
