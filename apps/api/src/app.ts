@@ -28,10 +28,12 @@ import { registerNodeGroupRoutes } from './routes/nodegroups.routes.ts'
 import { registerOidcRoutes } from './routes/oidc.routes.ts'
 import { registerOperationRoutes } from './routes/operations.routes.ts'
 import { registerPortalRoutes } from './routes/portal.routes.ts'
+import { registerProblemRoutes } from './routes/problems.routes.ts'
 import { registerProjectRoutes } from './routes/projects.routes.ts'
 import { registerQuotaRoutes } from './routes/quotas.routes.ts'
 import { registerTemplateRoutes } from './routes/templates.routes.ts'
 import { namedSchemas } from './schemas.ts'
+import { registerSharedAnswers } from './shared-answers.ts'
 
 export interface AppDeps {
   db: Database
@@ -99,6 +101,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
 
   for (const schema of schemas) app.addSchema(schema as { $id: string })
   registerProblemHandlers(app)
+  registerSharedAnswers(app)
   registerAuthentication(app, deps.db, {
     mode: deps.authentication ?? 'local',
     platformAdminGroups: deps.platformAdminGroups ?? [],
@@ -149,6 +152,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   registerOperationRoutes(app, routeDeps)
   registerAccessRoutes(app, routeDeps)
   registerAuditRoutes(app, routeDeps)
+  registerProblemRoutes(app)
   registerOidcRoutes(app, { oidc: deps.oidc, redis: deps.redis, masterKey: deps.masterKey ?? null })
   await registerPortalRoutes(app, deps.portalDir)
   await app.ready()

@@ -12,7 +12,8 @@ import {
   jwtVerify,
 } from 'jose'
 import * as client from 'openid-client'
-import { HttpProblem, type Problem, problemBase } from './problems.ts'
+import { type ProblemSlug, problemTypeUri } from './problem-types.ts'
+import { HttpProblem, type Problem } from './problems.ts'
 
 // OIDC for people: bearer JWTs from the issuer, and the portal's login as a backend-for-frontend whose
 // session lives in an encrypted cookie. openid-client does discovery and the code flow; jose checks
@@ -57,7 +58,7 @@ export type AuthenticationFailure =
 function failureResponse(
   reason: AuthenticationFailure,
   message: string,
-): { status: number; slug: string; title: string; headers: Record<string, string> } {
+): { status: number; slug: ProblemSlug; title: string; headers: Record<string, string> } {
   if (reason === 'csrf') {
     return { status: 403, slug: 'csrf-rejected', title: 'Cross-site request refused', headers: {} }
   }
@@ -620,7 +621,7 @@ export function authenticationProblem(
 ): { body: Problem; headers: Record<string, string> } {
   return {
     body: {
-      type: `${problemBase}${error.slug}`,
+      type: problemTypeUri(error.slug),
       title: error.title,
       status: error.status,
       detail: error.message,

@@ -10,7 +10,8 @@ import type {
   FastifySchemaCompiler,
 } from 'fastify'
 
-export const problemBase = 'https://kiln.dev/problems/'
+import { domainProblemTypes, type ProblemSlug, problemTypeUri } from './problem-types.ts'
+
 export const problemContentType = 'application/problem+json'
 
 export interface ProblemError {
@@ -31,24 +32,11 @@ export interface Problem {
   [extension: string]: unknown
 }
 
-const domainStatus: Record<ErrorCode, { status: number; title: string }> = {
-  [ErrorCode.invalidSpec]: { status: 422, title: 'The request breaks a rule' },
-  [ErrorCode.notFound]: { status: 404, title: 'Not found' },
-  [ErrorCode.operationInProgress]: { status: 409, title: 'Another operation is in progress' },
-  [ErrorCode.conflict]: { status: 409, title: 'Conflict' },
-  [ErrorCode.clusterDeleting]: { status: 409, title: 'The cluster is being deleted' },
-  [ErrorCode.clusterGone]: { status: 409, title: 'The cluster no longer exists' },
-  [ErrorCode.preconditionFailed]: { status: 412, title: 'Precondition failed' },
-  [ErrorCode.idempotencyKeyReused]: { status: 422, title: 'Idempotency-Key reused with another request' },
-  [ErrorCode.quotaExceeded]: { status: 422, title: 'Quota exceeded' },
-  [ErrorCode.forbidden]: { status: 403, title: 'Forbidden' },
-}
-
 /** Thrown by API code for conditions only HTTP knows (a missing header, a bad query value). */
 export class HttpProblem extends Error {
   constructor(
     readonly status: number,
-    readonly slug: string,
+    readonly slug: ProblemSlug,
     readonly title: string,
     detail: string,
     readonly errors: ProblemError[] = [],
@@ -94,13 +82,13 @@ export function ajvErrorsToProblemErrors(errors: ErrorObject[], context: string 
 function problem(
   request: FastifyRequest,
   status: number,
-  slug: string,
+  slug: ProblemSlug,
   title: string,
   detail: string,
   extra: Partial<Problem> = {},
 ): Problem {
   return {
-    type: `${problemBase}${slug}`,
+    type: problemTypeUri(slug),
     title,
     status,
     detail,
@@ -122,7 +110,7 @@ export function toProblem(
   request: FastifyRequest,
 ): { body: Problem; headers: Record<string, string> } {
   if (error instanceof DomainError) {
-    const { status, title } = domainStatus[error.code]
+    const { status, title } = domainProblemTypes[error.code]
     const where = (error.extensions['in'] as ProblemError['in'] | undefined) ?? 'body'
     const { in: _in, ...extensions } = error.extensions
     return {
@@ -196,7 +184,7 @@ export function toProblem(
         request,
         409,
         ErrorCode.conflict,
-        domainStatus[ErrorCode.conflict].title,
+        domainProblemTypes[ErrorCode.conflict].title,
         'The request collides with something that already exists; read it again and retry.',
       ),
       headers: {},

@@ -23,6 +23,7 @@ import {
   VersionLifecycle,
 } from '@kiln/domain'
 import Type from 'typebox'
+import { problemBase, problemTypes } from './problem-types.ts'
 
 /**
  * Every named schema of the API. Each is registered once (`app.addSchema`) and referenced with
@@ -573,7 +574,17 @@ export const ProblemSchema = named(
   'Problem',
   Type.Object(
     {
-      type: Type.String({ format: 'uri', examples: ['https://kiln.dev/problems/invalid-spec'] }),
+      type: Type.String({
+        format: 'uri',
+        description: `Identifies the kind of problem; compare it as a string. One of ${Object.keys(
+          problemTypes,
+        )
+          .map((slug) => `\`${problemBase}${slug}\``)
+          .join(
+            ', ',
+          )}; \`x-problem-types\` describes each, and every server shows a page for it at \`/problems/{slug}\`.`,
+        examples: ['https://kiln.dev/problems/invalid-spec'],
+      }),
       title: Type.String(),
       status: Type.Integer(),
       detail: Type.String(),
@@ -600,6 +611,10 @@ export const ProblemSchema = named(
     {
       additionalProperties: true,
       description: 'An RFC 9457 problem document.',
+      'x-problem-types': Object.entries(problemTypes).map(([slug, t]) => ({
+        type: `${problemBase}${slug}`,
+        ...t,
+      })),
       examples: [
         {
           type: 'https://kiln.dev/problems/invalid-spec',

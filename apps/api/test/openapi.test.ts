@@ -16,17 +16,31 @@ interface Media {
   example?: unknown
   examples?: Record<string, { value?: unknown }>
 }
+interface Response {
+  $ref?: string
+  description?: string
+  headers?: Record<string, { $ref?: string }>
+  content?: Record<string, Media>
+}
 interface Operation {
   operationId?: string
   summary?: string
+  description?: string
   tags?: string[]
+  security?: unknown[]
+  parameters?: { $ref?: string; name?: string; in?: string; description?: string }[]
+  'x-kiln-permission'?: string
   requestBody?: { content?: Record<string, Media> }
-  responses?: Record<string, { content?: Record<string, Media> }>
+  responses?: Record<string, Response>
 }
 interface Document {
   tags?: { name: string }[]
   paths: Record<string, Record<string, Operation>>
-  components: { schemas: Record<string, Json> }
+  components: {
+    schemas: Record<string, Json>
+    responses?: Record<string, Response>
+    parameters?: Record<string, { name: string; description?: string }>
+  }
 }
 
 const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options', 'trace']
@@ -35,6 +49,12 @@ const problemRef = `${componentPrefix}Problem`
 const documentId = 'https://kiln.dev/openapi/kiln.v1.json'
 
 const doc = parse(await readFile('openapi/kiln.v1.yaml', 'utf8')) as Document
+
+/** A response as declared: a `components/responses` ref is followed. */
+function resolved(response: Response): Response {
+  const name = response.$ref?.replace('#/components/responses/', '')
+  return name ? (doc.components.responses?.[name] ?? {}) : response
+}
 
 const operations = Object.entries(doc.paths).flatMap(([path, item]) =>
   methods
@@ -187,8 +207,9 @@ describe('openapi/kiln.v1.yaml', () => {
 
       it('answers every 4xx and 5xx with application/problem+json (Problem)', () => {
         const problems: string[] = []
-        for (const [status, response] of Object.entries(op.responses ?? {})) {
-          if (!/^[45]\d\d$/.test(status)) continue
+        for (const [status, declared] of Object.entries(op.responses ?? {})) {
+          if (!/^([45]\d\d|default)$/.test(status)) continue
+          const response = resolved(declared)
           const types = Object.keys(response.content ?? {})
           const schema = response.content?.['application/problem+json']?.schema
           if (types.length !== 1 || schema?.$ref !== problemRef) {
@@ -201,6 +222,61 @@ describe('openapi/kiln.v1.yaml', () => {
       })
     })
   }
+
+  it('every operation declares the answers any route can give, from components/responses', () => {
+    const problems: string[] = []
+    const expectRef = (label: string, op: Operation, status: string, name: string) => {
+      if (op.responses?.[status]?.$ref !== `#/components/responses/${name}`)
+        problems.push(`${label}: ${status} is not #/components/responses/${name}`)
+    }
+    for (const { name, op } of operations) {
+      const label = `${op.operationId} (${name})`
+      expectRef(label, op, '503', 'ServiceUnavailable')
+      expectRef(label, op, 'default', 'UnexpectedError')
+      if (op['x-kiln-permission'] !== 'public') expectRef(label, op, '401', 'Unauthorized')
+      if (!name.startsWith('GET ') && !name.startsWith('HEAD ')) {
+        expectRef(label, op, '413', 'PayloadTooLarge')
+        expectRef(label, op, '415', 'UnsupportedMediaType')
+      }
+      if (op.parameters?.some((p) => p.in === 'query' && p.name === 'cursor'))
+        expect(op.responses?.['422'], `${label}: a foreign cursor is 422`).toBeDefined()
+      if (name.startsWith('GET ') && op.responses?.['413']) problems.push(`${label}: 413 on a GET`)
+    }
+    expect(problems).toEqual([])
+    expect(Object.keys(doc.components.responses ?? {})).toEqual(
+      expect.arrayContaining(['Unauthorized', 'Forbidden', 'TooManyRequests', 'ServiceUnavailable']),
+    )
+  })
+
+  it('declares the headers the server sends, from components/headers', () => {
+    const problems: string[] = []
+    const headerRef = (response: Response, header: string) =>
+      resolved(response).headers?.[header]?.$ref === `#/components/headers/${header}`
+    for (const { name, op } of operations) {
+      const label = `${op.operationId} (${name})`
+      const takes = (header: string) =>
+        op.parameters?.some((p) => p.$ref === `#/components/parameters/${header}`) ?? false
+      for (const [status, response] of Object.entries(op.responses ?? {})) {
+        if (!headerRef(response, 'X-Request-Id')) problems.push(`${label}: ${status} without X-Request-Id`)
+        if (status === '202' && !headerRef(response, 'Location'))
+          problems.push(`${label}: 202 without Location`)
+        if (status === '200' && takes('IfMatch') && !headerRef(response, 'ETag'))
+          problems.push(`${label}: 200 without ETag though it takes If-Match`)
+        if (/^2/.test(status) && takes('IdempotencyKey') && !headerRef(response, 'Idempotent-Replayed'))
+          problems.push(`${label}: ${status} without Idempotent-Replayed though it takes Idempotency-Key`)
+      }
+    }
+    for (const name of ['ServiceUnavailable', 'TooManyRequests'])
+      if (!headerRef({ $ref: `#/components/responses/${name}` }, 'Retry-After'))
+        problems.push(`${name} without Retry-After`)
+    for (const header of ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'])
+      if (!headerRef({ $ref: '#/components/responses/TooManyRequests' }, header))
+        problems.push(`TooManyRequests without ${header}`)
+    expect(problems).toEqual([])
+    expect(
+      operations.filter(({ op }) => op.parameters?.some((p) => p.$ref?.endsWith('/IfMatch'))).length,
+    ).toBe(5)
+  })
 
   it('every component example is valid against its component', () => {
     const problems: string[] = []

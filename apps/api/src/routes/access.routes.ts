@@ -28,8 +28,8 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, type ProjectAccess } from '../auth.ts'
 import { refuseReplay, respondOnce } from '../idempotency.ts'
 import { ListQuery, Page, ref } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { ProjectParams } from './projects.routes.ts'
-import { problemResponses } from './responses.ts'
 
 const dayMs = 24 * 3600 * 1000
 
@@ -113,7 +113,7 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
         operationId: 'getCaller',
         summary: 'Who the API takes you for, and your roles',
         tags: ['access'],
-        response: { 200: ref(CallerSchema), ...problemResponses() },
+        response: { 200: ref(CallerSchema) },
       },
     },
     async (request) => {

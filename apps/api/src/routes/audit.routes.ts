@@ -4,8 +4,8 @@ import Type from 'typebox'
 import { AuditEventSchema } from '../access.schemas.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { ListQuery, Page, ref } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { ProjectParams } from './projects.routes.ts'
-import { problemResponses } from './responses.ts'
 
 function auditEventView(e: AuditEvent, project: string): Type.Static<typeof AuditEventSchema> {
   return {

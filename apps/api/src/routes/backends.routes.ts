@@ -6,8 +6,8 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
 import { BackendKindRef, BackendSchema, Items, ref } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { backendView } from '../views.ts'
-import { problemResponses } from './responses.ts'
 
 // Backends: where machines come from. Platform admins register bare-metal (Ironic) backends here; the
 // worker then reads their machine classes from Ironic into the catalogue. The simulated data centre
@@ -81,7 +81,7 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
         operationId: 'listBackends',
         summary: 'List backends',
         tags: ['backends'],
-        response: { 200: Items(ref(BackendSchema), 'Backends.'), ...problemResponses() },
+        response: { 200: Items(ref(BackendSchema), 'Backends.') },
       },
     },
     async () => ({ items: (await db.backend.findMany({ orderBy: { name: 'asc' } })).map(backendView) }),

@@ -20,8 +20,8 @@ import {
   ref,
   VersionLifecycleRef,
 } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { kubernetesVersionView, machineClassView } from '../views.ts'
-import { problemResponses } from './responses.ts'
 
 function featureView(name: FeatureName) {
   const def = featureDefinition(name)
@@ -49,7 +49,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         summary: 'List the feature catalogue',
         description: 'Every typed switch a template or cluster may set, with its schema, default and rules.',
         tags: ['features'],
-        response: { 200: Items(ref(FeatureSchema), 'The feature catalogue.'), ...problemResponses() },
+        response: { 200: Items(ref(FeatureSchema), 'The feature catalogue.') },
       },
     },
     async () => ({ items: featureNames.map(featureView) }),
@@ -93,7 +93,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Items(ref(MachineClassSchema), 'Machine classes.'), ...problemResponses() },
+        response: { 200: Items(ref(MachineClassSchema), 'Machine classes.') },
       },
     },
     async (request) => {
@@ -141,7 +141,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         operationId: 'listKubernetesVersions',
         summary: 'List Kubernetes versions and their lifecycle',
         tags: ['kubernetes-versions'],
-        response: { 200: Items(ref(KubernetesVersionSchema), 'Kubernetes versions.'), ...problemResponses() },
+        response: { 200: Items(ref(KubernetesVersionSchema), 'Kubernetes versions.') },
       },
     },
     async () => ({
@@ -156,7 +156,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
   app.get(
     '/v1/kubernetes-versions/:version',
     {
-      config: { permission: 'catalogue:read' },
+      config: { etag: true, permission: 'catalogue:read' },
       schema: {
         operationId: 'getKubernetesVersion',
         summary: 'Get a Kubernetes version',
@@ -176,7 +176,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
   app.patch(
     '/v1/kubernetes-versions/:version',
     {
-      config: { permission: 'catalogue:write' },
+      config: { etag: true, permission: 'catalogue:write' },
       schema: {
         operationId: 'updateKubernetesVersion',
         summary: 'Change a Kubernetes version’s lifecycle (platform admins)',

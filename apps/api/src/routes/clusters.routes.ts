@@ -32,10 +32,10 @@ import {
   ref,
   TemplateSchema,
 } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { clusterSpecView, clusterView, plannedNodeGroupView, templateView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
 import { quotaCheckView } from './quotas.routes.ts'
-import { problemResponses } from './responses.ts'
 
 export const ClusterParams = Type.Object({
   project: ProjectParams.properties.project,
@@ -126,7 +126,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         body: ref(ClusterCreateSchema),
         response: {
           202: ref(OperationSchema),
-          ...problemResponses(404, 409, 413, 415, 422),
+          ...problemResponses(404, 409, 422),
         },
       },
     },
@@ -184,7 +184,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
   app.get(
     '/v1/projects/:project/clusters/:cluster',
     {
-      config: { permission: 'clusters:read' },
+      config: { etag: true, permission: 'clusters:read' },
       schema: {
         operationId: 'getCluster',
         summary: 'Get a cluster by name or id',
@@ -205,7 +205,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
   app.patch(
     '/v1/projects/:project/clusters/:cluster',
     {
-      config: { permission: 'clusters:write' },
+      config: { etag: true, permission: 'clusters:write' },
       schema: {
         operationId: 'updateCluster',
         summary: 'Change a cluster (JSON merge patch)',

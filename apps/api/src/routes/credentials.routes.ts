@@ -36,8 +36,8 @@ import {
   ref,
   SignedCertificateSchema,
 } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { ClusterParams } from './clusters.routes.ts'
-import { problemResponses } from './responses.ts'
 
 const authorityPurposes = new Set(['cluster-ca', 'etcd-ca', 'front-proxy-ca'])
 const defaultTtlSeconds = 24 * 3600
@@ -148,7 +148,7 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
   app.post(
     '/v1/projects/:project/clusters/:cluster/kubeconfig',
     {
-      config: { permission: 'clusters:write' },
+      config: { location: false, permission: 'clusters:write' },
       schema: {
         operationId: 'issueKubeconfig',
         summary: 'Issue a short-lived kubeconfig for a cluster',
@@ -230,7 +230,7 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
   app.post(
     '/v1/projects/:project/clusters/:cluster/csr',
     {
-      config: { permission: 'clusters:write' },
+      config: { location: false, permission: 'clusters:write' },
       schema: {
         operationId: 'signClusterCertificateRequest',
         summary: 'Sign a certificate signing request with the cluster CA',

@@ -16,9 +16,9 @@ import { actorOf } from '../auth.ts'
 import { refuseBody } from '../bodyless.ts'
 import { expectedRevision } from '../idempotency.ts'
 import { Items, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { nodeGroupView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
-import { problemResponses } from './responses.ts'
 
 const NodeGroupParams = Type.Object({
   ...ClusterParams.properties,
@@ -62,7 +62,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
   app.get(
     `${base}/:nodegroup`,
     {
-      config: { permission: 'clusters:read' },
+      config: { etag: true, permission: 'clusters:read' },
       schema: {
         operationId: 'getNodeGroup',
         summary: 'Get a node group',
@@ -114,7 +114,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
   app.patch(
     `${base}/:nodegroup`,
     {
-      config: { permission: 'clusters:write' },
+      config: { etag: true, permission: 'clusters:write' },
       schema: {
         operationId: 'updateNodeGroup',
         summary: 'Change a node group’s bounds, labels, taints, zones or rollout settings',

@@ -26,7 +26,7 @@ import {
 } from '../oidc.ts'
 import { HttpProblem, sendProblem } from '../problems.ts'
 import { IdentitySchema, LogoutSchema, ref } from '../schemas.ts'
-import { problemResponses } from './responses.ts'
+import { problemResponses } from '../shared-answers.ts'
 
 export interface OidcRouteDeps {
   /** Absent: OIDC is not configured, and these routes answer 404 `oidc-not-configured`. */

@@ -13,9 +13,9 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
 import { ListQuery, OperationSchema, OperationStatusRef, Page, ref } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { operationView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
-import { problemResponses } from './responses.ts'
 
 const OperationParams = Type.Object({ operation: Type.String({ format: 'uuid' }) })
 

@@ -1,19 +1,12 @@
-import {
-  afterCursor,
-  decodeCursor,
-  deleteProject,
-  findProject,
-  recordAudit,
-  toPage,
-} from '@kiln/db'
+import { afterCursor, decodeCursor, deleteProject, findProject, recordAudit, toPage } from '@kiln/db'
 import { DnsLabel, DomainError, ErrorCode, Labels } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, visibleProjectIds } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
 import { ListQuery, Page, ProjectSchema, ref } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { projectView } from '../views.ts'
-import { problemResponses } from './responses.ts'
 
 export const ProjectParams = Type.Object({
   project: Type.String({ maxLength: 63, description: 'Project name or id.' }),
@@ -29,7 +22,7 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
         summary: 'List the projects you can see',
         tags: ['projects'],
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
-        response: { 200: Page(ref(ProjectSchema), 'A page of projects.'), ...problemResponses() },
+        response: { 200: Page(ref(ProjectSchema), 'A page of projects.') },
       },
     },
     async (request) => {

@@ -19,8 +19,8 @@ import {
   QuotaLimitsUpdateSchema,
   ref,
 } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { ProjectParams } from './projects.routes.ts'
-import { problemResponses } from './responses.ts'
 
 const quotaETag = (quota: ProjectQuotaState) => `"${quotaVersion(quota)}"`
 
@@ -63,7 +63,7 @@ export function registerQuotaRoutes(app: KilnApp, { db }: RouteDeps) {
   app.get(
     '/v1/projects/:project/quota',
     {
-      config: { permission: 'quotas:read' },
+      config: { etag: true, permission: 'quotas:read' },
       schema: {
         operationId: 'getProjectQuota',
         summary: 'Get a project’s quota',
@@ -85,7 +85,7 @@ export function registerQuotaRoutes(app: KilnApp, { db }: RouteDeps) {
   app.put(
     '/v1/projects/:project/quota',
     {
-      config: { permission: 'quotas:write' },
+      config: { etag: true, permission: 'quotas:write' },
       schema: {
         operationId: 'setProjectQuota',
         summary: 'Set a project’s quota (platform admins)',

@@ -35,8 +35,8 @@ import {
   ref,
   TemplateSchema,
 } from '../schemas.ts'
+import { problemResponses } from '../shared-answers.ts'
 import { type TemplateWithRelations, templateView } from '../views.ts'
-import { problemResponses } from './responses.ts'
 
 const include = { backend: true, project: true, k8sVersion: true } as const
 
@@ -109,7 +109,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Page(ref(TemplateSchema), 'A page of templates.'), ...problemResponses() },
+        response: { 200: Page(ref(TemplateSchema), 'A page of templates.') },
       },
     },
     async (request) => {
@@ -142,7 +142,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
   app.get(
     '/v1/templates/:template',
     {
-      config: { permission: 'catalogue:read' },
+      config: { etag: true, permission: 'catalogue:read' },
       schema: {
         operationId: 'getTemplate',
         summary: 'Get a template: by id, or by name (its latest version that is not deprecated)',
@@ -168,7 +168,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
   app.get(
     '/v1/templates/:template/versions/:version',
     {
-      config: { permission: 'catalogue:read' },
+      config: { etag: true, permission: 'catalogue:read' },
       schema: {
         operationId: 'getTemplateVersion',
         summary: 'Get one version of a template',
@@ -192,7 +192,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
   app.post(
     '/v1/templates',
     {
-      config: { permission: 'catalogue:write' },
+      config: { etag: true, permission: 'catalogue:write' },
       schema: {
         operationId: 'createTemplate',
         summary: 'Publish a template version (platform admins)',
@@ -300,7 +300,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
   app.patch(
     '/v1/templates/:template/versions/:version',
     {
-      config: { permission: 'catalogue:write' },
+      config: { etag: true, permission: 'catalogue:write' },
       schema: {
         operationId: 'updateTemplateVersion',
         summary: 'Deprecate a template version or change its labels (platform admins)',

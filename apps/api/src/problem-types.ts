@@ -1,0 +1,170 @@
+import type { ErrorCode } from '@kiln/domain'
+
+/**
+ * Problem `type` URIs are identifiers that clients compare as strings and that operations store in
+ * their `error`, so they stay absolute and the same on every installation (RFC 9457 recommends
+ * absolute URIs); every Kiln server also serves each type's page at `/problems/{slug}`.
+ */
+export const problemBase = 'https://kiln.dev/problems/'
+
+export interface ProblemType {
+  title: string
+  /** The status it is sent with (an operation's `error` carries it too). */
+  status: number
+  /** One paragraph for people: when it happens and what to do. */
+  description: string
+}
+
+/** Every problem type Kiln sends, in one place: the error handler, the document and the /problems pages. */
+export const problemTypes = {
+  'invalid-request': {
+    title: 'The request does not match the schema',
+    status: 400,
+    description:
+      'A path parameter, query parameter, header or body member is missing, unknown or of the wrong type or format. `errors` lists each one as a JSON pointer into the part of the request named by `in`. Fix the request; retrying it unchanged gets the same answer.',
+  },
+  'malformed-json': {
+    title: 'The body is not valid JSON',
+    status: 400,
+    description: 'The body could not be parsed as JSON, or was empty where a JSON body is required.',
+  },
+  'bad-request': {
+    title: 'Bad request',
+    status: 400,
+    description:
+      'The HTTP layer refused the request before Kiln read it (for example malformed percent-encoding in the URL). The status says which HTTP rule was broken.',
+  },
+  unauthenticated: {
+    title: 'Authentication required',
+    status: 401,
+    description:
+      'No credentials were sent where they are needed, or the bearer token (an API token or an OIDC token) or the portal session was refused. `WWW-Authenticate` carries the challenge; `reason` says why a presented credential was refused.',
+  },
+  'login-failed': {
+    title: 'Login failed',
+    status: 401,
+    description: 'The identity provider did not complete the portal login. Start the login again.',
+  },
+  'login-expired': {
+    title: 'No login in progress',
+    status: 400,
+    description: 'The portal login took too long or was already used. Start the login again.',
+  },
+  forbidden: {
+    title: 'Forbidden',
+    status: 403,
+    description:
+      'You are authenticated and may see the project, but your role there (or platform role) does not allow this. The detail names the role needed.',
+  },
+  'cluster-deleting': {
+    title: 'The cluster is being deleted',
+    status: 409,
+    description:
+      'The cluster has a delete operation running: it takes no change and issues no new credential. Reads still work; `operationId` names the delete.',
+  },
+  'cluster-gone': {
+    title: 'The cluster no longer exists',
+    status: 409,
+    description:
+      'The operation acted on a cluster that has since been deleted, so it cannot be retried. Create the cluster again instead.',
+  },
+  'csrf-rejected': {
+    title: 'Cross-site request refused',
+    status: 403,
+    description:
+      'A change sent with the portal session cookie came from another site. Send changes from the portal itself, or use a bearer token.',
+  },
+  'not-found': {
+    title: 'Not found',
+    status: 404,
+    description:
+      'Nothing by that name or id exists, or it is in a project you cannot see: Kiln does not tell the two apart, so that other projects’ resources never leak.',
+  },
+  conflict: {
+    title: 'Conflict',
+    status: 409,
+    description:
+      'The name is taken, or the resource is in a state that does not allow the change (for example a cluster that is being deleted).',
+  },
+  'operation-in-progress': {
+    title: 'Another operation is in progress',
+    status: 409,
+    description:
+      'The cluster is busy with another mutating operation, named by `operationId`. Wait for it (`GET /v1/operations/{id}?wait=60s`), or cancel it, then send the change again.',
+  },
+  superseded: {
+    title: 'Superseded by a delete',
+    status: 409,
+    description:
+      'The error of a pending operation that never ran because its cluster was deleted first. Nothing needs doing.',
+  },
+  'precondition-failed': {
+    title: 'Precondition failed',
+    status: 412,
+    description:
+      'The `If-Match` header does not match the resource’s current `ETag`: someone changed it since you read it. GET it again (`currentETag` names the current one), reapply your change, and retry.',
+  },
+  'payload-too-large': {
+    title: 'The body is too large',
+    status: 413,
+    description: 'The body exceeds the server’s limit (256 KiB by default).',
+  },
+  'unsupported-media-type': {
+    title: 'Send application/json',
+    status: 415,
+    description: 'The body is not `application/json` (or its `Content-Type` says otherwise).',
+  },
+  'invalid-spec': {
+    title: 'The request breaks a rule',
+    status: 422,
+    description:
+      'The request is well-formed but asks for something Kiln’s rules forbid: a feature the template or backend cannot host, a node group too large, a cursor from another list. `errors` points at each member at fault.',
+  },
+  'quota-exceeded': {
+    title: 'Quota exceeded',
+    status: 422,
+    description:
+      'The change would take the project beyond its quota. `exceeded` lists each resource with its limit, what is in use and what the request needs. Free resources or ask a platform admin to raise the quota.',
+  },
+  'idempotency-key-reused': {
+    title: 'Idempotency-Key reused with another request',
+    status: 422,
+    description:
+      'The `Idempotency-Key` was already used in the last 24 hours with a different request. Use a new key for a new request.',
+  },
+  'too-many-requests': {
+    title: 'Too many requests',
+    status: 429,
+    description:
+      'The caller (its token or user, or its address) sent more requests than its rate limit allows. Wait `Retry-After` seconds; `RateLimit-*` headers say how much is left.',
+  },
+  internal: {
+    title: 'Internal error',
+    status: 500,
+    description:
+      'An unexpected error: a bug in Kiln. Report the `requestId`; nothing in the request is at fault.',
+  },
+  'service-unavailable': {
+    title: 'A backing service is unavailable',
+    status: 503,
+    description:
+      'PostgreSQL, Redis or the identity provider cannot be reached right now; nothing was changed. Retry after `Retry-After` seconds.',
+  },
+  'credentials-unavailable': {
+    title: 'Credential issuance is not configured',
+    status: 503,
+    description: 'The server has no master key to open cluster CA keys, so it cannot sign credentials.',
+  },
+  'oidc-not-configured': {
+    title: 'Login is not configured',
+    status: 404,
+    description: 'The server has no OIDC issuer configured, so there is no portal login.',
+  },
+} as const satisfies Record<string, ProblemType>
+
+export type ProblemSlug = keyof typeof problemTypes
+
+/** Every domain error code is a problem type (this fails to compile when one is not). */
+export const domainProblemTypes: Record<ErrorCode, ProblemType> = problemTypes
+
+export const problemTypeUri = (slug: ProblemSlug) => `${problemBase}${slug}`
