@@ -48,6 +48,9 @@ kiln -i -X POST $API/v1/projects/demo/clusters "${json[@]}" -H "Idempotency-Key:
 kiln -X POST $API/v1/projects/demo/clusters "${json[@]}" -H "Idempotency-Key: tour-$run" -d "$create" \
   | jq -e --arg op "$op" '.id == $op'
 
+# Operations run side by side on different clusters: a second one, without GPUs, for the upgrade below.
+web=$(kiln -X POST $API/v1/projects/demo/clusters "${json[@]}" -d '{"name":"'$WEB'","template":"k8s-1.31"}' | jq -er .id)
+
 # The effective configuration, and where each value came from.
 kiln $API/v1/projects/demo/clusters/$ML | jq -e '.spec.provenance'
 
@@ -96,10 +99,8 @@ op=$(kiln -X PATCH $API/v1/projects/demo/clusters/$ML "${json[@]}" \
   -d '{"features":{"monitoring":{"enabled":true,"retentionDays":7}}}' | jq -er 'select(.kind == "cluster.update-features") | .id')
 finish $op
 
-# Upgrades, rolling, one minor at a time: on a second cluster, without GPUs (no GPU template of a newer
-# version is seeded).
-op=$(kiln -X POST $API/v1/projects/demo/clusters "${json[@]}" -d '{"name":"'$WEB'","template":"k8s-1.31"}' | jq -er .id)
-finish $op
+# Upgrades, rolling, one minor at a time: on the cluster without GPUs (no newer GPU template is seeded).
+finish $web
 kiln $API/v1/projects/demo/clusters/$WEB/upgrades | jq -e '[.items[].name] | select(index("k8s-1.32"))'   # what it can upgrade to
 op=$(kiln -X POST $API/v1/projects/demo/clusters/$WEB/upgrade "${json[@]}" -d '{"template":"k8s-1.32"}' | jq -er .id)
 # Cancel it: it stops at its next step boundary. Retry resumes at the step it stopped at.
@@ -110,7 +111,8 @@ finish $op
 kiln $API/v1/projects/demo/clusters/$WEB | jq -e 'select(.template.name == "k8s-1.32") | {template, phase: .status.phase}'
 
 # Deletes are operations too.
-for cluster in $ML $WEB; do
-  finish "$(kiln -X DELETE $API/v1/projects/demo/clusters/$cluster | jq -er .id)"
-done
+ml=$(kiln -X DELETE $API/v1/projects/demo/clusters/$ML | jq -er .id)
+web=$(kiln -X DELETE $API/v1/projects/demo/clusters/$WEB | jq -er .id)
+finish $ml
+finish $web
 echo "tour done"
