@@ -7,7 +7,9 @@ export default defineConfig({
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     testTimeout: 30_000,
-    hookTimeout: 60_000,
+    // Starting a stack (a database clone, the API, an engine, sometimes Ironic nodes) takes seconds
+    // alone and minutes on a machine shared by many test runs; a hook is no race against the clock.
+    hookTimeout: 180_000,
     projects: [
       {
         extends: true,

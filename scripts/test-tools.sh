@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Tools the tests drive as real clients: kubectl (Debian's kubernetes-client), openssl, and the
-# browser the portal's end-to-end tests drive (Debian's chromium, through playwright-core).
+# Tools the tests drive as real clients: kubectl (Debian's kubernetes-client), openssl, jq and curl
+# (the README tour, scripts/tour.sh), and the browser the portal's end-to-end tests drive (Debian's
+# chromium, through playwright-core).
 # Installs only what is missing.
 set -euo pipefail
 missing=()
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -15,5 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 kubectl version --client >/dev/null
 openssl version >/dev/null
+jq --version >/dev/null
+curl --version >/dev/null
 /usr/bin/chromium --version >/dev/null
-echo "test-tools: kubectl, openssl, script and chromium are available"
+echo "test-tools: kubectl, openssl, jq, curl, script and chromium are available"

@@ -50,11 +50,14 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kiln-ironic-'))
   url = await startIronic({ IRONIC_FRESH_DB: '1' })
   admin = new IronicClient({ url })
-  stack = await startTestStack({ engine: {} })
+  // Ironic is down for as long as it takes to start again, which on a busy machine can outlast the
+  // default 8 attempts (about half a minute of backoff); enough attempts for minutes of outage.
+  stack = await startTestStack({ engine: { maxAttempts: 30 } })
   rack = await anIronicBackend(stack.db, admin, { name: 'metal', cpuNodes: 3, config: { url } })
   await stack.engine!.syncCatalogueOnce()
   await anIronicTemplate(stack.db, rack, { name: 'metal-small', controlPlane: 1, workers: 1 })
-})
+  // A fresh Ironic (schema, Python start-up, enrollment) alone can take minutes on a busy machine.
+}, 300_000)
 
 afterAll(async () => {
   await stack?.close()
@@ -68,7 +71,7 @@ afterAll(async () => {
   admin?.close()
   await stopOwnIronic(dir).catch(() => undefined)
   await rm(dir, { recursive: true, force: true })
-})
+}, 300_000)
 
 describe('Ironic faults', () => {
   it('a create started while Ironic is down retries and completes once it is back', async () => {

@@ -69,7 +69,8 @@ describe('GET /v1/operations/{id}', () => {
     const elapsed = performance.now() - started
     expect(res.statusCode).toBe(200)
     expect(res.json().status).toBe('cancelled')
-    expect(elapsed).toBeLessThan(500)
+    // Not the 30 s it may wait, with room for a busy machine.
+    expect(elapsed).toBeLessThan(5_000)
   })
 
   it('accepts 500ms, plain seconds and minutes', async () => {

@@ -227,8 +227,9 @@ describe('cancel and retry a running create', () => {
 
   it('hands the retried operation to the workers at once, as it does a new one', async () => {
     // POST /retry dispatches the operation like POST /clusters does; a worker is idle, so it should
-    // start within moments, not wait for the dispatcher's sweep of operations queued > 3 s ago.
-    expect(pickupMs).toBeLessThan(1500)
+    // start within moments, not wait for the dispatcher's sweep of operations queued > 3 s ago. The
+    // bound is that sweep, not a guess of how fast a busy machine is.
+    expect(pickupMs).toBeLessThan(2900)
   })
 
   it('refuses to retry or cancel an operation that succeeded (409)', async () => {

@@ -99,11 +99,13 @@ describe('GET /v1/operations/{id}/events', () => {
   it('sends one event and ends at once for an operation that already finished', async () => {
     const [op] = await stack.db.operation.findMany({ where: { status: 'succeeded' }, take: 1 })
     const started = Date.now()
-    const { res, events } = await readEvents(`${base}/v1/operations/${op!.id}/events`, 5000)
+    // A stream that did not end would run into readEvents' timeout; how fast a busy machine ends it is
+    // not the point, so the bound is far from both.
+    const { res, events } = await readEvents(`${base}/v1/operations/${op!.id}/events`, 20_000)
     expect(res.status).toBe(200)
     expect(events).toHaveLength(1)
     expect(JSON.parse(events[0]!.data)).toMatchObject({ id: op!.id, status: 'succeeded', progress: 100 })
-    expect(Date.now() - started).toBeLessThan(2000)
+    expect(Date.now() - started).toBeLessThan(10_000)
   })
 
   it('answers 404 (a problem, not a stream) for an unknown operation', async () => {

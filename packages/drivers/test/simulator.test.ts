@@ -192,7 +192,8 @@ describe('simulator driver', () => {
     await driver.ensureMachines(clusterRef(p), [spec(`${p}-a`)])
     const elapsed = performance.now() - started
     expect(elapsed).toBeGreaterThanOrEqual(50)
-    expect(elapsed).toBeLessThan(2_000)
+    // The point is the minimum; the ceiling only catches a runaway delay, with room for a busy machine.
+    expect(elapsed).toBeLessThan(10_000)
   })
 
   it('inventory and capabilities count racks, classes and zones', async () => {
