@@ -350,6 +350,46 @@ describe('the portal', () => {
     await context.close()
   })
 
+  it('shows a cluster whose change was cancelled as not converged, naming what is missing', async () => {
+    const shared = async () => stack.db.cluster.findFirstOrThrow({ where: { name: 'shared' } })
+    for (let i = 0; i < 600 && (await shared()).activeOperationId; i++)
+      await new Promise((r) => setTimeout(r, 100))
+    // Cancelled before any worker took it: the worker is stopped meanwhile.
+    await stack.stopEngine()
+    try {
+      const { context, page } = await loggedIn('demo')
+      const resize = await page.evaluate(async () => {
+        const res = await fetch('/v1/projects/team-a/clusters/shared/nodegroups/workers/resize', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-requested-with': 'kiln-portal' },
+          body: JSON.stringify({ count: 3 }),
+        })
+        return { status: res.status, body: (await res.json()) as { id: string } }
+      })
+      expect(resize.status, JSON.stringify(resize.body)).toBe(202)
+      const cancelled = await page.evaluate(
+        async (id) =>
+          (
+            await fetch(`/v1/operations/${id}/cancel`, {
+              method: 'POST',
+              headers: { 'x-requested-with': 'kiln-portal' },
+            })
+          ).status,
+        resize.body.id,
+      )
+      expect(cancelled).toBe(200)
+      await page.goto(`${apiUrl}/portal/projects/team-a/clusters/shared`)
+      const banner = page.getByTestId('not-converged')
+      await banner.waitFor()
+      expect(await banner.textContent()).toContain('node group workers: 3 desired, 2 built')
+      expect(await phase(page).textContent()).not.toBe('Ready')
+      await page.screenshot({ path: join(shots, 'not-converged.png'), fullPage: true })
+      await context.close()
+    } finally {
+      await stack.startEngine()
+    }
+  })
+
   it('fits a laptop and a wide screen without scrolling sideways', async () => {
     const { context, page } = await loggedIn('demo')
     const pages = [

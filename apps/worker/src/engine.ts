@@ -4,12 +4,13 @@ import {
   type Database,
   isDatabaseUnavailable,
   lockCluster,
+  nodePhases,
   type Prisma,
   requestClusterDeletion,
   startClusterOperation,
   transitionCluster,
 } from '@kiln/db'
-import { type ClusterStatus, conditionsDiffer, derivePhase, setCondition } from '@kiln/domain'
+import { type ClusterStatus, conditionsDiffer, derivePhase, setCondition, setReady } from '@kiln/domain'
 import { DriverError } from '@kiln/drivers'
 import {
   backoffDelay,
@@ -164,7 +165,10 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     })
     let repairs = 0
     for (const cluster of clusters) {
-      const machines = await db.machine.findMany({ where: { clusterId: cluster.id }, select: { name: true } })
+      const machines = await db.machine.findMany({
+        where: { clusterId: cluster.id, phase: { in: nodePhases } },
+        select: { name: true },
+      })
       const observed = await drivers.use(cluster.template.backend, (driver) =>
         driver.observe(
           { id: cluster.id, name: cluster.name },
@@ -195,20 +199,12 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
               },
               now,
             )
+        // Healthy machines make a cluster Ready only when they are what its spec asks for.
         const readyConditions = healthy
-          ? setCondition(
+          ? setReady(conditions, { status: 'True', reason: 'ClusterReady', message: '' }, now)
+          : setReady(
               conditions,
-              { type: 'Ready', status: 'True', reason: 'ClusterReady', message: '' },
-              now,
-            )
-          : setCondition(
-              conditions,
-              {
-                type: 'Ready',
-                status: 'False',
-                reason: 'MachinesUnhealthy',
-                message: `${sick.length} unhealthy`,
-              },
+              { status: 'False', reason: 'MachinesUnhealthy', message: `${sick.length} unhealthy` },
               now,
             )
         const lastSeen = status.lastObservedAt ? Date.parse(status.lastObservedAt) : 0

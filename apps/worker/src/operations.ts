@@ -2,6 +2,7 @@ import {
   type Actor,
   type Database,
   deleteClusterSecrets,
+  loadBuiltParts,
   type Machine,
   type NodeGroup,
   type Operation,
@@ -13,8 +14,11 @@ import {
   type ClusterStatus,
   type Condition,
   derivePhase,
+  type OperationEnd,
   type ResolvedClusterSpec,
   setCondition,
+  setReady,
+  settleOperation,
   type Taint,
 } from '@kiln/domain'
 import { type ClusterEndpoint, type ClusterRef, type Driver, DriverError } from '@kiln/drivers'
@@ -153,34 +157,77 @@ const reasonOf = (outcome: Outcome) =>
       ? 'Cancelled'
       : 'Succeeded'
 
+const endOf = (op: Operation, outcome: Outcome): OperationEnd => ({
+  operationId: op.id,
+  status: outcome.status,
+  reason: reasonOf(outcome),
+})
+
+/**
+ * The status an operation that changes the cluster leaves as it ends: not Progressing, SpecApplied
+ * from what is built now (see `settleOperation`), then Ready from what it achieved (`ready`).
+ */
+async function finishWithConvergence(
+  tx: Tx,
+  op: Operation,
+  outcome: Outcome,
+  ready: (conditions: Condition[], now: Date) => Condition[],
+  message: string,
+) {
+  if (!op.clusterId) return
+  const parts = await loadBuiltParts(tx, op.clusterId)
+  if (!parts) return
+  await updateClusterStatus(
+    tx,
+    op,
+    (status, now, cluster) => {
+      const observedGeneration =
+        outcome.status === 'succeeded' ? cluster.generation : status.observedGeneration
+      const settled = settleOperation(
+        status.conditions,
+        endOf(op, outcome),
+        { ...parts, generation: cluster.generation, observedGeneration },
+        now,
+      )
+      return { conditions: ready(settled, now), observedGeneration, message }
+    },
+    {},
+    `${op.kind}.${outcome.status}`,
+    true,
+  )
+}
+
+/** What a successful change leaves: every machine healthy, and Ready unless the spec is not built. */
+const allWell = (conditions: Condition[], now: Date, message: string) =>
+  condition(
+    setReady(conditions, { status: 'True', reason: 'ClusterReady', message }, now),
+    now,
+    'MachinesReady',
+    'True',
+    'AllMachinesHealthy',
+  )
+
 /** Ends any operation that changes a live cluster: Ready from what it achieved, not Progressing. */
 function finishClusterChange(successMessage: string) {
-  return async (tx: Tx, op: Operation, outcome: Outcome) => {
-    await updateClusterStatus(
+  return (tx: Tx, op: Operation, outcome: Outcome) =>
+    finishWithConvergence(
       tx,
       op,
-      (status, now, cluster) => {
-        let conditions = condition(status.conditions, now, 'Progressing', 'False', reasonOf(outcome))
-        if (outcome.status === 'succeeded') {
-          conditions = condition(conditions, now, 'Ready', 'True', 'ClusterReady', successMessage)
-          conditions = condition(conditions, now, 'MachinesReady', 'True', 'AllMachinesHealthy')
-        } else if (outcome.status === 'failed') {
-          conditions = condition(conditions, now, 'Ready', 'False', outcome.error.code, outcome.error.detail)
-        }
-        return {
-          conditions,
-          message:
-            outcome.status === 'failed'
-              ? `${op.kind} failed: ${outcome.error.detail}`
-              : `${op.kind} ${outcome.status}`,
-          ...(outcome.status === 'succeeded' ? { observedGeneration: cluster.generation } : {}),
-        }
+      outcome,
+      (conditions, now) => {
+        if (outcome.status === 'succeeded') return allWell(conditions, now, successMessage)
+        if (outcome.status === 'failed')
+          return setReady(
+            conditions,
+            { status: 'False', reason: outcome.error.code, message: outcome.error.detail },
+            now,
+          )
+        return conditions
       },
-      {},
-      `${op.kind}.${outcome.status}`,
-      true,
+      outcome.status === 'failed'
+        ? `${op.kind} failed: ${outcome.error.detail}`
+        : `${op.kind} ${outcome.status}`,
     )
-  }
 }
 
 export function buildOperationDefinitions(deps: EngineDeps): OperationDefinitions {
@@ -364,42 +411,21 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
       'install-addons': installClusterAddons,
       'wait-healthy': waitHealthy,
     },
-    async finish(tx, op, outcome) {
-      await updateClusterStatus(
+    finish: (tx, op, outcome) =>
+      finishWithConvergence(
         tx,
         op,
-        (status, now, cluster) => {
-          let conditions = condition(status.conditions, now, 'Progressing', 'False', reasonOf(outcome))
-          if (outcome.status === 'succeeded') {
-            conditions = condition(
-              conditions,
-              now,
-              'Ready',
-              'True',
-              'ClusterReady',
-              'All machines are healthy.',
-            )
-            conditions = condition(conditions, now, 'MachinesReady', 'True', 'AllMachinesHealthy')
-          } else {
-            const reason = reasonOf(outcome)
-            const message =
-              outcome.status === 'failed'
-                ? outcome.error.detail
-                : 'The create was cancelled; allocated machines are kept and recorded. Retry or delete.'
-            conditions = condition(conditions, now, 'Ready', 'False', reason, message)
-          }
-          return {
-            conditions,
-            observedGeneration:
-              outcome.status === 'succeeded' ? cluster.generation : status.observedGeneration,
-            message: outcome.status === 'succeeded' ? 'Ready' : `create ${outcome.status}`,
-          }
+        outcome,
+        (conditions, now) => {
+          if (outcome.status === 'succeeded') return allWell(conditions, now, 'All machines are healthy.')
+          const message =
+            outcome.status === 'failed'
+              ? outcome.error.detail
+              : 'The create was cancelled; allocated machines are kept and recorded. Retry or delete.'
+          return setReady(conditions, { status: 'False', reason: reasonOf(outcome), message }, now)
         },
-        {},
-        `cluster.create.${outcome.status}`,
-        true,
-      )
-    },
+        outcome.status === 'succeeded' ? 'Ready' : `create ${outcome.status}`,
+      ),
   }
 
   const deleteCluster: OperationDefinition = {

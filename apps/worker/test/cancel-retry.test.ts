@@ -430,3 +430,80 @@ describe('seeded driver faults (30 % of mutating calls fail)', () => {
     expect((await flaky.inventory()).allocated).toBe(0)
   })
 })
+
+describe('a cancelled change leaves the cluster visibly not converged until a retry or a new change', () => {
+  const resize = async (count: number) =>
+    startOperation(stack.app, 'POST', `${clusterUrl('steady')}/nodegroups/workers/resize`, { count })
+  const notConverged = (cluster: ClusterBody, message: string) => {
+    expect(conditionOf(cluster, 'SpecApplied')).toMatchObject({ status: 'False', reason: 'Cancelled' })
+    expect(conditionOf(cluster, 'SpecApplied')?.message).toContain(message)
+    expect(conditionOf(cluster, 'Ready')).toMatchObject({ status: 'False', reason: 'SpecNotApplied' })
+    expect(conditionOf(cluster, 'Ready')?.message).toContain(message)
+    expect(conditionOf(cluster, 'Progressing')).toMatchObject({ status: 'False', reason: 'Cancelled' })
+    expect(cluster.status.phase).not.toBe('Ready')
+  }
+  const converged = (cluster: ClusterBody) => {
+    expect(conditionOf(cluster, 'SpecApplied')).toMatchObject({ status: 'True', reason: 'Applied' })
+    expect(conditionOf(cluster, 'Ready')?.status).toBe('True')
+    expect(cluster.status.phase).toBe('Ready')
+  }
+
+  it('a built cluster says its spec is applied', async () => {
+    const created = await waitForOperation(
+      stack.app,
+      (await createCluster(stack.app, { name: 'steady', template: 'k8s-1.31' })).id,
+      25_000,
+    )
+    expect(created.status, JSON.stringify(created.steps)).toBe('succeeded')
+    converged(await getCluster(stack.app, 'steady'))
+  })
+
+  let cancelled: OperationBody
+  it('a resize cancelled while it runs: SpecApplied=False/Cancelled naming the difference, Ready=False, even after health checks', async () => {
+    const op = await resize(5)
+    await whenRunning(op.id, 'allocate-machines')
+    await cancel(op.id)
+    cancelled = await waitForOperation(stack.app, op.id)
+    expect(cancelled.status).toBe('cancelled')
+    expect(cancelled.steps.find((s) => s.name === 'join-workers')?.status).toBe('skipped')
+    notConverged(await getCluster(stack.app, 'steady'), 'node group workers: 5 desired, 3 built')
+    // The health checker sees healthy machines; they are still not what the spec asks for.
+    await stack.engine!.observeOnce()
+    notConverged(await getCluster(stack.app, 'steady'), 'node group workers: 5 desired, 3 built')
+  })
+
+  it('retrying it converges: SpecApplied=True, Ready=True', async () => {
+    const done = await waitForOperation(stack.app, (await retry(cancelled.id)).id, 25_000)
+    expect(done.status, JSON.stringify(done.steps)).toBe('succeeded')
+    converged(await getCluster(stack.app, 'steady'))
+  })
+
+  it('a resize cancelled before any worker picked it up says the same; a new change converges it', async () => {
+    await stack.stopEngine()
+    try {
+      const op = await resize(7)
+      expect((await cancel(op.id)).status).toBe('cancelled')
+      notConverged(await getCluster(stack.app, 'steady'), 'node group workers: 7 desired, 5 built')
+    } finally {
+      await stack.startEngine()
+    }
+    await stack.engine!.observeOnce()
+    notConverged(await getCluster(stack.app, 'steady'), 'node group workers: 7 desired, 5 built')
+    const back = await waitForOperation(stack.app, (await resize(5)).id, 25_000)
+    expect(back.status, JSON.stringify(back.steps)).toBe('succeeded')
+    converged(await getCluster(stack.app, 'steady'))
+  })
+
+  it('a feature change cancelled before its add-ons were applied names the generation not applied', async () => {
+    await stack.stopEngine()
+    try {
+      const op = await startOperation(stack.app, 'PATCH', clusterUrl('steady'), {
+        features: { monitoring: { enabled: true } },
+      })
+      expect((await cancel(op.id)).status).toBe('cancelled')
+    } finally {
+      await stack.startEngine()
+    }
+    notConverged(await getCluster(stack.app, 'steady'), 'spec generation 2 not applied (last applied: 1)')
+  })
+})

@@ -1893,7 +1893,10 @@ export interface components {
          *     }
          */
         Condition: {
-            /** @example Ready */
+            /**
+             * @description Ready, Progressing, SpecApplied (False, e.g. reason Cancelled, while what is built differs from the spec: the message names the difference), ControlPlaneAvailable, MachinesReady, Deleting, CertificateAuthorityRotating. Clients should ignore types they do not know.
+             * @example Ready
+             */
             type: string;
             /** @enum {string} */
             status: "True" | "False" | "Unknown";

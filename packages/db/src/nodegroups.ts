@@ -15,7 +15,8 @@ import {
 import { type Actor, recordAudit } from './audit.ts'
 import { findTemplate, isUuid, loadMachineClasses, loadResolutionContext } from './catalogue.ts'
 import type { Tx } from './client.ts'
-import { assertIdle, type ClusterRow, etagOf, lockLiveCluster, startClusterOperation } from './clusters.ts'
+import { etagOf } from './cluster-transitions.ts'
+import { assertIdle, type ClusterRow, lockLiveCluster, startClusterOperation } from './clusters.ts'
 import type { NodeGroup, Operation, Prisma } from './generated/prisma/client.ts'
 import { heldMachines, reserveQuota } from './quotas.ts'
 

@@ -11,6 +11,7 @@ import {
 } from '@kiln/domain'
 import { type Actor, recordAudit } from './audit.ts'
 import type { Queryable, Tx } from './client.ts'
+import { releaseCancelledCluster } from './convergence.ts'
 import { type Operation, Prisma } from './generated/prisma/client.ts'
 import { afterCursor, decodeCursor, type Page, toPage } from './pagination.ts'
 
@@ -136,12 +137,7 @@ export async function cancelOperation(tx: Tx, actor: Actor, id: string): Promise
   let updated: Operation
   if (op.status === 'pending') {
     updated = await finishPendingAsCancelled(tx, op)
-    if (op.clusterId) {
-      await tx.cluster.updateMany({
-        where: { id: op.clusterId, activeOperationId: id },
-        data: { activeOperationId: null, revision: { increment: 1 } },
-      })
-    }
+    await releaseCancelledCluster(tx, actor, op)
   } else {
     updated = await tx.operation.update({ where: { id }, data: { cancelRequested: true } })
   }

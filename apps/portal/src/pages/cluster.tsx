@@ -132,6 +132,7 @@ export function ClusterPage({ project, cluster: name, canMutate }: Props) {
         <dt>Expires</dt>
         <dd>{cluster.expiresAt ? formatTime(cluster.expiresAt) : 'never'}</dd>
       </dl>
+      <NotConverged cluster={cluster} />
       {followed && (
         <OperationPanel
           key={`${followed.id}:${followed.seq}`}
@@ -184,6 +185,21 @@ export function ClusterPage({ project, cluster: name, canMutate }: Props) {
         />
       )}
     </>
+  )
+}
+
+/**
+ * A cluster built differently from its spec (a change cancelled or failed half-way) says so at the
+ * top, in the API's own words: the phase alone would not tell what is missing or what to do.
+ */
+function NotConverged({ cluster }: { cluster: Cluster }) {
+  const specApplied = cluster.status.conditions.find((c) => c.type === 'SpecApplied')
+  if (specApplied?.status !== 'False') return null
+  return (
+    <div className="alert" role="status" data-testid="not-converged">
+      <p className="alert-title">Not converged ({specApplied.reason})</p>
+      <p>{specApplied.message}</p>
+    </div>
   )
 }
 
