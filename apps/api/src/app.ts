@@ -16,7 +16,13 @@ import type { Redis } from 'ioredis'
 import { registerAuthentication } from './auth.ts'
 import { type OidcSettings, type OidcVerifier, sessionIdentity } from './oidc.ts'
 import { openApiOptions } from './openapi.ts'
-import { buildValidatorCompiler, registerProblemHandlers } from './problems.ts'
+import {
+  buildValidatorCompiler,
+  clientErrorHandler,
+  frameworkErrors,
+  maxHeaderBytes,
+  registerProblemHandlers,
+} from './problems.ts'
 import { registerAccessRoutes } from './routes/access.routes.ts'
 import { registerAuditRoutes } from './routes/audit.routes.ts'
 import { registerBackendRoutes } from './routes/backends.routes.ts'
@@ -87,7 +93,11 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
     bodyLimit: deps.bodyLimitBytes ?? 262_144,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
-    routerOptions: { ignoreTrailingSlash: true },
+    // A path parameter as long as the request head allows: the route's schema judges its length (400).
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: maxHeaderBytes },
+    http: { maxHeaderSize: maxHeaderBytes },
+    frameworkErrors,
+    clientErrorHandler,
     schemaController: {
       compilersFactory: {
         // Strict bodies, coerced query/path/header values: see buildValidatorCompiler.

@@ -1,8 +1,8 @@
 import { type Actor, checkApiToken, type Database, findProject, isUuid, projectRolesOf } from '@kiln/db'
 import { DomainError, ErrorCode, notFound, type ProjectRole, roleAtLeast } from '@kiln/domain'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { VerifiedIdentity } from './oidc.ts'
-import { HttpProblem } from './problems.ts'
+import { AuthenticationError, type AuthenticationFailure, type VerifiedIdentity } from './oidc.ts'
+import { schemaProblem } from './problems.ts'
 
 /** What a route needs; declared next to every route and enforced here, in one place (see `requirements`). */
 export type Permission =
@@ -157,20 +157,16 @@ export function clusterGroupsOf(principal: Principal, projectId: string): string
 export const mayActAsSystemUser = (principal: Principal, projectId: string): boolean =>
   clusterGroupsOf(principal, projectId).includes('system:masters')
 
-const realm = 'Bearer realm="kiln"'
-
-function unauthenticated(detail: string, tokenPresented: boolean): HttpProblem {
-  return new HttpProblem(401, 'unauthenticated', 'Authentication required', detail, [], {
-    'www-authenticate': tokenPresented ? `${realm}, error="invalid_token"` : realm,
-  })
-}
-
 const tokenRefusals = {
-  malformed: 'The bearer token is not a Kiln API token or a JWT.',
-  unknown: 'The API token is not valid.',
-  revoked: 'The API token has been revoked.',
-  expired: 'The API token has expired.',
-} as const
+  malformed: ['malformed-token', 'The bearer token is not a Kiln API token or a JWT.'],
+  unknown: ['token-unknown', 'The API token is not valid.'],
+  revoked: ['token-revoked', 'The API token has been revoked.'],
+  expired: ['token-expired', 'The API token has expired.'],
+} as const satisfies Record<string, [AuthenticationFailure, string]>
+
+/** A refused credential: 401 with its reason in the document, on every route. */
+const refused = ([reason, detail]: readonly [AuthenticationFailure, string]) =>
+  new AuthenticationError(reason, detail)
 
 async function userPrincipal(
   db: Database,
@@ -195,11 +191,11 @@ async function authenticate(
   const header = request.headers.authorization
   if (header !== undefined) {
     const m = /^Bearer +(\S+) *$/i.exec(header)
-    if (!m) throw unauthenticated('Send credentials as `Authorization: Bearer <token>`.', true)
+    if (!m) throw refused(['malformed-token', 'Send credentials as `Authorization: Bearer <token>`.'])
     const presented = m[1]!
     if (presented.startsWith('kiln_')) {
       const check = await checkApiToken(db, presented)
-      if (!check.ok) throw unauthenticated(tokenRefusals[check.reason], true)
+      if (!check.ok) throw refused(tokenRefusals[check.reason])
       const { token } = check
       return {
         subject: `token:${token.id}`,
@@ -211,7 +207,7 @@ async function authenticate(
       }
     }
     if (!options.verifyJwt || presented.split('.').length !== 3) {
-      throw unauthenticated(tokenRefusals.malformed, true)
+      throw refused(tokenRefusals.malformed)
     }
     // A refused JWT throws AuthenticationError: 401 (503 when the issuer's keys cannot be fetched).
     return userPrincipal(db, await options.verifyJwt(presented), options.platformAdminGroups)
@@ -219,10 +215,10 @@ async function authenticate(
   const session = await options.sessionIdentity?.(request)
   if (session) return userPrincipal(db, session, options.platformAdminGroups)
   if (options.mode === 'local') return localOperator
-  throw unauthenticated(
+  throw refused([
+    'missing-token',
     'This API needs credentials: `Authorization: Bearer <API token or OIDC token>`.',
-    false,
-  )
+  ])
 }
 
 // Projects are looked up on every project-scoped request; names and ids do not change, so a lookup is
@@ -259,7 +255,7 @@ async function projectOfRequest(
     return { id: await projectIdOf(db, ref), notVisible: notFound('project', ref) }
   }
   const operation = params['operation']
-  // A malformed id is left to the route's validation (400); no operation can have it.
+  // A malformed id was refused with 400 before authorization; isUuid keeps the query safe anyway.
   if (operation !== undefined && isUuid(operation)) {
     const op = await db.operation.findUnique({ where: { id: operation }, select: { projectId: true } })
     if (!op) throw notFound('operation', operation)
@@ -327,6 +323,12 @@ export function registerAuthentication(app: FastifyInstance, db: Database, optio
     const permission = request.routeOptions.config.permission
     if (permission === 'public') return
     request.principal = await authenticate(db, options, request)
+    // Authorization reads the path (the project, the operation's project): a malformed one is the
+    // caller's 400 naming it, not a guess at who may see it.
+    const validateParams = request.getValidationFunction('params')
+    if (validateParams && !validateParams(request.params)) {
+      throw schemaProblem(validateParams.errors ?? [], 'params')
+    }
     await authorize(db, request, permission ? requirements[permission] : undeclared)
   })
 }

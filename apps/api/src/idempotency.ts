@@ -46,13 +46,29 @@ export async function respondOnce(
   return reply.code(response.statusCode).send(response.body)
 }
 
-/** Parses `If-Match: "<revision>"`; `*` (or no header) means any revision. */
+// RFC 9110 section 8.8.3: an entity tag, weak or strong; If-Match takes `*` or a list of them.
+const entityTag = /^(?:W\/)?"([\x21\x23-\x7e\x80-\xff]*)"$/
+
+/**
+ * Parses `If-Match: "<revision>"`; `*` (or no header) means any revision. A header that is not an
+ * entity-tag list is 400 naming it; a well-formed tag we never issued matches nothing (412).
+ */
 export function expectedRevision(request: FastifyRequest): number | undefined {
   const value = request.headers['if-match']
-  if (value === undefined || value === '*') return undefined
-  const m = /^(?:W\/)?"(\d+)"$/.exec(String(value).trim())
-  // An If-Match we never issued can match nothing.
-  return m ? Number(m[1]) : -1
+  if (value === undefined || value.trim() === '*') return undefined
+  const tags = value.split(',').map((tag) => entityTag.exec(tag.trim())?.[1])
+  if (tags.some((tag) => tag === undefined)) {
+    throw new HttpProblem(
+      400,
+      'invalid-request',
+      'Invalid If-Match',
+      `If-Match must be * or an ETag from a GET (such as "3"), not ${JSON.stringify(value)}.`,
+      [{ pointer: '/If-Match', in: 'header', message: 'must be * or a quoted entity tag such as "3"' }],
+    )
+  }
+  // Only the first tag of a list is compared: Kiln answers one ETag per resource.
+  const revision = tags[0]!
+  return /^\d{1,15}$/.test(revision) ? Number(revision) : -1
 }
 
 /**

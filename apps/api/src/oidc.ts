@@ -12,8 +12,8 @@ import {
   jwtVerify,
 } from 'jose'
 import * as client from 'openid-client'
-import { type ProblemSlug, problemTypeUri } from './problem-types.ts'
-import { HttpProblem, type Problem } from './problems.ts'
+import type { ProblemSlug } from './problem-types.ts'
+import { HttpProblem } from './problems.ts'
 
 // OIDC for people: bearer JWTs from the issuer, and the portal's login as a backend-for-frontend whose
 // session lives in an encrypted cookie. openid-client does discovery and the code flow; jose checks
@@ -32,11 +32,14 @@ export interface VerifiedIdentity {
 
 /**
  * Why a credential was refused; each maps to a 401 (or 403 for `csrf`, 503 for
- * `issuer-unavailable`) through {@link authenticationProblem}.
+ * `issuer-unavailable`) with the reason as the problem's `reason`.
  */
 export type AuthenticationFailure =
   | 'missing-token'
   | 'malformed-token'
+  | 'token-unknown'
+  | 'token-revoked'
+  | 'token-expired'
   | 'alg-none'
   | 'alg-symmetric'
   | 'alg-not-allowed'
@@ -86,7 +89,7 @@ function failureResponse(
 /**
  * A credential was presented and refused (or none was, where one is needed). It is an HttpProblem,
  * so thrown anywhere it answers 401 problem+json with a `WWW-Authenticate: Bearer` challenge (403 for
- * `csrf`, 503 for `issuer-unavailable`); {@link authenticationProblem} adds `reason` to the document.
+ * `csrf`, 503 for `issuer-unavailable`), with the `reason` in the document.
  */
 export class AuthenticationError extends HttpProblem {
   constructor(
@@ -95,7 +98,7 @@ export class AuthenticationError extends HttpProblem {
     options: { cause?: unknown } = {},
   ) {
     const response = failureResponse(reason, message)
-    super(response.status, response.slug, response.title, message, [], response.headers)
+    super(response.status, response.slug, response.title, message, [], response.headers, { reason })
     this.name = 'AuthenticationError'
     if (options.cause !== undefined) this.cause = options.cause
   }
@@ -612,25 +615,6 @@ export function newSession(
 export async function revokeSession(runtime: OidcRuntime, session: SessionPayload): Promise<void> {
   const ttlMs = session.exp * 1000 - Date.now()
   if (ttlMs > 0) await runtime.redis.set(revokedKey(session.sid), '1', 'PX', ttlMs)
-}
-
-/** The problem document for a refused credential, with its `reason`, and its headers. */
-export function authenticationProblem(
-  request: FastifyRequest,
-  error: AuthenticationError,
-): { body: Problem; headers: Record<string, string> } {
-  return {
-    body: {
-      type: problemTypeUri(error.slug),
-      title: error.title,
-      status: error.status,
-      detail: error.message,
-      instance: request.url,
-      requestId: request.id,
-      reason: error.reason,
-    },
-    headers: error.headers,
-  }
 }
 
 /** Attaches the runtime (or null) to the app, so sessionIdentity finds it from any request. */

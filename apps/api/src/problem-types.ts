@@ -34,6 +34,29 @@ export const problemTypes = {
     description:
       'The HTTP layer refused the request before Kiln read it (for example malformed percent-encoding in the URL). The status says which HTTP rule was broken.',
   },
+  'malformed-url': {
+    title: 'The URL is malformed',
+    status: 400,
+    description:
+      'The path has a malformed percent-encoding (such as `%zz`) or encodes bytes that are not UTF-8. Encode the path again.',
+  },
+  'malformed-request': {
+    title: 'The request is not valid HTTP',
+    status: 400,
+    description:
+      "Node's HTTP parser refused the request before Kiln saw it, for example for a control character in a header. `instance` is empty: no request was read.",
+  },
+  'headers-too-large': {
+    title: 'The request headers are too large',
+    status: 431,
+    description:
+      'The request line and headers together exceed 64 KiB. Send fewer or shorter headers (a bearer token well under that limit is always judged, and refused with 401 when it is bad).',
+  },
+  'request-timeout': {
+    title: 'The request took too long',
+    status: 408,
+    description: 'The request did not arrive completely in time. Send it again.',
+  },
   unauthenticated: {
     title: 'Authentication required',
     status: 401,

@@ -1,5 +1,7 @@
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { isDatabaseUnavailable, isUniqueViolation } from '@kiln/db'
-import { DomainError, ErrorCode } from '@kiln/domain'
+import { DomainError, ErrorCode, pointerSegment } from '@kiln/domain'
 import Ajv, { type Options as AjvOptions, type ErrorObject } from 'ajv'
 import addFormats from 'ajv-formats'
 import type {
@@ -41,6 +43,8 @@ export class HttpProblem extends Error {
     detail: string,
     readonly errors: ProblemError[] = [],
     readonly headers: Record<string, string> = {},
+    /** Members the problem document carries besides the standard ones (a refused token's `reason`). */
+    readonly extensions: Record<string, unknown> = {},
   ) {
     super(detail)
   }
@@ -59,14 +63,36 @@ const partOf = (context: string | undefined): ProblemError['in'] =>
 export function ajvErrorsToProblemErrors(errors: ErrorObject[], context: string | undefined): ProblemError[] {
   const seen = new Set<string>()
   const out: ProblemError[] = []
+  // A nullable member (anyOf [T, null]) whose value failed inside T: the errors inside say what is
+  // wrong; "must be null" and "must match a schema in anyOf" at the member itself only add noise.
+  const explained = new Set(
+    errors
+      .filter((e) => e.keyword === 'anyOf')
+      .map((e) => e.instancePath)
+      .filter((at) =>
+        errors.some(
+          (o) =>
+            o.instancePath.startsWith(`${at}/`) || (o.instancePath === at && o.propertyName !== undefined),
+        ),
+      ),
+  )
   for (const e of errors) {
+    if (explained.has(e.instancePath) && e.propertyName === undefined && e.schemaPath.includes('anyOf'))
+      continue
+    // The summary of the key errors reported below it, each with its own key.
+    if (e.keyword === 'propertyNames') continue
     let pointer = e.instancePath
     let message = e.message ?? 'is invalid'
-    if (e.keyword === 'required') {
-      pointer += `/${(e.params as { missingProperty: string }).missingProperty}`
+    if (e.propertyName !== undefined) {
+      // A key breaks the map's key rule: point at the key and say the rule in words.
+      const rule = (e.parentSchema as { description?: string } | undefined)?.description
+      pointer += `/${pointerSegment(e.propertyName)}`
+      message = `key '${e.propertyName}' is not valid: ${rule ?? message}`
+    } else if (e.keyword === 'required') {
+      pointer += `/${pointerSegment((e.params as { missingProperty: string }).missingProperty)}`
       message = 'is required'
     } else if (e.keyword === 'additionalProperties') {
-      pointer += `/${(e.params as { additionalProperty: string }).additionalProperty}`
+      pointer += `/${pointerSegment((e.params as { additionalProperty: string }).additionalProperty)}`
       message = 'is not a known field'
     } else if (e.keyword === 'enum') {
       message = `must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`
@@ -77,6 +103,18 @@ export function ajvErrorsToProblemErrors(errors: ErrorObject[], context: string 
     out.push({ pointer: pointer || '/', in: partOf(context), message })
   }
   return out
+}
+
+/** A request that does not match its route's schema: 400, one error per offending member. */
+export function schemaProblem(validation: ErrorObject[], context: string | undefined): HttpProblem {
+  const errors = ajvErrorsToProblemErrors(validation, context)
+  return new HttpProblem(
+    400,
+    'invalid-request',
+    'The request does not match the schema',
+    errors.map((e) => `${e.in} ${e.pointer}: ${e.message}`).join('; '),
+    errors,
+  )
 }
 
 function problem(
@@ -126,26 +164,14 @@ export function toProblem(
   if (error instanceof HttpProblem) {
     return {
       body: problem(request, error.status, error.slug, error.title, error.message, {
+        ...error.extensions,
         ...(error.errors.length > 0 ? { errors: error.errors } : {}),
       }),
       headers: error.headers,
     }
   }
   const fe = error as FastifyError & { validation?: ErrorObject[]; validationContext?: string }
-  if (fe.validation) {
-    const errors = ajvErrorsToProblemErrors(fe.validation, fe.validationContext)
-    return {
-      body: problem(
-        request,
-        400,
-        'invalid-request',
-        'The request does not match the schema',
-        errors.map((e) => `${e.in} ${e.pointer}: ${e.message}`).join('; '),
-        { errors },
-      ),
-      headers: {},
-    }
-  }
+  if (fe.validation) return toProblem(schemaProblem(fe.validation, fe.validationContext), request)
   switch (fe.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -228,7 +254,14 @@ function isRedisUnavailable(error: unknown): boolean {
 export function buildValidatorCompiler(
   externalSchemas: Record<string, unknown>,
 ): FastifySchemaCompiler<unknown> {
-  const base: AjvOptions = { allErrors: true, strict: false, removeAdditional: false, useDefaults: true }
+  // verbose: a refused key's error then carries its rule's description (ajvErrorsToProblemErrors).
+  const base: AjvOptions = {
+    allErrors: true,
+    strict: false,
+    removeAdditional: false,
+    useDefaults: true,
+    verbose: true,
+  }
   const strictAjv = addFormats(new Ajv({ ...base, coerceTypes: false }))
   const coercingAjv = addFormats(new Ajv({ ...base, coerceTypes: 'array' }))
   for (const schema of Object.values(externalSchemas)) {
@@ -241,21 +274,83 @@ export function buildValidatorCompiler(
     >
 }
 
-/** Registers the one error handler and the 404 handler. */
+/**
+ * How deep a JSON body may nest. Kiln's deepest document (a cluster's feature overrides) is under
+ * ten levels; the bound is generous and keeps every recursive walk of a body far from the stack limit.
+ */
+export const maxJsonDepth = 64
+
+/** Whether JSON text nests deeper than `limit` arrays and objects, found without parsing or recursion. */
+export function nestsDeeperThan(text: string, limit: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c)
+        i++ // a backslash escapes the next character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return true
+    } else if (c === 0x7d || c === 0x5d) depth--
+  }
+  return false
+}
+
+/**
+ * The largest request head (request line and headers) Node's parser accepts: four times Node's
+ * 16 KiB default, so a long bearer token is judged (401) rather than cut off. Beyond it: 431.
+ */
+export const maxHeaderBytes = 64 * 1024
+
+const nulProblem = (where: ProblemError['in'], pointer: string) =>
+  new HttpProblem(
+    400,
+    'invalid-request',
+    'The request does not match the schema',
+    'Strings may not contain NUL characters.',
+    [{ pointer, in: where, message: 'must not contain a NUL (\\u0000) character' }],
+  )
+
+/** Registers the body parser, the one error handler and the 404 handler. */
 export function registerProblemHandlers(app: FastifyInstance) {
   // Only JSON bodies: anything else is 415, not a schema error about a string.
   app.removeContentTypeParser('text/plain')
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (nestsDeeperThan(body as string, maxJsonDepth)) {
+      done(
+        new HttpProblem(
+          400,
+          'invalid-request',
+          'The request does not match the schema',
+          `The body nests deeper than ${maxJsonDepth} levels of arrays and objects.`,
+          [{ pointer: '/', in: 'body', message: `must not nest deeper than ${maxJsonDepth} levels` }],
+        ),
+        undefined,
+      )
+      return
+    }
+    parseJson(request, body as string, done)
+  })
+  // PostgreSQL text cannot hold a NUL: refused here, once for every route, before anything
+  // (authorization included) looks a value up.
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.url === undefined) return
+    for (const [part, values] of [
+      ['path', request.params],
+      ['query', request.query],
+      ['header', request.headers],
+    ] as const) {
+      const pointer = values === undefined ? undefined : findNul(values)
+      if (pointer) throw nulProblem(part, pointer)
+    }
+  })
   app.addHook('preValidation', async (request) => {
     const pointer = request.body === undefined ? undefined : findNul(request.body)
-    if (pointer) {
-      throw new HttpProblem(
-        400,
-        'invalid-request',
-        'The request does not match the schema',
-        'Strings may not contain NUL characters.',
-        [{ pointer, in: 'body', message: 'must not contain a NUL (\\u0000) character' }],
-      )
-    }
+    if (pointer) throw nulProblem('body', pointer)
   })
   app.setErrorHandler((error, request, reply) => {
     const { body, headers } = toProblem(error, request)
@@ -276,20 +371,82 @@ export function registerProblemHandlers(app: FastifyInstance) {
   )
 }
 
-/** Finds the first NUL character in a JSON value (PostgreSQL text cannot hold one). */
-export function findNul(value: unknown, pointer = ''): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? pointer || '/' : undefined
-  if (Array.isArray(value)) {
-    for (const [i, v] of value.entries()) {
-      const found = findNul(v, `${pointer}/${i}`)
-      if (found) return found
-    }
-  } else if (value && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      const here = `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`
-      if (k.includes('\u0000')) return here
-      const found = findNul(v, here)
-      if (found) return found
+/**
+ * Fastify's answers for URLs its router cannot take (malformed percent-encoding, an over-long
+ * parameter), as problems like every other answer.
+ */
+export const frameworkErrors = (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+  const { body, headers } =
+    error.code === 'FST_ERR_BAD_URL'
+      ? toProblem(
+          new HttpProblem(
+            400,
+            'malformed-url',
+            'The URL is malformed',
+            'The path has a malformed percent-encoding (such as %zz or an invalid UTF-8 sequence).',
+          ),
+          request,
+        )
+      : toProblem(error, request)
+  return sendProblem(reply, body, headers)
+}
+
+/**
+ * Answers what Node's HTTP parser refuses before Fastify sees a request (a head over
+ * maxHeaderBytes, a control character in a header, a malformed request line) with a problem.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex) {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, slug, title, detail]: [number, ProblemSlug, string, string] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [
+          431,
+          'headers-too-large',
+          'The request headers are too large',
+          `The request line and headers exceed ${maxHeaderBytes} bytes.`,
+        ]
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request-timeout', 'The request took too long', 'The request did not arrive in time.']
+        : [
+            400,
+            'malformed-request',
+            'The request is not valid HTTP',
+            `The HTTP parser refused it (${error.code ?? 'unknown error'}).`,
+          ]
+  const requestId = crypto.randomUUID()
+  const body = JSON.stringify({
+    type: problemTypeUri(slug),
+    title,
+    status,
+    detail,
+    // The parser never handed over a request, so there is no URL to name.
+    instance: '',
+    requestId,
+  } satisfies Problem)
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${problemContentType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(error)
+}
+
+/** Finds the first NUL character in a JSON value (PostgreSQL text cannot hold one); iterative, so any depth is safe. */
+export function findNul(value: unknown): string | undefined {
+  const pending: [unknown, string][] = [[value, '']]
+  while (pending.length > 0) {
+    const [v, pointer] = pending.pop()!
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return pointer || '/'
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) pending.push([v[i], `${pointer}/${i}`])
+    } else if (v && typeof v === 'object') {
+      const entries = Object.entries(v)
+      for (const [k] of entries) if (k.includes('\u0000')) return `${pointer}/${pointerSegment(k)}`
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, child] = entries[i]!
+        pending.push([child, `${pointer}/${pointerSegment(k)}`])
+      }
     }
   }
   return undefined

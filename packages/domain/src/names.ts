@@ -25,11 +25,18 @@ export const TemplateName = Type.String({
   examples: ['k8s-1.31'],
 })
 
+/** Kubernetes' rule for a label key, in words: the message a refused key gets. */
+const LabelKey = {
+  pattern: labelKeyPattern,
+  description:
+    'a label key is an optional DNS-subdomain prefix and `/`, then a name of 1–63 characters from [A-Za-z0-9-_.], starting and ending alphanumeric',
+}
+
 /** Label maps, with Kubernetes' rules for keys and values; any other key is refused, not dropped. */
 export const Labels = Type.Unsafe<Record<string, string>>({
   type: 'object',
-  patternProperties: { [labelKeyPattern]: LabelValue },
-  additionalProperties: false,
+  propertyNames: LabelKey,
+  additionalProperties: LabelValue,
   maxProperties: 64,
   description: 'String labels, Kubernetes-style.',
   examples: [{ team: 'atlas', 'ci-pipeline': '4711' }],
@@ -38,8 +45,8 @@ export const Labels = Type.Unsafe<Record<string, string>>({
 /** A JSON merge patch of labels: a null value removes the label. */
 export const LabelPatch = Type.Unsafe<Record<string, string | null>>({
   type: 'object',
-  patternProperties: { [labelKeyPattern]: { anyOf: [LabelValue, { type: 'null' }] } },
-  additionalProperties: false,
+  propertyNames: LabelKey,
+  additionalProperties: { anyOf: [LabelValue, { type: 'null' }] },
   maxProperties: 64,
 })
 export type Labels = Record<string, string>

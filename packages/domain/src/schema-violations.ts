@@ -13,7 +13,8 @@ const isRecordValue = (value: unknown): value is Record<string, unknown> =>
 // Not Value.Check itself: it is a type guard, and would narrow `value` to nothing after a failure.
 const isValid = (schema: Type.TSchema, value: unknown): boolean => Value.Check(schema, value)
 
-const pointerSegment = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1')
+/** A key as one JSON pointer segment (RFC 6901). */
+export const pointerSegment = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1')
 
 export function schemaViolations(schema: Type.TSchema, value: unknown, at = ''): Violation[] {
   if (isValid(schema, value)) return []

@@ -8,7 +8,6 @@ import type { KilnApp } from '../app.ts'
 import {
   AuthenticationError,
   assertCsrfSafe,
-  authenticationProblem,
   decorateOidc,
   defaultScopes,
   groupsOf,
@@ -24,7 +23,7 @@ import {
   sessionOf,
   type VerifiedIdentity,
 } from '../oidc.ts'
-import { HttpProblem, sendProblem } from '../problems.ts'
+import { HttpProblem, sendProblem, toProblem } from '../problems.ts'
 import { IdentitySchema, LogoutSchema, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 
@@ -63,7 +62,7 @@ function answering<R>(handler: (request: FastifyRequest, reply: FastifyReply) =>
       return await handler(request, reply)
     } catch (error) {
       if (!(error instanceof AuthenticationError)) throw error
-      const { body, headers } = authenticationProblem(request, error)
+      const { body, headers } = toProblem(error, request)
       return sendProblem(reply, body, headers)
     }
   }
