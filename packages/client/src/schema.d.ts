@@ -3424,6 +3424,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -3467,6 +3484,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3558,6 +3592,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -3601,6 +3652,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3669,6 +3737,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -3713,6 +3798,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3791,6 +3893,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -3843,6 +3962,23 @@ export interface operations {
             /** @description Malformed or schema-invalid request. */
             400: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3945,6 +4081,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -3988,6 +4141,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4044,6 +4214,23 @@ export interface operations {
             /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4142,6 +4329,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -4228,6 +4432,23 @@ export interface operations {
             /** @description Malformed or schema-invalid request. */
             400: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4346,6 +4567,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -4389,6 +4627,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4451,6 +4706,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -4495,6 +4767,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4586,6 +4875,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -4640,6 +4946,23 @@ export interface operations {
             /** @description Malformed or schema-invalid request. */
             400: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4722,6 +5045,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -4766,6 +5106,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4829,6 +5186,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -4873,6 +5247,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4945,6 +5336,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -4989,6 +5397,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5208,6 +5633,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -5312,6 +5754,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -5364,6 +5823,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -5410,6 +5886,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5530,6 +6023,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -5626,6 +6136,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -5706,6 +6233,23 @@ export interface operations {
             /** @description Well-formed, but breaks a rule (each error points at the field). */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5817,6 +6361,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -5893,6 +6454,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -5941,6 +6519,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6004,6 +6599,23 @@ export interface operations {
             /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6126,6 +6738,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -6215,6 +6844,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -6279,6 +6925,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6378,6 +7041,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -6452,6 +7132,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -6519,6 +7216,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -6568,6 +7282,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6628,6 +7359,23 @@ export interface operations {
             /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6771,6 +7519,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -6831,6 +7596,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -6880,6 +7662,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -6912,6 +7711,23 @@ export interface operations {
             /** @description Malformed or schema-invalid request. */
             400: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6991,6 +7807,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -7056,6 +7889,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -7109,6 +7959,23 @@ export interface operations {
             /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7174,6 +8041,23 @@ export interface operations {
             /** @description Conflicts with the current state (names the running operation when the cluster is busy). */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7257,6 +8141,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -7329,6 +8230,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -7373,6 +8291,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7479,6 +8414,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -7528,6 +8480,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7598,6 +8567,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -7648,6 +8634,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7722,6 +8725,23 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description PostgreSQL or Redis is unavailable; retry after Retry-After seconds. */
             503: {
                 headers: {
@@ -7772,6 +8792,23 @@ export interface operations {
             /** @description Not found, or not visible to you. */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from your credentials or your address; retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until the window resets. */
+                    "retry-after"?: number;
+                    /** @description Requests allowed per window. */
+                    "ratelimit-limit"?: number;
+                    /** @description Requests left in this window: 0. */
+                    "ratelimit-remaining"?: number;
+                    /** @description Seconds until the window resets. */
+                    "ratelimit-reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
