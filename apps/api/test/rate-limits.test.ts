@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { type AddressInfo, createServer } from 'node:net'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { createApiToken } from '../../../packages/db/src/index.ts'
@@ -158,6 +159,31 @@ describe('rate limits', () => {
       expect(res.headers['ratelimit-limit']).toBeUndefined()
     }
     expect(warnings.filter((w) => w.includes('rate limits not applied'))).toHaveLength(1)
+  })
+
+  it('does not wait for a Redis that accepts connections and never answers', async () => {
+    // A server that takes the connection and says nothing: every count would hang.
+    const silent = createServer(() => {})
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const { port } = silent.address() as AddressInfo
+    const stalled = new Redis(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: null })
+    stalled.on('error', () => {})
+    clients.push(stalled)
+    try {
+      const app = await replica(
+        { perIdentity: 1, perAddress: 1, windowMs: 60_000, redisTimeoutMs: 100 },
+        stalled,
+      )
+      for (let i = 0; i < 3; i++) {
+        const started = Date.now()
+        const res = await get(app, tokens['alice']!, '10.0.0.11')
+        expect(res.statusCode, res.body).toBe(200)
+        // Two counts (address, identity), each given up after 100 ms.
+        expect(Date.now() - started).toBeLessThan(2_000)
+      }
+    } finally {
+      silent.close()
+    }
   })
 })
 
