@@ -23,6 +23,7 @@ import {
   maxHeaderBytes,
   registerProblemHandlers,
 } from './problems.ts'
+import { type RateLimits, rateLimitHooks } from './rate-limits.ts'
 import { registerAccessRoutes } from './routes/access.routes.ts'
 import { registerAuditRoutes } from './routes/audit.routes.ts'
 import { registerBackendRoutes } from './routes/backends.routes.ts'
@@ -63,6 +64,10 @@ export interface AppDeps {
   oidc?: { verifier: OidcVerifier; settings: OidcSettings }
   /** The built portal (apps/portal/dist), served under /portal/; without it /portal/ says how to build it. */
   portalDir?: string
+  /** Request rate limits, counted in `redis`; without them, none (main.ts always passes the configured ones). */
+  rateLimits?: RateLimits
+  /** Which proxies' X-Forwarded-For to believe for the client address (Fastify's `trustProxy`). */
+  trustProxy?: boolean | string[]
 }
 
 export type KilnApp = FastifyInstance<
@@ -98,6 +103,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
     http: { maxHeaderSize: maxHeaderBytes },
     frameworkErrors,
     clientErrorHandler,
+    ...(deps.trustProxy !== undefined ? { trustProxy: deps.trustProxy } : {}),
     schemaController: {
       compilersFactory: {
         // Strict bodies, coerced query/path/header values: see buildValidatorCompiler.
@@ -112,11 +118,15 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   for (const schema of schemas) app.addSchema(schema as { $id: string })
   registerProblemHandlers(app)
   registerSharedAnswers(app)
+  const limits = deps.rateLimits ? await rateLimitHooks(app, deps.redis, deps.rateLimits) : undefined
+  // The per-address limit runs before authentication (and shields it); the per-identity one after.
+  if (limits) app.addHook('onRequest', limits.byAddress)
   registerAuthentication(app, deps.db, {
     mode: deps.authentication ?? 'local',
     platformAdminGroups: deps.platformAdminGroups ?? [],
     ...(deps.oidc ? { verifyJwt: (jwt: string) => deps.oidc!.verifier.verify(jwt), sessionIdentity } : {}),
   })
+  if (limits) app.addHook('onRequest', limits.byIdentity)
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })

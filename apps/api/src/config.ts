@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url'
 import { parseSettings } from '@kiln/domain'
 import Type from 'typebox'
 import { defaultAllowedAlgorithms, defaultScopes, type OidcSettings } from './oidc.ts'
+import type { RateLimits } from './rate-limits.ts'
 
 const Env = Type.Object({
   DATABASE_URL: Type.String({ minLength: 1, description: 'PostgreSQL connection string.' }),
@@ -38,6 +39,16 @@ const Env = Type.Object({
   /** Base64 of 32 bytes sealing session cookies; default: derived from the master key. */
   KILN_SESSION_KEY: Type.Optional(Type.String({ minLength: 44, maxLength: 44 })),
   KILN_SESSION_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600, default: 8 * 3600 }),
+  /** Requests per window for one API token or user; 0 turns the limit off. */
+  KILN_RATE_LIMIT_PER_IDENTITY: Type.Integer({ minimum: 0, default: 600 }),
+  /** Requests per window from one client address (before authentication); 0 turns the limit off. */
+  KILN_RATE_LIMIT_PER_ADDRESS: Type.Integer({ minimum: 0, default: 1200 }),
+  KILN_RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ minimum: 1, maximum: 3600, default: 60 }),
+  /**
+   * Behind a reverse proxy: whose X-Forwarded-For to believe for the client address (`true`, or
+   * comma-separated proxy addresses/CIDRs). Unset: the peer address is the client's.
+   */
+  KILN_TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
 })
 
 export interface ApiConfig {
@@ -63,6 +74,8 @@ export interface ApiConfig {
   authentication: 'local' | 'required'
   /** Set when KILN_OIDC_ISSUER is: main.ts discovers the issuer at boot. */
   oidc: OidcSettings | undefined
+  rateLimits: RateLimits
+  trustProxy: boolean | string[] | undefined
 }
 
 /** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
@@ -86,7 +99,20 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
       .filter((g) => g.length > 0),
     authentication: c.KILN_DEV_MODE && !c.KILN_OIDC_ISSUER ? 'local' : 'required',
     oidc: oidcSettingsOf(c),
+    rateLimits: {
+      perIdentity: c.KILN_RATE_LIMIT_PER_IDENTITY,
+      perAddress: c.KILN_RATE_LIMIT_PER_ADDRESS,
+      windowMs: c.KILN_RATE_LIMIT_WINDOW_SECONDS * 1000,
+    },
+    trustProxy: trustProxyOf(c.KILN_TRUST_PROXY),
   }
+}
+
+/** `true`/`false`, or a list of proxy addresses and CIDRs. */
+function trustProxyOf(value: string | undefined): ApiConfig['trustProxy'] {
+  if (value === undefined) return undefined
+  if (value === 'true' || value === 'false') return value === 'true'
+  return csv(value, /[\s,]+/)
 }
 
 const csv = (text: string, separator: RegExp) => text.split(separator).filter((s) => s.length > 0)

@@ -38,6 +38,8 @@ const app = await buildApp({
   authentication: config.authentication,
   platformAdminGroups: config.platformAdminGroups,
   portalDir: config.portalDir,
+  rateLimits: config.rateLimits,
+  ...(config.trustProxy !== undefined ? { trustProxy: config.trustProxy } : {}),
 })
 if (config.authentication === 'required' && !oidc) {
   app.log.warn('No OIDC issuer (KILN_OIDC_ISSUER) outside dev mode: only API tokens are accepted.')

@@ -167,6 +167,12 @@ export const problemTypes = {
     description:
       'An unexpected error: a bug in Kiln. Report the `requestId`; nothing in the request is at fault.',
   },
+  'rate-limited': {
+    title: 'Too many requests',
+    status: 429,
+    description:
+      'Your credentials (per API token or user) or your address made more requests than this server allows in its window. Wait `Retry-After` seconds; `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` say where you stand.',
+  },
   'service-unavailable': {
     title: 'A backing service is unavailable',
     status: 503,

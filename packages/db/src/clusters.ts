@@ -44,7 +44,7 @@ import { poolOf, type Queryable, type Tx } from './client.ts'
 import { assertRevision, transitionCluster } from './cluster-transitions.ts'
 import type { Cluster, NodeGroup, Operation, Prisma } from './generated/prisma/client.ts'
 import { assertNotDeleting, createOperation, finishPendingAsCancelled } from './operations.ts'
-import { afterCursor, decodeCursor, type Page, toPage } from './pagination.ts'
+import { afterCursorSql, decodeCursor, type Page, toPage } from './pagination.ts'
 import { reserveQuota } from './quotas.ts'
 
 export type ClusterRow = Cluster & {
@@ -149,21 +149,38 @@ export interface ClusterListQuery {
   template?: string
 }
 
+/**
+ * The statement that picks a page of cluster ids, in list order. Hand-written because a label
+ * selector must be a containment (`labels @> '{"k":"v"}'`), which the GIN index on labels answers;
+ * Prisma can only compare one path (`labels #> '{k}' = '"v"'`), which scans every row of the project.
+ * Without a selector, (projectId, createdAt, id) serves both filter and order.
+ */
+export function clusterListStatement(q: ClusterListQuery): { text: string; values: unknown[] } {
+  const values: unknown[] = [q.projectId]
+  const param = (value: unknown, cast = '') => `$${values.push(value)}${cast}`
+  const where = [`c."projectId" = $1::uuid`]
+  if (q.labels && Object.keys(q.labels).length > 0)
+    where.push(`c.labels @> ${param(JSON.stringify(q.labels), '::jsonb')}`)
+  if (q.phase) where.push(`c.status->>'phase' = ${param(q.phase)}`)
+  if (q.template) {
+    where.push(
+      `EXISTS (SELECT 1 FROM "ClusterTemplate" t WHERE t.id = c."templateId" AND t.name = ${param(q.template)})`,
+    )
+  }
+  const cursor = decodeCursor(q.cursor)
+  if (cursor) where.push(afterCursorSql(cursor, 'c', param))
+  const text = `SELECT c.id FROM "Cluster" c WHERE ${where.join(' AND ')} ORDER BY c."createdAt", c.id LIMIT ${param(q.limit + 1, '::int')}`
+  return { text, values }
+}
+
 export async function listClusters(db: Queryable, q: ClusterListQuery): Promise<Page<ClusterRow>> {
-  const labelFilters = Object.entries(q.labels ?? {}).map(([key, value]) => ({
-    labels: { path: [key], equals: value },
-  }))
+  const { text, values } = clusterListStatement(q)
+  const ids = (await db.$queryRawUnsafe<{ id: string }[]>(text, ...values)).map((r) => r.id)
   const rows = await db.cluster.findMany({
-    where: {
-      projectId: q.projectId,
-      ...(q.phase ? { status: { path: ['phase'], equals: q.phase } } : {}),
-      ...(q.template ? { template: { name: q.template } } : {}),
-      AND: [...labelFilters, afterCursor(decodeCursor(q.cursor))],
-    },
+    where: { id: { in: ids } },
     include: clusterInclude,
     relationLoadStrategy: 'join',
     orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
-    take: q.limit + 1,
   })
   return toPage(rows, q.limit)
 }

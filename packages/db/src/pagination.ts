@@ -51,6 +51,19 @@ export function afterCursor(cursor: Cursor | undefined) {
   }
 }
 
+/**
+ * The same keyset condition for hand-written SQL: `param` binds a value and returns its placeholder;
+ * `alias` is the table's alias in the statement.
+ */
+export function afterCursorSql(
+  cursor: Cursor,
+  alias: string,
+  param: (value: unknown, cast: string) => string,
+) {
+  const at = param(cursor.createdAt, '::timestamptz')
+  return `${alias}."createdAt" >= ${at} AND (${alias}."createdAt" > ${at} OR ${alias}.id > ${param(cursor.id, '::uuid')})`
+}
+
 /** Turns `limit + 1` rows into a page. */
 export function toPage<T extends Cursor>(rows: T[], limit: number): Page<T> {
   const items = rows.slice(0, limit)
