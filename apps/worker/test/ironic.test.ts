@@ -80,7 +80,9 @@ async function createReady(name: string, template: string) {
   return getCluster(stack.app, name)
 }
 
-describe('clusters on Ironic', () => {
+// Every node a cluster takes walks Ironic's deploy and every release its cleaning: seconds alone, and
+// minutes when the shared Ironic serves many test runs at once.
+describe('clusters on Ironic', { timeout: 180_000 }, () => {
   it('lists the discovered machine classes like any other backend', async () => {
     const res = await stack.app.inject({ method: 'GET', url: '/v1/machine-classes?backend=metal' })
     expect(res.statusCode, res.body).toBe(200)
