@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseMasterKey } from '../../../packages/pki/src/index.ts'
 import { startTestApi, type TestApi } from '../../../test/support/api.ts'
-import { aDataCentre, aProject, aTemplate } from '../../../test/support/builders.ts'
+import { aDataCentre, aKubernetesVersion, aProject, aTemplate } from '../../../test/support/builders.ts'
 import type { KilnApp } from '../src/app.ts'
 import {
   anIdleCluster,
@@ -935,5 +935,56 @@ describe('DELETE', () => {
     }
     expect(await rowCounts()).toEqual(before)
     expect(((await getJson(app, clusterUrl('forced'))) as Json).deletionRequested).toBe(false)
+  })
+})
+
+describe('POST …/upgrade of a GPU cluster to a template without GPU support', () => {
+  beforeAll(async () => {
+    const backend = await api.db.backend.findUniqueOrThrow({ where: { name: 'sim' } })
+    await aKubernetesVersion(api.db, '1.32.1')
+    const groups = (gpu: boolean) => [
+      { name: 'workers', machineClass: 'm1.large', count: 1, minCount: 1, maxCount: 10 },
+      ...(gpu ? [{ name: 'gpu', machineClass: 'gpu.a100x4', count: 1, minCount: 0, maxCount: 2 }] : []),
+    ]
+    for (const [name, kubernetesVersion, gpu] of [
+      ['k8s-1.31-gpu', '1.31.4', true],
+      ['k8s-1.32', '1.32.1', false],
+      ['k8s-1.32-gpu', '1.32.1', true],
+    ] as const) {
+      await aTemplate(api.db, backend.id, {
+        name,
+        kubernetesVersion,
+        nodeGroups: groups(gpu),
+        ...(gpu ? { features: { gpu: { enabled: true } }, lockedFeatures: ['gpu'] } : {}),
+      })
+    }
+    await anIdleCluster(app, 'team-a', 'ml-1', { template: 'k8s-1.31-gpu' })
+  })
+
+  it('is 422 at /template naming the GPU node group and the templates that could host it', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: `${clusterUrl('ml-1')}/upgrade`,
+      payload: { template: 'k8s-1.32' },
+    })
+    const p = expectProblem(res, 422)
+    expect(p.errors).toEqual([
+      {
+        pointer: '/template',
+        in: 'body',
+        message:
+          "Template k8s-1.32@1 has GPU support off, so it cannot host the cluster's GPU node group 'gpu'. Templates on Kubernetes 1.32.1 that can: k8s-1.32-gpu@1.",
+      },
+    ])
+    expect(await api.db.operation.count({ where: { kind: 'cluster.upgrade' } })).toBe(0)
+  })
+
+  it('the template that can host it is accepted', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: `${clusterUrl('ml-1')}/upgrade`,
+      payload: { template: 'k8s-1.32-gpu' },
+    })
+    expect(res.statusCode, res.body).toBe(202)
   })
 })

@@ -605,6 +605,69 @@ export async function listUpgradeTargets(db: Queryable, projectId: string, ref: 
   return targets.sort((a, b) => compareKubernetesVersions(b.kubernetesVersion, a.kubernetesVersion))
 }
 
+/**
+ * Why the cluster as it is cannot move to `template`, in the upgrade request's terms. The body names
+ * only a template, so a rule the cluster's own node groups or features break under it points at that
+ * template (never into a body that has no node groups); a GPU node group under a template with GPU
+ * support off is named, with the templates at that Kubernetes version that could host it.
+ */
+async function upgradeRefusal(
+  tx: Queryable,
+  projectId: string,
+  cluster: ClusterRow,
+  template: TemplateRow,
+  pointer: string,
+  error: unknown,
+): Promise<unknown> {
+  if (!(error instanceof DomainError) || error.code !== ErrorCode.invalidSpec) return error
+  const target = `${template.name}@${template.version}`
+  const gpuGroups: string[] = []
+  const violations: Violation[] = []
+  for (const v of error.violations) {
+    // Re-resolution hands the cluster's node groups over in order, so /nodeGroups/<i> is the i-th.
+    const m = /^\/nodeGroups\/(\d+)(\/.*)?$/.exec(v.pointer)
+    const group = m ? cluster.nodeGroups[Number(m[1])] : undefined
+    const field = m?.[2] ?? ''
+    if (group && field === '/features/gpu/enabled') gpuGroups.push(group.name)
+    else if (group)
+      violations.push({
+        pointer,
+        message: `Template ${target} cannot host node group '${group.name}': ${v.message}`,
+      })
+    else if (/^\/(features|controlPlane)(\/|$)/.test(v.pointer))
+      violations.push({
+        pointer,
+        message: `Template ${target} cannot host the cluster as it is: ${v.message}`,
+      })
+    else violations.push(v)
+  }
+  if (gpuGroups.length > 0) {
+    const sameVersion = await tx.clusterTemplate.findMany({
+      where: {
+        AND: [
+          visibleTemplates(projectId),
+          { backendId: template.backendId, kubernetesVersion: template.kubernetesVersion, deprecated: false },
+        ],
+      },
+      select: { name: true, version: true, features: true },
+      orderBy: [{ name: 'asc' }, { version: 'desc' }],
+    })
+    const hosts = sameVersion
+      .filter((t) => (t.features as { gpu?: { enabled?: boolean } }).gpu?.enabled === true)
+      .map((t) => `${t.name}@${t.version}`)
+    const groups = `node group${gpuGroups.length > 1 ? 's' : ''} ${gpuGroups.map((n) => `'${n}'`).join(', ')}`
+    violations.unshift({
+      pointer,
+      message: `Template ${target} has GPU support off, so it cannot host the cluster's GPU ${groups}. ${
+        hosts.length > 0
+          ? `Templates on Kubernetes ${template.kubernetesVersion} that can: ${hosts.join(', ')}.`
+          : `No template on Kubernetes ${template.kubernetesVersion} has GPU support; remove the GPU ${groups} first.`
+      }`,
+    })
+  }
+  return invalidSpec(violations)
+}
+
 export interface UpgradeRequest {
   template?: string
   templateVersion?: number
@@ -641,7 +704,11 @@ export async function upgradeCluster(
   const violations = upgradeStepViolations(current, template, pointer)
   if (violations.length > 0) throw invalidSpec(violations)
   const request = current.request as ClusterOverrides
-  const resolved = await reresolveCluster(tx, current, template, request.features ?? {}, () => pointer)
+  const resolved = await reresolveCluster(tx, current, template, request.features ?? {}, () => pointer).catch(
+    async (error: unknown) => {
+      throw await upgradeRefusal(tx, projectId, current, template, pointer, error)
+    },
+  )
   // A rolling upgrade adds machines before it removes old ones: one control-plane machine, then each
   // node group's maxSurge, one group at a time. The project's quota must have room for the largest.
   const machineClasses = await loadMachineClasses(tx)
