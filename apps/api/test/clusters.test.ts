@@ -571,14 +571,22 @@ describe('PATCH labels with ETags', () => {
     expect(after.headers.etag).toBe(current.headers.etag)
     expect(after.json().labels.team).toBe('b')
 
-    // An ETag this API never issued matches nothing.
+    // A well-formed ETag this API never issued matches nothing; a header that is no ETag at all is
+    // the caller's mistake (400 naming it).
+    const foreign = await app.inject({
+      method: 'PATCH',
+      url: clusterUrl('labelled'),
+      headers: { 'if-match': '"banana"' },
+      payload: { labels: { team: 'z' } },
+    })
+    expectProblem(foreign, 412)
     const garbage = await app.inject({
       method: 'PATCH',
       url: clusterUrl('labelled'),
       headers: { 'if-match': 'banana' },
       payload: { labels: { team: 'z' } },
     })
-    expectProblem(garbage, 412)
+    expect(pointersOf(expectProblem(garbage, 400), 'header')).toEqual(['/If-Match'])
   })
 
   it('merge-patch semantics: null removes one label; labels: null removes all', async () => {

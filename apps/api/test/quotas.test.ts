@@ -504,7 +504,7 @@ describe('GET and PUT /v1/projects/{project}/quota', () => {
       [{ clusters: '3' }, '/clusters'],
       [{ vcpus: 2_147_483_648 }, '/vcpus'],
       [{ gpusByModel: { 'nvidia-a100': -4 } }, '/gpusByModel/nvidia-a100'],
-      [{ gpusByModel: { 'NVIDIA A100': 4 } }, '/gpusByModel'],
+      [{ gpusByModel: { 'NVIDIA A100': 4 } }, '/gpusByModel/NVIDIA A100'],
       [{ cpus: 4 }, '/cpus'],
     ]
     for (const [body, pointer] of cases) {
