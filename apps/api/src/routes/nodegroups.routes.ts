@@ -5,6 +5,7 @@ import {
   findCluster,
   findNodeGroup,
   findProject,
+  pageInMemory,
   patchNodeGroup,
   resizeNodeGroup,
 } from '@kiln/db'
@@ -14,7 +15,14 @@ import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
-import { Items, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
+import {
+  ListQuery,
+  NodeGroupInputSchema,
+  NodeGroupListSchema,
+  NodeGroupSchema,
+  OperationSchema,
+  ref,
+} from '../schemas.ts'
 import { nodeGroupView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
 import { problemResponses } from './responses.ts'
@@ -45,8 +53,9 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         summary: 'List a cluster’s node groups',
         tags: ['nodegroups'],
         params: ClusterParams,
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: {
-          200: Items(ref(NodeGroupSchema)),
+          200: ref(NodeGroupListSchema),
           ...problemResponses(404),
         },
       },
@@ -54,7 +63,13 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
     async (request) => {
       const project = await findProject(db, request.params.project)
       const cluster = await findCluster(db, project.id, request.params.cluster)
-      return { items: cluster.nodeGroups.map(nodeGroupView) }
+      // Oldest first, as the cluster lists them; names are unique in a cluster.
+      const page = pageInMemory(
+        cluster.nodeGroups,
+        (ng) => [ng.createdAt.toISOString(), ng.name],
+        request.query,
+      )
+      return { items: page.items.map(nodeGroupView), nextCursor: page.nextCursor }
     },
   )
 

@@ -31,8 +31,8 @@ import {
   FeatureOverridesSchema,
   ListQuery,
   NodeGroupInputSchema,
-  Page,
   ref,
+  TemplateListSchema,
   TemplateSchema,
 } from '../schemas.ts'
 import { type TemplateWithRelations, templateView } from '../views.ts'
@@ -109,7 +109,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Page(ref(TemplateSchema), 'A page of templates.'), ...problemResponses() },
+        response: { 200: ref(TemplateListSchema), ...problemResponses() },
       },
     },
     async (request) => {
