@@ -1,6 +1,6 @@
 import { ProjectRoleSchema, StringEnum } from '@kiln/domain'
 import Type from 'typebox'
-import { named, ref } from './schemas.ts'
+import { named, Page, ref } from './schemas.ts'
 
 // Schemas of who may do what: members, API tokens, the caller, the audit log. Named like those in
 // schemas.ts (one component each in the OpenAPI document).
@@ -233,4 +233,20 @@ export const AuditEventSchema = named(
       ],
     },
   ),
+)
+
+export const ProjectMemberListSchema = Page(
+  'ProjectMemberList',
+  ref(ProjectMemberSchema),
+  'A page of a project’s members, oldest first.',
+)
+export const ApiTokenListSchema = Page(
+  'ApiTokenList',
+  ref(ApiTokenSchema),
+  'A page of a project’s API tokens (never their secrets), oldest first.',
+)
+export const AuditEventListSchema = Page(
+  'AuditEventList',
+  ref(AuditEventSchema),
+  'A page of a project’s audit events, oldest first unless order=desc.',
 )

@@ -1231,27 +1231,31 @@ export const ClusterCreateSchema = named(
   ),
 )
 
-/** A whole list (no paging): `{items: [...]}` with an example. */
-export const Items = <T extends Type.TSchema>(item: T, description?: string) =>
-  Type.Object(
-    { items: Type.Array(item) },
-    { additionalProperties: false, ...(description ? { description } : {}), ...listExamples(item) },
-  )
-
-export const Page = <T extends Type.TSchema>(item: T, description: string) =>
-  Type.Object(
-    {
-      items: Type.Array(item),
-      nextCursor: Type.Union([Type.String(), Type.Null()], {
-        description: 'Pass as ?cursor= for the next page.',
-      }),
-    },
-    { additionalProperties: false, description, ...listExamples(item, { nextCursor: null }) },
+/**
+ * The one list envelope: a page of `item`s in a stable order and the cursor of the next page, as a
+ * named schema (`<Thing>List`) so generated clients get one type per list.
+ */
+export const Page = <T extends Type.TSchema>(name: string, item: T, description: string) =>
+  named(
+    name,
+    Type.Object(
+      {
+        items: Type.Array(item),
+        nextCursor: Type.Union([Type.String(), Type.Null()], {
+          description: 'Pass as ?cursor= for the next page; null on the last page.',
+        }),
+      },
+      { additionalProperties: false, description, ...listExamples(item, { nextCursor: null }) },
+    ),
   )
 
 export const ListQuery = {
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
-  cursor: Type.Optional(Type.String({ maxLength: 512 })),
+  limit: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'Items per page.' }),
+  ),
+  cursor: Type.Optional(
+    Type.String({ maxLength: 512, description: 'The nextCursor of the previous page; omit for the first.' }),
+  ),
 }
 
 export const CertificateAuthoritySchema = named(
@@ -1423,4 +1427,54 @@ export const LogoutSchema = named(
       examples: [{ endSessionUrl: 'http://127.0.0.1:8081/session/end?client_id=kiln-portal' }],
     },
   ),
+)
+
+// Every list answers the same envelope (Page); each has its own name.
+
+export const ProjectListSchema = Page('ProjectList', ref(ProjectSchema), 'A page of projects, oldest first.')
+export const ClusterListSchema = Page(
+  'ClusterList',
+  ref(ClusterSchema),
+  'A page of a project’s clusters, oldest first.',
+)
+export const TemplateListSchema = Page(
+  'TemplateList',
+  ref(TemplateSchema),
+  'A page of template versions, oldest first.',
+)
+export const UpgradeTargetListSchema = Page(
+  'UpgradeTargetList',
+  ref(TemplateSchema),
+  'A page of the template versions a cluster can be upgraded to, newest Kubernetes first.',
+)
+export const OperationListSchema = Page(
+  'OperationList',
+  ref(OperationSchema),
+  'A page of operations, oldest first.',
+)
+export const FeatureListSchema = Page(
+  'FeatureList',
+  ref(FeatureSchema),
+  'A page of the feature catalogue, in catalogue order.',
+)
+export const MachineClassListSchema = Page(
+  'MachineClassList',
+  ref(MachineClassSchema),
+  'A page of machine classes, by name.',
+)
+export const KubernetesVersionListSchema = Page(
+  'KubernetesVersionList',
+  ref(KubernetesVersionSchema),
+  'A page of Kubernetes versions, newest first.',
+)
+export const BackendListSchema = Page('BackendList', ref(BackendSchema), 'A page of backends, by name.')
+export const NodeGroupListSchema = Page(
+  'NodeGroupList',
+  ref(NodeGroupSchema),
+  'A page of a cluster’s node groups, oldest first.',
+)
+export const CertificateAuthorityListSchema = Page(
+  'CertificateAuthorityList',
+  ref(CertificateAuthoritySchema),
+  'A page of a cluster’s CA certificates, by purpose, then oldest generation first.',
 )

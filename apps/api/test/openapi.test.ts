@@ -339,3 +339,26 @@ describe('effective features in responses', () => {
     expect(propertyOf(schemaAt('ClusterTemplate'), 'features')).toEqual(ref('FeatureOverrides'))
   })
 })
+
+describe('lists', () => {
+  const listOperations = operations.filter(({ op }) => op.operationId?.startsWith('list'))
+
+  it('are the operations named list…', () => {
+    expect(listOperations.length).toBeGreaterThanOrEqual(14)
+  })
+
+  for (const { name, op } of listOperations) {
+    it(`${name} answers a named list envelope and takes ?limit= and ?cursor=`, () => {
+      const schema = op.responses?.['200']?.content?.['application/json']?.schema
+      const ref = schema?.$ref
+      expect(ref, `${name}: 200 is not a named schema`).toMatch(/^#\/components\/schemas\/\w+List$/)
+      const list = doc.components.schemas[(ref as string).slice(componentPrefix.length)] as Json
+      expect(list.description, `${ref} has no description`).toEqual(expect.any(String))
+      expect(Object.keys(list.properties as Json)).toEqual(['items', 'nextCursor'])
+      expect(list.required).toEqual(['items', 'nextCursor'])
+      const parameters = (op as { parameters?: { in: string; name: string }[] }).parameters ?? []
+      const query = parameters.filter((p) => p.in === 'query').map((p) => p.name)
+      expect(query, name).toEqual(expect.arrayContaining(['limit', 'cursor']))
+    })
+  }
+})

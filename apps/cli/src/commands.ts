@@ -114,8 +114,25 @@ export function featureOverrides(
   return features
 }
 
+/** Every item of a list, following `nextCursor` from page to page (every list is paged alike). */
+async function everyPage<T>(
+  fetchPage: (query: {
+    limit: number
+    cursor?: string
+  }) => Promise<{ items: T[]; nextCursor: string | null }>,
+): Promise<T[]> {
+  const items: T[] = []
+  let cursor: string | undefined
+  do {
+    const page = await fetchPage({ limit: 500, ...(cursor ? { cursor } : {}) })
+    items.push(...page.items)
+    cursor = page.nextCursor ?? undefined
+  } while (cursor)
+  return items
+}
+
 async function catalogue(api: Api) {
-  return (await call(api, api.client.GET('/v1/features'))).items
+  return everyPage((query) => call(api, api.client.GET('/v1/features', { params: { query } })))
 }
 
 const clusterPath = (api: Api, name: string) => ({ path: { project: api.project(), cluster: name } })
@@ -351,11 +368,9 @@ export const commands: Command[] = [
     examples: ['kiln templates list', 'kiln templates list -o yaml'],
     async run(ctx) {
       const api = await ctx.api()
-      const { items } = await call(
-        api,
-        api.client.GET('/v1/templates', {
-          params: { query: api.context.project ? { project: api.context.project } : {} },
-        }),
+      const project = api.context.project ? { project: api.context.project } : {}
+      const items = await everyPage((query) =>
+        call(api, api.client.GET('/v1/templates', { params: { query: { ...query, ...project } } })),
       )
       print(ctx.out, items, templateTable)
     },
@@ -406,11 +421,13 @@ export const commands: Command[] = [
     examples: ['kiln machine-classes list', 'kiln machine-classes list --gpu --backend metal'],
     async run(ctx, { values }) {
       const api = await ctx.api()
-      const query = {
+      const filters = {
         ...(str(values.backend) ? { backend: str(values.backend) } : {}),
         ...(values.gpu ? { gpu: true } : {}),
       }
-      const { items } = await call(api, api.client.GET('/v1/machine-classes', { params: { query } }))
+      const items = await everyPage((query) =>
+        call(api, api.client.GET('/v1/machine-classes', { params: { query: { ...query, ...filters } } })),
+      )
       print(ctx.out, items, (rows) =>
         table(rows, [
           ['NAME', (m) => m.name],
@@ -540,27 +557,19 @@ export const commands: Command[] = [
     examples: ['kiln cluster list', 'kiln cluster list --label pipeline=4711 --phase Ready -o json'],
     async run(ctx, { values }) {
       const api = await ctx.api()
-      const clusters: Cluster[] = []
-      let cursor: string | undefined
-      do {
-        const page = await call(
+      const filters = {
+        ...(list(values.label).length ? { label: list(values.label) } : {}),
+        ...(str(values.phase) ? { phase: str(values.phase) as Cluster['status']['phase'] } : {}),
+        ...(str(values.template) ? { template: str(values.template) } : {}),
+      }
+      const clusters = await everyPage((query) =>
+        call(
           api,
           api.client.GET('/v1/projects/{project}/clusters', {
-            params: {
-              path: { project: api.project() },
-              query: {
-                limit: 200,
-                ...(cursor ? { cursor } : {}),
-                ...(list(values.label).length ? { label: list(values.label) } : {}),
-                ...(str(values.phase) ? { phase: str(values.phase) as Cluster['status']['phase'] } : {}),
-                ...(str(values.template) ? { template: str(values.template) } : {}),
-              },
-            },
+            params: { path: { project: api.project() }, query: { ...query, ...filters } },
           }),
-        )
-        clusters.push(...page.items)
-        cursor = page.nextCursor ?? undefined
-      } while (cursor)
+        ),
+      )
       print(ctx.out, clusters, clusterTable)
     },
   },
@@ -607,11 +616,13 @@ export const commands: Command[] = [
     examples: ['kiln cluster upgrades ci-4711', "kiln cluster upgrades ci-4711 -o json | jq -r '.[0].name'"],
     async run(ctx, { positionals: [name] }) {
       const api = await ctx.api()
-      const { items } = await call(
-        api,
-        api.client.GET('/v1/projects/{project}/clusters/{cluster}/upgrades', {
-          params: clusterPath(api, name!),
-        }),
+      const items = await everyPage((query) =>
+        call(
+          api,
+          api.client.GET('/v1/projects/{project}/clusters/{cluster}/upgrades', {
+            params: { ...clusterPath(api, name!), query },
+          }),
+        ),
       )
       print(ctx.out, items, templateTable)
     },

@@ -3049,6 +3049,648 @@ export interface components {
             endSessionUrl: string | null;
         };
         /**
+         * @description A page of projects, oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "3f6c1a52-8d2e-4b7a-9c41-6e0d5b8a2f17",
+         *           "name": "demo",
+         *           "displayName": "Demo project",
+         *           "labels": {},
+         *           "createdAt": "2026-11-02T08:00:00.000Z",
+         *           "updatedAt": "2026-11-02T08:00:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        ProjectList: {
+            items: components["schemas"]["Project"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of a project’s clusters, oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0",
+         *           "name": "ci-run-4711",
+         *           "project": "demo",
+         *           "labels": {
+         *             "pipeline": "4711"
+         *           },
+         *           "template": {
+         *             "name": "k8s-1.31",
+         *             "version": 1
+         *           },
+         *           "generation": 1,
+         *           "spec": {
+         *             "kubernetesVersion": "1.31.4",
+         *             "backend": {
+         *               "name": "sim",
+         *               "kind": "simulator"
+         *             },
+         *             "controlPlane": {
+         *               "count": 3,
+         *               "machineClass": "m1.large"
+         *             },
+         *             "features": {
+         *               "gpu": {
+         *                 "enabled": false,
+         *                 "mode": "device-plugin"
+         *               },
+         *               "ingress": {
+         *                 "controller": "nginx"
+         *               },
+         *               "monitoring": {
+         *                 "enabled": false,
+         *                 "retentionDays": 15
+         *               },
+         *               "cni": {
+         *                 "plugin": "calico"
+         *               },
+         *               "kubeProxyMode": {
+         *                 "mode": "iptables"
+         *               },
+         *               "metricsServer": {
+         *                 "enabled": true
+         *               },
+         *               "autoscaler": {
+         *                 "enabled": false
+         *               }
+         *             },
+         *             "nodeGroups": [
+         *               {
+         *                 "id": "c5e81f3a-4d27-4b9e-8f06-1a3c7e9d2b58",
+         *                 "name": "workers",
+         *                 "role": "worker",
+         *                 "machineClass": "m1.large",
+         *                 "count": 3,
+         *                 "minCount": 1,
+         *                 "maxCount": 20,
+         *                 "zones": [
+         *                   "zone-a",
+         *                   "zone-b",
+         *                   "zone-c"
+         *                 ],
+         *                 "labels": {},
+         *                 "taints": [],
+         *                 "maxSurge": 1,
+         *                 "maxUnavailable": 0,
+         *                 "features": {
+         *                   "gpu": {
+         *                     "enabled": false,
+         *                     "mode": "device-plugin"
+         *                   },
+         *                   "autoscaler": {
+         *                     "enabled": false
+         *                   }
+         *                 },
+         *                 "provenance": {
+         *                   "/role": "default",
+         *                   "/minCount": "template",
+         *                   "/maxCount": "template",
+         *                   "/labels": "default",
+         *                   "/taints": "default",
+         *                   "/maxSurge": "default",
+         *                   "/maxUnavailable": "default",
+         *                   "/machineClass": "template",
+         *                   "/count": "nodeGroup",
+         *                   "/zones": "default",
+         *                   "/features/gpu/enabled": "default",
+         *                   "/features/gpu/mode": "default",
+         *                   "/features/autoscaler/enabled": "default"
+         *                 },
+         *                 "generation": 1,
+         *                 "createdAt": "2026-11-21T10:00:00.000Z",
+         *                 "updatedAt": "2026-11-21T10:00:00.000Z"
+         *               }
+         *             ],
+         *             "provenance": {
+         *               "/features/gpu/enabled": "default",
+         *               "/features/gpu/mode": "default",
+         *               "/features/ingress/controller": "cluster",
+         *               "/features/monitoring/enabled": "default",
+         *               "/features/monitoring/retentionDays": "default",
+         *               "/features/cni/plugin": "default",
+         *               "/features/kubeProxyMode/mode": "default",
+         *               "/features/metricsServer/enabled": "default",
+         *               "/features/autoscaler/enabled": "default",
+         *               "/controlPlane/count": "template",
+         *               "/controlPlane/machineClass": "template"
+         *             }
+         *           },
+         *           "status": {
+         *             "phase": "Provisioning",
+         *             "conditions": [
+         *               {
+         *                 "type": "Ready",
+         *                 "status": "Unknown",
+         *                 "reason": "Pending",
+         *                 "message": "Waiting for the create operation to start.",
+         *                 "lastTransitionTime": "2026-11-21T10:00:00.000Z"
+         *               },
+         *               {
+         *                 "type": "Progressing",
+         *                 "status": "True",
+         *                 "reason": "cluster.create",
+         *                 "message": "Operation 4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+         *                 "lastTransitionTime": "2026-11-21T10:00:00.180Z"
+         *               },
+         *               {
+         *                 "type": "ControlPlaneAvailable",
+         *                 "status": "True",
+         *                 "reason": "Bootstrapped",
+         *                 "message": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+         *                 "lastTransitionTime": "2026-11-21T10:00:04.731Z"
+         *               }
+         *             ],
+         *             "observedGeneration": 0,
+         *             "message": "cluster.create running",
+         *             "endpoint": "https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443",
+         *             "lastObservedAt": null
+         *           },
+         *           "activeOperationId": "4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+         *           "deletionRequested": false,
+         *           "expiresAt": null,
+         *           "createdAt": "2026-11-21T10:00:00.000Z",
+         *           "updatedAt": "2026-11-21T10:00:04.731Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        ClusterList: {
+            items: components["schemas"]["Cluster"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of template versions, oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "7e4a2d9c-1f5b-4e83-9a6c-3b8d0e2f5c14",
+         *           "name": "k8s-standard",
+         *           "version": 1,
+         *           "project": "demo",
+         *           "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
+         *           "kubernetesVersion": "1.31.4",
+         *           "kubernetesVersionLifecycle": "supported",
+         *           "backend": "sim",
+         *           "controlPlane": {
+         *             "count": 3,
+         *             "machineClass": "m1.large"
+         *           },
+         *           "nodeGroups": [
+         *             {
+         *               "name": "workers",
+         *               "machineClass": "m1.large",
+         *               "count": 3,
+         *               "minCount": 1,
+         *               "maxCount": 20
+         *             }
+         *           ],
+         *           "features": {
+         *             "ingress": {
+         *               "controller": "traefik"
+         *             }
+         *           },
+         *           "lockedFeatures": [
+         *             "cni"
+         *           ],
+         *           "image": null,
+         *           "labels": {},
+         *           "deprecated": false,
+         *           "createdAt": "2026-11-20T16:30:00.000Z",
+         *           "updatedAt": "2026-11-20T16:30:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        TemplateList: {
+            items: components["schemas"]["ClusterTemplate"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of the template versions a cluster can be upgraded to, newest Kubernetes first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "7e4a2d9c-1f5b-4e83-9a6c-3b8d0e2f5c14",
+         *           "name": "k8s-standard",
+         *           "version": 1,
+         *           "project": "demo",
+         *           "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
+         *           "kubernetesVersion": "1.31.4",
+         *           "kubernetesVersionLifecycle": "supported",
+         *           "backend": "sim",
+         *           "controlPlane": {
+         *             "count": 3,
+         *             "machineClass": "m1.large"
+         *           },
+         *           "nodeGroups": [
+         *             {
+         *               "name": "workers",
+         *               "machineClass": "m1.large",
+         *               "count": 3,
+         *               "minCount": 1,
+         *               "maxCount": 20
+         *             }
+         *           ],
+         *           "features": {
+         *             "ingress": {
+         *               "controller": "traefik"
+         *             }
+         *           },
+         *           "lockedFeatures": [
+         *             "cni"
+         *           ],
+         *           "image": null,
+         *           "labels": {},
+         *           "deprecated": false,
+         *           "createdAt": "2026-11-20T16:30:00.000Z",
+         *           "updatedAt": "2026-11-20T16:30:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        UpgradeTargetList: {
+            items: components["schemas"]["ClusterTemplate"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of operations, oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "4f1d8b6e-3a2c-4e97-b5d8-7c0a9e2f1b36",
+         *           "kind": "cluster.create",
+         *           "status": "running",
+         *           "progress": 57,
+         *           "steps": [
+         *             {
+         *               "name": "reserve-capacity",
+         *               "status": "succeeded",
+         *               "startedAt": "2026-11-21T10:00:00.180Z",
+         *               "finishedAt": "2026-11-21T10:00:00.912Z",
+         *               "message": "Capacity for 6 machines is available."
+         *             },
+         *             {
+         *               "name": "allocate-machines",
+         *               "status": "succeeded",
+         *               "startedAt": "2026-11-21T10:00:00.912Z",
+         *               "finishedAt": "2026-11-21T10:00:03.447Z",
+         *               "message": "6 machines allocated."
+         *             },
+         *             {
+         *               "name": "issue-certificates",
+         *               "status": "skipped",
+         *               "startedAt": "2026-11-21T10:00:03.447Z",
+         *               "finishedAt": "2026-11-21T10:00:03.449Z",
+         *               "message": "Cluster certificates are not issued yet: the PKI arrives with the Kubernetes work."
+         *             },
+         *             {
+         *               "name": "bootstrap-control-plane",
+         *               "status": "succeeded",
+         *               "startedAt": "2026-11-21T10:00:03.449Z",
+         *               "finishedAt": "2026-11-21T10:00:04.731Z",
+         *               "message": "Control plane up at https://0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0.clusters.sim.sim.kiln.internal:6443."
+         *             },
+         *             {
+         *               "name": "join-workers",
+         *               "status": "running",
+         *               "startedAt": "2026-11-21T10:00:04.731Z",
+         *               "finishedAt": null,
+         *               "message": ""
+         *             },
+         *             {
+         *               "name": "install-addons",
+         *               "status": "pending",
+         *               "startedAt": null,
+         *               "finishedAt": null,
+         *               "message": ""
+         *             },
+         *             {
+         *               "name": "wait-healthy",
+         *               "status": "pending",
+         *               "startedAt": null,
+         *               "finishedAt": null,
+         *               "message": ""
+         *             }
+         *           ],
+         *           "error": null,
+         *           "project": "demo",
+         *           "resource": {
+         *             "kind": "cluster",
+         *             "id": "0b7c2a3e-9d44-4d1a-9a43-52f0f3c2a1b0",
+         *             "name": "ci-run-4711"
+         *           },
+         *           "requestedBy": "user:local-operator",
+         *           "cancelRequested": false,
+         *           "createdAt": "2026-11-21T10:00:00.000Z",
+         *           "startedAt": "2026-11-21T10:00:00.180Z",
+         *           "finishedAt": null,
+         *           "updatedAt": "2026-11-21T10:00:04.731Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        OperationList: {
+            items: components["schemas"]["Operation"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of the feature catalogue, in catalogue order.
+         * @example {
+         *       "items": [
+         *         {
+         *           "name": "ingress",
+         *           "title": "Ingress controller",
+         *           "description": "An ingress controller on nodes with the ingress role (or on workers when there are none).",
+         *           "schema": {
+         *             "type": "object",
+         *             "required": [
+         *               "controller"
+         *             ],
+         *             "properties": {
+         *               "controller": {
+         *                 "type": "string",
+         *                 "enum": [
+         *                   "traefik",
+         *                   "nginx",
+         *                   "none"
+         *                 ],
+         *                 "description": "The ingress controller to run on ingress nodes."
+         *               }
+         *             },
+         *             "additionalProperties": false
+         *           },
+         *           "default": {
+         *             "controller": "traefik"
+         *           },
+         *           "kubernetesVersions": {},
+         *           "backends": [
+         *             "simulator",
+         *             "ironic",
+         *             "capi"
+         *           ],
+         *           "mutable": true,
+         *           "nodeGroupScoped": false,
+         *           "conflicts": []
+         *         },
+         *         {
+         *           "name": "kubeProxyMode",
+         *           "title": "kube-proxy mode",
+         *           "description": "How Services are implemented on nodes. `none` lets Cilium replace kube-proxy.",
+         *           "schema": {
+         *             "type": "object",
+         *             "required": [
+         *               "mode"
+         *             ],
+         *             "properties": {
+         *               "mode": {
+         *                 "type": "string",
+         *                 "enum": [
+         *                   "iptables",
+         *                   "ipvs",
+         *                   "none"
+         *                 ],
+         *                 "description": "none: no kube-proxy; the CNI replaces it (Cilium only)."
+         *               }
+         *             },
+         *             "additionalProperties": false
+         *           },
+         *           "default": {
+         *             "mode": "iptables"
+         *           },
+         *           "kubernetesVersions": {},
+         *           "backends": [
+         *             "simulator",
+         *             "ironic",
+         *             "capi"
+         *           ],
+         *           "mutable": false,
+         *           "nodeGroupScoped": false,
+         *           "conflicts": [
+         *             {
+         *               "when": {
+         *                 "field": "mode",
+         *                 "oneOf": [
+         *                   "none"
+         *                 ]
+         *               },
+         *               "conflictsWith": {
+         *                 "feature": "cni",
+         *                 "field": "plugin",
+         *                 "oneOf": [
+         *                   "calico",
+         *                   "flannel"
+         *                 ]
+         *               },
+         *               "reason": "Only Cilium can replace kube-proxy; use cni.plugin=cilium or another kube-proxy mode."
+         *             }
+         *           ]
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        FeatureList: {
+            items: components["schemas"]["Feature"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of machine classes, by name.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "6d3b9f71-2e8c-4c05-a4d6-0f1e7b5c3a92",
+         *           "name": "gpu.a100x4",
+         *           "backend": "sim",
+         *           "cpu": 32,
+         *           "memoryMiB": 262144,
+         *           "gpuModel": "nvidia-a100",
+         *           "gpuCount": 4,
+         *           "zones": [
+         *             "zone-a"
+         *           ],
+         *           "description": "",
+         *           "labels": {},
+         *           "createdAt": "2026-11-02T08:00:00.000Z",
+         *           "updatedAt": "2026-11-02T08:00:00.000Z"
+         *         },
+         *         {
+         *           "id": "1c8f4e2a-7b6d-4a39-b5e0-8d2f6c1a9e47",
+         *           "name": "m1.large",
+         *           "backend": "sim",
+         *           "cpu": 4,
+         *           "memoryMiB": 16384,
+         *           "gpuModel": null,
+         *           "gpuCount": 0,
+         *           "zones": [
+         *             "zone-a",
+         *             "zone-b",
+         *             "zone-c"
+         *           ],
+         *           "description": "",
+         *           "labels": {},
+         *           "createdAt": "2026-11-02T08:00:00.000Z",
+         *           "updatedAt": "2026-11-02T08:00:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        MachineClassList: {
+            items: components["schemas"]["MachineClass"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of Kubernetes versions, newest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "version": "1.31.4",
+         *           "lifecycle": "supported",
+         *           "releasedAt": null,
+         *           "endOfLifeAt": null,
+         *           "createdAt": "2026-11-02T08:00:00.000Z",
+         *           "updatedAt": "2026-11-02T08:00:00.000Z"
+         *         },
+         *         {
+         *           "version": "1.30.8",
+         *           "lifecycle": "deprecated",
+         *           "releasedAt": null,
+         *           "endOfLifeAt": null,
+         *           "createdAt": "2026-11-02T08:00:00.000Z",
+         *           "updatedAt": "2026-11-02T08:00:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        KubernetesVersionList: {
+            items: components["schemas"]["KubernetesVersion"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of backends, by name.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "9a2e7c14-5b3d-4f68-8e1a-2c7d9b0f4e63",
+         *           "name": "sim",
+         *           "kind": "simulator",
+         *           "zones": [
+         *             "zone-a",
+         *             "zone-b",
+         *             "zone-c"
+         *           ],
+         *           "createdAt": "2026-11-02T08:00:00.000Z",
+         *           "updatedAt": "2026-11-02T08:00:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        BackendList: {
+            items: components["schemas"]["Backend"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of a cluster’s node groups, oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "c5e81f3a-4d27-4b9e-8f06-1a3c7e9d2b58",
+         *           "name": "workers",
+         *           "role": "worker",
+         *           "machineClass": "m1.large",
+         *           "count": 3,
+         *           "minCount": 1,
+         *           "maxCount": 20,
+         *           "zones": [
+         *             "zone-a",
+         *             "zone-b",
+         *             "zone-c"
+         *           ],
+         *           "labels": {},
+         *           "taints": [],
+         *           "maxSurge": 1,
+         *           "maxUnavailable": 0,
+         *           "features": {
+         *             "gpu": {
+         *               "enabled": false,
+         *               "mode": "device-plugin"
+         *             },
+         *             "autoscaler": {
+         *               "enabled": false
+         *             }
+         *           },
+         *           "provenance": {
+         *             "/role": "default",
+         *             "/minCount": "template",
+         *             "/maxCount": "template",
+         *             "/labels": "default",
+         *             "/taints": "default",
+         *             "/maxSurge": "default",
+         *             "/maxUnavailable": "default",
+         *             "/machineClass": "template",
+         *             "/count": "nodeGroup",
+         *             "/zones": "default",
+         *             "/features/gpu/enabled": "default",
+         *             "/features/gpu/mode": "default",
+         *             "/features/autoscaler/enabled": "default"
+         *           },
+         *           "generation": 1,
+         *           "createdAt": "2026-11-21T10:00:00.000Z",
+         *           "updatedAt": "2026-11-21T10:00:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        NodeGroupList: {
+            items: components["schemas"]["NodeGroup"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of a cluster’s CA certificates, by purpose, then oldest generation first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "purpose": "cluster-ca",
+         *           "certificatePem": "-----BEGIN CERTIFICATE-----\nMIIDBTCCAe2gAwIBAgIQ…\n-----END CERTIFICATE-----\n",
+         *           "subject": "CN=kubernetes",
+         *           "notBefore": "2026-11-21T09:59:00.000Z",
+         *           "notAfter": "2036-11-19T10:00:00.000Z",
+         *           "fingerprintSha256": "9f2c4e1b7a3d5c8e0f6a2b4d7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e",
+         *           "generation": 1,
+         *           "state": "current"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        CertificateAuthorityList: {
+            items: components["schemas"]["CertificateAuthority"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
          * @description viewer: read the project. member: also create, change and delete clusters and issue their credentials. admin: also manage members and API tokens, read quotas and the audit log.
          * @enum {string}
          */
@@ -3302,6 +3944,81 @@ export interface components {
              */
             createdAt: string;
         };
+        /**
+         * @description A page of a project’s members, oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "5d0c1f8e-3b7a-4c2e-9f1d-8a6b4e2c0d9f",
+         *           "project": "demo",
+         *           "kind": "group",
+         *           "name": "atlas-developers",
+         *           "role": "member",
+         *           "createdBy": "user:alice",
+         *           "createdAt": "2026-11-21T10:00:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        ProjectMemberList: {
+            items: components["schemas"]["ProjectMember"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of a project’s API tokens (never their secrets), oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b",
+         *           "project": "demo",
+         *           "name": "ci-pipeline",
+         *           "role": "member",
+         *           "prefix": "kiln_3f9a1c7e",
+         *           "state": "active",
+         *           "createdBy": "user:alice",
+         *           "createdAt": "2026-11-21T10:00:00.000Z",
+         *           "expiresAt": "2027-02-19T10:00:00.000Z",
+         *           "lastUsedAt": "2026-11-21T10:05:00.000Z",
+         *           "revokedAt": null
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        ApiTokenList: {
+            items: components["schemas"]["ApiToken"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of a project’s audit events, oldest first unless order=desc.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "4711",
+         *           "project": "demo",
+         *           "actor": "token:9e4a7c2b-1d3f-4e5a-8b6c-0f2d4e6a8c1b",
+         *           "action": "cluster.create",
+         *           "targetKind": "cluster",
+         *           "targetId": "6f1e2d3c-4b5a-4978-8f6e-5d4c3b2a1908",
+         *           "requestId": "2b0f7c6e-8d1a-4e3b-9c5f-7a6d4e2b1c0f",
+         *           "data": {
+         *             "name": "ci-run-4711",
+         *             "template": "k8s-1.31@1"
+         *           },
+         *           "createdAt": "2026-11-21T10:00:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        AuditEventList: {
+            items: components["schemas"]["AuditEvent"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
     };
     responses: {
         /** @description Malformed or schema-invalid request (`invalid-request`, `malformed-json`); `errors` points at each fault. */
@@ -3529,14 +4246,19 @@ export interface operations {
     };
     listFeatures: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The feature catalogue. */
+            /** @description A page of the feature catalogue, in catalogue order. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3546,13 +4268,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["Feature"][];
-                    };
+                    "application/json": components["schemas"]["FeatureList"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -3593,6 +4314,10 @@ export interface operations {
     listMachineClasses: {
         parameters: {
             query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
+                cursor?: string;
                 /** @description Only this backend’s classes. */
                 backend?: string;
                 /** @description Only classes with (true) or without (false) GPUs. */
@@ -3604,7 +4329,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Machine classes. */
+            /** @description A page of machine classes, by name. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3614,13 +4339,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["MachineClass"][];
-                    };
+                    "application/json": components["schemas"]["MachineClassList"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -3660,14 +4384,19 @@ export interface operations {
     };
     listKubernetesVersions: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Kubernetes versions. */
+            /** @description A page of Kubernetes versions, newest first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3677,13 +4406,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["KubernetesVersion"][];
-                    };
+                    "application/json": components["schemas"]["KubernetesVersionList"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -3777,14 +4505,19 @@ export interface operations {
     };
     listBackends: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Backends. */
+            /** @description A page of backends, by name. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3794,13 +4527,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["Backend"][];
-                    };
+                    "application/json": components["schemas"]["BackendList"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -4022,7 +4754,9 @@ export interface operations {
     listTemplates: {
         parameters: {
             query?: {
+                /** @description Items per page. */
                 limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
                 cursor?: string;
                 name?: string;
                 /** @description Public templates and this project’s. */
@@ -4035,7 +4769,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of templates. */
+            /** @description A page of template versions, oldest first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4045,11 +4779,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["ClusterTemplate"][];
-                        /** @description Pass as ?cursor= for the next page. */
-                        nextCursor: string | null;
-                    };
+                    "application/json": components["schemas"]["TemplateList"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -4331,7 +5061,9 @@ export interface operations {
     listProjects: {
         parameters: {
             query?: {
+                /** @description Items per page. */
                 limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
                 cursor?: string;
             };
             header?: never;
@@ -4340,7 +5072,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of projects. */
+            /** @description A page of projects, oldest first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4350,11 +5082,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["Project"][];
-                        /** @description Pass as ?cursor= for the next page. */
-                        nextCursor: string | null;
-                    };
+                    "application/json": components["schemas"]["ProjectList"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -4657,7 +5385,9 @@ export interface operations {
     listClusters: {
         parameters: {
             query?: {
+                /** @description Items per page. */
                 limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
                 cursor?: string;
                 /** @description key=value; repeat for several. */
                 label?: string[];
@@ -4674,7 +5404,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of clusters. */
+            /** @description A page of a project’s clusters, oldest first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4684,11 +5414,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["Cluster"][];
-                        /** @description Pass as ?cursor= for the next page. */
-                        nextCursor: string | null;
-                    };
+                    "application/json": components["schemas"]["ClusterList"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -4898,7 +5624,12 @@ export interface operations {
     };
     listClusterUpgrades: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 /** @description Project name or id. */
@@ -4910,7 +5641,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description A page of the template versions a cluster can be upgraded to, newest Kubernetes first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4920,15 +5651,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["ClusterTemplate"][];
-                    };
+                    "application/json": components["schemas"]["UpgradeTargetList"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -4995,7 +5725,12 @@ export interface operations {
     };
     listNodeGroups: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 /** @description Project name or id. */
@@ -5007,7 +5742,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description A page of a cluster’s node groups, oldest first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5017,15 +5752,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["NodeGroup"][];
-                    };
+                    "application/json": components["schemas"]["NodeGroupList"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -5314,7 +6048,12 @@ export interface operations {
     };
     listClusterCertificateAuthorities: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 /** @description Project name or id. */
@@ -5326,7 +6065,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description A page of a cluster’s CA certificates, by purpose, then oldest generation first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5336,15 +6075,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["CertificateAuthority"][];
-                    };
+                    "application/json": components["schemas"]["CertificateAuthorityList"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -5585,7 +6323,9 @@ export interface operations {
     listOperations: {
         parameters: {
             query?: {
+                /** @description Items per page. */
                 limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
                 cursor?: string;
                 /** @description Cluster name or id. */
                 cluster?: string;
@@ -5600,7 +6340,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of operations. */
+            /** @description A page of operations, oldest first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5610,11 +6350,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["Operation"][];
-                        /** @description Pass as ?cursor= for the next page. */
-                        nextCursor: string | null;
-                    };
+                    "application/json": components["schemas"]["OperationList"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -5733,7 +6469,9 @@ export interface operations {
     listProjectMembers: {
         parameters: {
             query?: {
+                /** @description Items per page. */
                 limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
                 cursor?: string;
             };
             header?: never;
@@ -5745,7 +6483,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of members. */
+            /** @description A page of a project’s members, oldest first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5755,11 +6493,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["ProjectMember"][];
-                        /** @description Pass as ?cursor= for the next page. */
-                        nextCursor: string | null;
-                    };
+                    "application/json": components["schemas"]["ProjectMemberList"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -5901,7 +6635,9 @@ export interface operations {
     listApiTokens: {
         parameters: {
             query?: {
+                /** @description Items per page. */
                 limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
                 cursor?: string;
             };
             header?: never;
@@ -5913,7 +6649,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of API tokens. */
+            /** @description A page of a project’s API tokens (never their secrets), oldest first. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5923,11 +6659,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["ApiToken"][];
-                        /** @description Pass as ?cursor= for the next page. */
-                        nextCursor: string | null;
-                    };
+                    "application/json": components["schemas"]["ApiTokenList"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -6022,7 +6754,9 @@ export interface operations {
     listAuditEvents: {
         parameters: {
             query?: {
+                /** @description Items per page. */
                 limit?: number;
+                /** @description The nextCursor of the previous page; omit for the first. */
                 cursor?: string;
                 /** @description Exact, or a prefix ending in `.*`. */
                 action?: string;
@@ -6056,7 +6790,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of audit events. */
+            /** @description A page of a project’s audit events, oldest first unless order=desc. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6066,11 +6800,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        items: components["schemas"]["AuditEvent"][];
-                        /** @description Pass as ?cursor= for the next page. */
-                        nextCursor: string | null;
-                    };
+                    "application/json": components["schemas"]["AuditEventList"];
                 };
             };
             400: components["responses"]["BadRequest"];

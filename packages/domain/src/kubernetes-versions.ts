@@ -24,6 +24,11 @@ export function compareKubernetesVersions(a: string, b: string): number {
   return 0
 }
 
+/** A list key (numbers compared as numbers) that puts the newest Kubernetes version first. */
+export function newestVersionFirst(version: string): number[] {
+  return parseKubernetesVersion(version).map((n) => -n)
+}
+
 export interface VersionRange {
   /** Inclusive. */
   min?: string

@@ -17,17 +17,19 @@ import Type from 'typebox'
 import {
   ApiTokenCreatedSchema,
   ApiTokenCreateSchema,
-  ApiTokenSchema,
+  ApiTokenListSchema,
+  type ApiTokenSchema,
   CallerSchema,
   maxTokenLifetimeDays,
   ProjectMemberCreateSchema,
+  ProjectMemberListSchema,
   ProjectMemberSchema,
   ProjectMemberUpdateSchema,
 } from '../access.schemas.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, type ProjectAccess } from '../auth.ts'
 import { refuseReplay, respondOnce } from '../idempotency.ts'
-import { ListQuery, Page, ref } from '../schemas.ts'
+import { ListQuery, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { ProjectParams } from './projects.routes.ts'
 
@@ -142,7 +144,7 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
         tags: ['access'],
         params: ProjectParams,
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
-        response: { 200: Page(ref(ProjectMemberSchema), 'A page of members.'), ...problemResponses(404) },
+        response: { 200: ref(ProjectMemberListSchema), ...problemResponses(404) },
       },
     },
     async (request) => {
@@ -245,7 +247,7 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
         tags: ['access'],
         params: ProjectParams,
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
-        response: { 200: Page(ref(ApiTokenSchema), 'A page of API tokens.'), ...problemResponses(404) },
+        response: { 200: ref(ApiTokenListSchema), ...problemResponses(404) },
       },
     },
     async (request) => {

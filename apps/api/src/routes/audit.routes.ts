@@ -1,9 +1,9 @@
 import { type AuditEvent, findProject, listAuditEvents } from '@kiln/db'
 import { StringEnum } from '@kiln/domain'
 import Type from 'typebox'
-import { AuditEventSchema } from '../access.schemas.ts'
+import { AuditEventListSchema, type AuditEventSchema } from '../access.schemas.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
-import { ListQuery, Page, ref } from '../schemas.ts'
+import { ListQuery, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { ProjectParams } from './projects.routes.ts'
 
@@ -53,7 +53,7 @@ export function registerAuditRoutes(app: KilnApp, { db }: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Page(ref(AuditEventSchema), 'A page of audit events.'), ...problemResponses(404) },
+        response: { 200: ref(AuditEventListSchema), ...problemResponses(404) },
       },
     },
     async (request) => {

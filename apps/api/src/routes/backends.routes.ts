@@ -1,11 +1,11 @@
-import { type Backend, isUniqueViolation, isUuid, type Queryable, recordAudit } from '@kiln/db'
+import { type Backend, isUniqueViolation, isUuid, pageInMemory, type Queryable, recordAudit } from '@kiln/db'
 import { DomainError, ErrorCode, invalidSpec, notFound, type Violation } from '@kiln/domain'
 import { ironicConfigViolations } from '@kiln/drivers'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
-import { BackendKindRef, BackendSchema, Items, ref } from '../schemas.ts'
+import { BackendKindRef, BackendListSchema, BackendSchema, ListQuery, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { backendView } from '../views.ts'
 
@@ -81,10 +81,14 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
         operationId: 'listBackends',
         summary: 'List backends',
         tags: ['backends'],
-        response: { 200: Items(ref(BackendSchema), 'Backends.') },
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
+        response: { 200: ref(BackendListSchema) },
       },
     },
-    async () => ({ items: (await db.backend.findMany({ orderBy: { name: 'asc' } })).map(backendView) }),
+    async (request) => {
+      const page = pageInMemory(await db.backend.findMany(), (b) => [b.name], request.query)
+      return { items: page.items.map(backendView), nextCursor: page.nextCursor }
+    },
   )
 
   app.get(

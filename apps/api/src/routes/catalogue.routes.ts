@@ -1,4 +1,4 @@
-import { isUuid, recordAudit } from '@kiln/db'
+import { isUuid, pageInMemory, recordAudit } from '@kiln/db'
 import {
   DomainError,
   ErrorCode,
@@ -6,6 +6,7 @@ import {
   featureCatalogue,
   featureDefinition,
   featureNames,
+  newestVersionFirst,
   notFound,
 } from '@kiln/domain'
 import Type from 'typebox'
@@ -13,9 +14,12 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
 import {
+  FeatureListSchema,
   FeatureSchema,
-  Items,
+  KubernetesVersionListSchema,
   KubernetesVersionSchema,
+  ListQuery,
+  MachineClassListSchema,
   MachineClassSchema,
   ref,
   VersionLifecycleRef,
@@ -49,10 +53,14 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         summary: 'List the feature catalogue',
         description: 'Every typed switch a template or cluster may set, with its schema, default and rules.',
         tags: ['features'],
-        response: { 200: Items(ref(FeatureSchema), 'The feature catalogue.') },
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
+        response: { 200: ref(FeatureListSchema) },
       },
     },
-    async () => ({ items: featureNames.map(featureView) }),
+    async (request) => {
+      const page = pageInMemory(featureNames, (name) => [featureNames.indexOf(name)], request.query)
+      return { items: page.items.map(featureView), nextCursor: page.nextCursor }
+    },
   )
 
   app.get(
@@ -84,6 +92,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         tags: ['machine-classes'],
         querystring: Type.Object(
           {
+            ...ListQuery,
             backend: Type.Optional(
               Type.String({ maxLength: 63, description: 'Only this backend’s classes.' }),
             ),
@@ -93,7 +102,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Items(ref(MachineClassSchema), 'Machine classes.') },
+        response: { 200: ref(MachineClassListSchema) },
       },
     },
     async (request) => {
@@ -104,9 +113,9 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
           ...(gpu === undefined ? {} : gpu ? { gpuCount: { gt: 0 } } : { gpuCount: 0 }),
         },
         include: { backend: true },
-        orderBy: { name: 'asc' },
       })
-      return { items: rows.map(machineClassView) }
+      const page = pageInMemory(rows, (mc) => [mc.name], request.query)
+      return { items: page.items.map(machineClassView), nextCursor: page.nextCursor }
     },
   )
 
@@ -141,14 +150,15 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         operationId: 'listKubernetesVersions',
         summary: 'List Kubernetes versions and their lifecycle',
         tags: ['kubernetes-versions'],
-        response: { 200: Items(ref(KubernetesVersionSchema), 'Kubernetes versions.') },
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
+        response: { 200: ref(KubernetesVersionListSchema) },
       },
     },
-    async () => ({
-      items: (await db.kubernetesVersion.findMany({ orderBy: { version: 'desc' } })).map(
-        kubernetesVersionView,
-      ),
-    }),
+    async (request) => {
+      const versions = await db.kubernetesVersion.findMany()
+      const page = pageInMemory(versions, (v) => [...newestVersionFirst(v.version), v.version], request.query)
+      return { items: page.items.map(kubernetesVersionView), nextCursor: page.nextCursor }
+    },
   )
 
   const VersionParams = Type.Object({ version: Type.String({ maxLength: 32, examples: ['1.31.4'] }) })

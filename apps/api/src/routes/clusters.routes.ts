@@ -6,12 +6,13 @@ import {
   findProject,
   listClusters,
   listUpgradeTargets,
+  pageInMemory,
   patchCluster,
   planCluster,
   requestClusterDeletion,
   upgradeCluster,
 } from '@kiln/db'
-import { LabelPatch, type Labels, operationCatalogue } from '@kiln/domain'
+import { LabelPatch, type Labels, newestVersionFirst, operationCatalogue } from '@kiln/domain'
 import Type from 'typebox'
 import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
@@ -21,16 +22,15 @@ import { expectedRevision } from '../idempotency.ts'
 import { HttpProblem } from '../problems.ts'
 import {
   ClusterCreateSchema,
+  ClusterListSchema,
   ClusterPhaseRef,
   ClusterPlanSchema,
   ClusterSchema,
   FeatureOverridesSchema,
-  Items,
   ListQuery,
   OperationSchema,
-  Page,
   ref,
-  TemplateSchema,
+  UpgradeTargetListSchema,
 } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { clusterSpecView, clusterView, plannedNodeGroupView, templateView } from '../views.ts'
@@ -162,7 +162,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Page(ref(ClusterSchema), 'A page of clusters.'), ...problemResponses(404) },
+        response: { 200: ref(ClusterListSchema), ...problemResponses(404) },
       },
     },
     async (request) => {
@@ -303,8 +303,9 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
           'The targets `POST …/upgrade` accepts now that bring a newer Kubernetes (one minor version up at most) or a newer version of the cluster’s own template: on the cluster’s backend, not expired, and still fitting the cluster’s own overrides. Newest Kubernetes first; empty when the cluster is up to date.',
         tags: ['clusters'],
         params: ClusterParams,
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: {
-          200: Items(ref(TemplateSchema)),
+          200: ref(UpgradeTargetListSchema),
           ...problemResponses(404),
         },
       },
@@ -312,7 +313,12 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
     async (request) => {
       const project = await findProject(db, request.params.project)
       const targets = await listUpgradeTargets(db, project.id, request.params.cluster)
-      return { items: targets.map(templateView) }
+      const page = pageInMemory(
+        targets,
+        (t) => [...newestVersionFirst(t.kubernetesVersion), t.name, -t.version],
+        request.query,
+      )
+      return { items: page.items.map(templateView), nextCursor: page.nextCursor }
     },
   )
 

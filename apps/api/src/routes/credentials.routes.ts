@@ -5,6 +5,7 @@ import {
   findClusterInProject,
   findProject,
   listClusterCertificates,
+  pageInMemory,
   recordAudit,
   requestCaRotation,
 } from '@kiln/db'
@@ -28,10 +29,10 @@ import { refuseReplay } from '../idempotency.ts'
 import { HttpProblem } from '../problems.ts'
 import {
   CaRotationRequestSchema,
-  CertificateAuthoritySchema,
+  CertificateAuthorityListSchema,
   CertificateSigningRequestSchema,
   CredentialTtlSeconds,
-  Items,
+  ListQuery,
   OperationSchema,
   ref,
   SignedCertificateSchema,
@@ -108,8 +109,9 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
           'The public certificates of the cluster, etcd and front-proxy CAs, to verify the API server or to build trust bundles. Empty until the create operation has issued them. While the cluster CA rotates, both cluster-ca generations are listed: `current` signs new credentials, `previous` is trusted until the rotation completes. Private keys never leave Kiln.',
         tags: ['clusters'],
         params: ClusterParams,
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: {
-          200: Items(ref(CertificateAuthoritySchema)),
+          200: ref(CertificateAuthorityListSchema),
           ...problemResponses(404),
         },
       },
@@ -141,7 +143,8 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
           })
         }
       }
-      return { items }
+      const purposes = [...authorityPurposes]
+      return pageInMemory(items, (ca) => [purposes.indexOf(ca.purpose), ca.generation], request.query)
     },
   )
 

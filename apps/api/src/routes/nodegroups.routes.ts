@@ -5,6 +5,7 @@ import {
   findCluster,
   findNodeGroup,
   findProject,
+  pageInMemory,
   patchNodeGroup,
   resizeNodeGroup,
 } from '@kiln/db'
@@ -15,7 +16,14 @@ import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { refuseBody } from '../bodyless.ts'
 import { expectedRevision } from '../idempotency.ts'
-import { Items, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
+import {
+  ListQuery,
+  NodeGroupInputSchema,
+  NodeGroupListSchema,
+  NodeGroupSchema,
+  OperationSchema,
+  ref,
+} from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { nodeGroupView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
@@ -46,8 +54,9 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         summary: 'List a cluster’s node groups',
         tags: ['nodegroups'],
         params: ClusterParams,
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: {
-          200: Items(ref(NodeGroupSchema)),
+          200: ref(NodeGroupListSchema),
           ...problemResponses(404),
         },
       },
@@ -55,7 +64,13 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
     async (request) => {
       const project = await findProject(db, request.params.project)
       const cluster = await findCluster(db, project.id, request.params.cluster)
-      return { items: cluster.nodeGroups.map(nodeGroupView) }
+      // Oldest first, as the cluster lists them; names are unique in a cluster.
+      const page = pageInMemory(
+        cluster.nodeGroups,
+        (ng) => [ng.createdAt.toISOString(), ng.name],
+        request.query,
+      )
+      return { items: page.items.map(nodeGroupView), nextCursor: page.nextCursor }
     },
   )
 

@@ -12,7 +12,7 @@ import { acceptOnce } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
-import { ListQuery, OperationSchema, OperationStatusRef, Page, ref } from '../schemas.ts'
+import { ListQuery, OperationListSchema, OperationSchema, OperationStatusRef, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { operationView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
@@ -121,7 +121,7 @@ export function registerOperationRoutes(app: KilnApp, deps: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Page(ref(OperationSchema), 'A page of operations.'), ...problemResponses(404) },
+        response: { 200: ref(OperationListSchema), ...problemResponses(404) },
       },
     },
     async (request) => {

@@ -4,7 +4,7 @@ import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, visibleProjectIds } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
-import { ListQuery, Page, ProjectSchema, ref } from '../schemas.ts'
+import { ListQuery, ProjectListSchema, ProjectSchema, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { projectView } from '../views.ts'
 
@@ -22,7 +22,7 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
         summary: 'List the projects you can see',
         tags: ['projects'],
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
-        response: { 200: Page(ref(ProjectSchema), 'A page of projects.') },
+        response: { 200: ref(ProjectListSchema) },
       },
     },
     async (request) => {

@@ -31,8 +31,8 @@ import {
   FeatureOverridesSchema,
   ListQuery,
   NodeGroupInputSchema,
-  Page,
   ref,
+  TemplateListSchema,
   TemplateSchema,
 } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
@@ -109,7 +109,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Page(ref(TemplateSchema), 'A page of templates.') },
+        response: { 200: ref(TemplateListSchema) },
       },
     },
     async (request) => {

@@ -53,7 +53,7 @@ export function CreateClusterPage({ project, canMutate }: { project: string; can
     call(api.GET('/v1/templates', { params: { query: { project, limit: 500 } }, signal })),
   )
   const features = useLoad(canMutate ? 'features' : null, (signal) =>
-    call(api.GET('/v1/features', { signal })),
+    call(api.GET('/v1/features', { params: { query: { limit: 500 } }, signal })),
   )
   if (!canMutate || templates.problem?.status === 404) return <NotFoundPage />
   const problem = templates.problem ?? features.problem
@@ -94,7 +94,7 @@ function CreateForm({ project, templates, features, initialTemplate }: FormProps
   const [classes, setClasses] = useState<Record<string, string>>(() => initialClasses(template))
   const backend = template?.backend
   const machineClasses = useLoad(backend ? `machine-classes:${backend}` : null, (signal) =>
-    call(api.GET('/v1/machine-classes', { params: { query: { backend } }, signal })),
+    call(api.GET('/v1/machine-classes', { params: { query: { backend, limit: 500 } }, signal })),
   )
   const [featureValues, setFeatureValues] = useState<FeatureValues>(baseline)
   const [labels, setLabels] = useState('')

@@ -38,7 +38,7 @@ export function ClusterPage({ project, cluster: name, canMutate }: Props) {
   const loaded = useLoad(`cluster:${project}/${name}`, (signal) =>
     call(
       api.GET('/v1/projects/{project}/clusters/{cluster}', {
-        params: { path: { project, cluster: name } },
+        params: { path: { project, cluster: name }, query: { limit: 500 } },
         signal,
       }),
     ),
@@ -46,7 +46,7 @@ export function ClusterPage({ project, cluster: name, canMutate }: Props) {
   const cluster = loaded.data
   const { reload } = loaded
   const features = useLoad(canMutate ? 'features' : null, (signal) =>
-    call(api.GET('/v1/features', { signal })),
+    call(api.GET('/v1/features', { params: { query: { limit: 500 } }, signal })),
   )
   const templateName = cluster?.template.name
   const templates = useLoad(templateName ? `templates:${project}:${templateName}` : null, (signal) =>
@@ -60,7 +60,7 @@ export function ClusterPage({ project, cluster: name, canMutate }: Props) {
   const upgrades = useLoad(canMutate && current ? `upgrades:${project}/${name}:${current}` : null, (signal) =>
     call(
       api.GET('/v1/projects/{project}/clusters/{cluster}/upgrades', {
-        params: { path: { project, cluster: name } },
+        params: { path: { project, cluster: name }, query: { limit: 500 } },
         signal,
       }),
     ),
