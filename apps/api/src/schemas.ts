@@ -512,7 +512,7 @@ export const OperationStatusRef = ref(named('OperationStatus', OperationStatus))
 export const OperationKindRef = ref(named('OperationKind', OperationKindSchema))
 export const StepStatusRef = ref(named('StepStatus', StepStatus))
 export const ProvenanceSourceRef = ref(named('ProvenanceSource', ProvenanceSource))
-named('ConditionStatus', ConditionStatus)
+export const ConditionStatusRef = ref(named('ConditionStatus', ConditionStatus))
 export const CertificateAuthorityStateRef = ref(
   named(
     'CertificateAuthorityState',
@@ -841,6 +841,8 @@ export const TaintSchema = ref(
 )
 export const NodeGroupInputSchema = named('NodeGroupInput', {
   ...NodeGroupInput,
+  // The named enum, not a copy of it, so generated clients share one type.
+  properties: { ...NodeGroupInput.properties, role: Type.Optional(NodeGroupRoleRef) },
   examples: [
     {
       name: 'batch',
@@ -929,7 +931,11 @@ export const TemplateSchema = named(
 )
 
 export const ConditionSchema = ref(
-  named('Condition', { ...Condition, examples: [readyStatusExample.conditions[2]] }),
+  named('Condition', {
+    ...Condition,
+    properties: { ...Condition.properties, status: ConditionStatusRef },
+    examples: [readyStatusExample.conditions[2]],
+  }),
 )
 
 export const NodeGroupSchema = named(

@@ -7,7 +7,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness: the process is up */
+        /**
+         * Liveness: the process is up
+         * @description Answers 200 while the process serves requests, without touching PostgreSQL or Redis: for a liveness probe. Needs no credentials and is not rate limited.
+         */
         get: operations["getHealth"];
         put?: never;
         post?: never;
@@ -24,7 +27,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: PostgreSQL and Redis are reachable */
+        /**
+         * Readiness: PostgreSQL and Redis are reachable
+         * @description Checks that PostgreSQL and Redis answer (each within a short timeout): 200 `ready` when both do, 503 naming the one that does not. For a readiness probe; needs no credentials and is not rate limited.
+         */
         get: operations["getReadiness"];
         put?: never;
         post?: never;
@@ -61,7 +67,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get one feature */
+        /**
+         * Get one feature
+         * @description One feature of the catalogue: its settings with their types and defaults, and what it needs of a template and backend.
+         */
         get: operations["getFeature"];
         put?: never;
         post?: never;
@@ -78,7 +87,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List machine classes */
+        /**
+         * List machine classes
+         * @description The kinds of machine the registered backends offer (CPU, memory, GPUs), which node groups name in `machineClass`.
+         */
         get: operations["listMachineClasses"];
         put?: never;
         post?: never;
@@ -95,7 +107,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a machine class by name or id */
+        /**
+         * Get a machine class by name or id
+         * @description One machine class, by name or id: its size, GPUs and the backend that offers it.
+         */
         get: operations["getMachineClass"];
         put?: never;
         post?: never;
@@ -112,7 +127,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Kubernetes versions and their lifecycle */
+        /**
+         * List Kubernetes versions and their lifecycle
+         * @description Every Kubernetes version Kiln knows, with its lifecycle (`supported`, `deprecated`, `expired`): templates pin one of them.
+         */
         get: operations["listKubernetesVersions"];
         put?: never;
         post?: never;
@@ -129,7 +147,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a Kubernetes version */
+        /**
+         * Get a Kubernetes version
+         * @description One Kubernetes version and its lifecycle.
+         */
         get: operations["getKubernetesVersion"];
         put?: never;
         post?: never;
@@ -150,7 +171,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List backends */
+        /**
+         * List backends
+         * @description Where machines come from: each registered backend, its kind and its capabilities. Never credentials.
+         */
         get: operations["listBackends"];
         put?: never;
         /**
@@ -171,7 +195,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a backend by name or id */
+        /**
+         * Get a backend by name or id
+         * @description One backend, by name or id, with what it can provide.
+         */
         get: operations["getBackend"];
         put?: never;
         post?: never;
@@ -220,7 +247,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a template: by id, or by name (its latest version that is not deprecated) */
+        /**
+         * Get a template: by id, or by name (its latest version that is not deprecated)
+         * @description A template by id, or by name: then its latest version that is not deprecated. Clusters are created from a template name and optional version.
+         */
         get: operations["getTemplate"];
         put?: never;
         post?: never;
@@ -237,7 +267,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get one version of a template */
+        /**
+         * Get one version of a template
+         * @description One published (immutable) version of a template, deprecated or not; its `ETag` is for `If-Match` when deprecating it.
+         */
         get: operations["getTemplateVersion"];
         put?: never;
         post?: never;
@@ -258,10 +291,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the projects you can see */
+        /**
+         * List the projects you can see
+         * @description The projects you have a role in (platform admins see all), paged by cursor.
+         */
         get: operations["listProjects"];
         put?: never;
-        /** Create a project (platform admins) */
+        /**
+         * Create a project (platform admins)
+         * @description Creates a project, a tenant with its own clusters, members, tokens and quota. Platform admins only; the name must be unique.
+         */
         post: operations["createProject"];
         delete?: never;
         options?: never;
@@ -276,7 +315,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a project by name or id */
+        /**
+         * Get a project by name or id
+         * @description One project, by name or id, if you have a role in it (404 otherwise, as if it did not exist).
+         */
         get: operations["getProject"];
         put?: never;
         post?: never;
@@ -429,7 +471,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List a cluster’s node groups */
+        /**
+         * List a cluster’s node groups
+         * @description The node groups of a cluster, control plane first, each with its desired size and what is observed.
+         */
         get: operations["listNodeGroups"];
         put?: never;
         /**
@@ -450,7 +495,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a node group */
+        /**
+         * Get a node group
+         * @description One node group of a cluster: its spec, status and `ETag` (for `If-Match` on PATCH).
+         */
         get: operations["getNodeGroup"];
         put?: never;
         post?: never;
@@ -615,7 +663,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List a project’s operations */
+        /**
+         * List a project’s operations
+         * @description A project’s operations, oldest first, paged by cursor; filter by status or cluster to find what is running.
+         */
         get: operations["listOperations"];
         put?: never;
         post?: never;
@@ -672,7 +723,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Who the API takes you for, and your roles */
+        /**
+         * Who the API takes you for, and your roles
+         * @description Who your credentials make you (a user, an API token or the local operator), whether you are a platform admin, and your role in each project.
+         */
         get: operations["getCaller"];
         put?: never;
         post?: never;
@@ -689,7 +743,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List a project’s members */
+        /**
+         * List a project’s members
+         * @description Everyone with a role in the project (users and OIDC groups) and their role. Any member of the project may list them.
+         */
         get: operations["listProjectMembers"];
         put?: never;
         /**
@@ -1514,11 +1571,7 @@ export interface components {
              * @example ci-run-4711
              */
             name: string;
-            /**
-             * @description worker: general workloads; ingress: runs the ingress controller; infra: monitoring and other add-ons.
-             * @enum {string}
-             */
-            role?: "worker" | "ingress" | "infra";
+            role?: components["schemas"]["NodeGroupRole"];
             /** @example m1.large */
             machineClass?: string;
             /** @description Desired number of machines. */
@@ -1768,8 +1821,7 @@ export interface components {
         Condition: {
             /** @example Ready */
             type: string;
-            /** @enum {string} */
-            status: "True" | "False" | "Unknown";
+            status: components["schemas"]["ConditionStatus"];
             /**
              * @description A CamelCase, machine-readable reason.
              * @example Provisioning
@@ -3409,9 +3461,6 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
-                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
-                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3422,7 +3471,6 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
         };
@@ -3440,9 +3488,6 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
-                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
-                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3459,7 +3504,6 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
         };
@@ -5041,11 +5085,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": {
-                    /**
-                     * @description worker: general workloads; ingress: runs the ingress controller; infra: monitoring and other add-ons.
-                     * @enum {string}
-                     */
-                    role?: "worker" | "ingress" | "infra";
+                    role?: components["schemas"]["NodeGroupRole"];
                     /** @description Lower bound for resizes and the autoscaler. */
                     minCount?: number;
                     /** @description Upper bound for resizes and the autoscaler. */

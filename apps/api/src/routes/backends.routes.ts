@@ -80,6 +80,8 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listBackends',
         summary: 'List backends',
+        description:
+          'Where machines come from: each registered backend, its kind and its capabilities. Never credentials.',
         tags: ['backends'],
         response: { 200: Items(ref(BackendSchema), 'Backends.') },
       },
@@ -94,6 +96,7 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getBackend',
         summary: 'Get a backend by name or id',
+        description: 'One backend, by name or id, with what it can provide.',
         tags: ['backends'],
         params: BackendParams,
         response: { 200: ref(BackendSchema), ...problemResponses(404) },

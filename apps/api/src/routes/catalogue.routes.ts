@@ -62,6 +62,8 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getFeature',
         summary: 'Get one feature',
+        description:
+          'One feature of the catalogue: its settings with their types and defaults, and what it needs of a template and backend.',
         tags: ['features'],
         params: Type.Object({ feature: Type.String({ maxLength: 63 }) }),
         response: { 200: ref(FeatureSchema), ...problemResponses(404) },
@@ -81,6 +83,8 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listMachineClasses',
         summary: 'List machine classes',
+        description:
+          'The kinds of machine the registered backends offer (CPU, memory, GPUs), which node groups name in `machineClass`.',
         tags: ['machine-classes'],
         querystring: Type.Object(
           {
@@ -117,6 +121,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getMachineClass',
         summary: 'Get a machine class by name or id',
+        description: 'One machine class, by name or id: its size, GPUs and the backend that offers it.',
         tags: ['machine-classes'],
         params: Type.Object({ machineClass: Type.String({ maxLength: 63 }) }),
         response: { 200: ref(MachineClassSchema), ...problemResponses(404) },
@@ -140,6 +145,8 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listKubernetesVersions',
         summary: 'List Kubernetes versions and their lifecycle',
+        description:
+          'Every Kubernetes version Kiln knows, with its lifecycle (`supported`, `deprecated`, `expired`): templates pin one of them.',
         tags: ['kubernetes-versions'],
         response: { 200: Items(ref(KubernetesVersionSchema), 'Kubernetes versions.') },
       },
@@ -160,6 +167,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getKubernetesVersion',
         summary: 'Get a Kubernetes version',
+        description: 'One Kubernetes version and its lifecycle.',
         tags: ['kubernetes-versions'],
         params: VersionParams,
         response: { 200: ref(KubernetesVersionSchema), ...problemResponses(404) },

@@ -8,7 +8,6 @@ import {
   patchNodeGroup,
   resizeNodeGroup,
 } from '@kiln/db'
-import { NodeGroupInput } from '@kiln/domain'
 import Type from 'typebox'
 import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
@@ -30,7 +29,7 @@ const {
   count: _count,
   features: _features,
   ...patchable
-} = NodeGroupInput.properties
+} = NodeGroupInputSchema.properties
 
 export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
   const { db } = deps
@@ -43,6 +42,8 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
       schema: {
         operationId: 'listNodeGroups',
         summary: 'List a cluster’s node groups',
+        description:
+          'The node groups of a cluster, control plane first, each with its desired size and what is observed.',
         tags: ['nodegroups'],
         params: ClusterParams,
         response: {
@@ -65,6 +66,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
       schema: {
         operationId: 'getNodeGroup',
         summary: 'Get a node group',
+        description: 'One node group of a cluster: its spec, status and `ETag` (for `If-Match` on PATCH).',
         tags: ['nodegroups'],
         params: NodeGroupParams,
         response: { 200: ref(NodeGroupSchema), ...problemResponses(404) },

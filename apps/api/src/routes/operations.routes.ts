@@ -111,6 +111,8 @@ export function registerOperationRoutes(app: KilnApp, deps: RouteDeps) {
       schema: {
         operationId: 'listOperations',
         summary: 'List a project’s operations',
+        description:
+          'A project’s operations, oldest first, paged by cursor; filter by status or cluster to find what is running.',
         tags: ['operations'],
         params: ProjectParams,
         querystring: Type.Object(

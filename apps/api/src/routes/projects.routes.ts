@@ -20,6 +20,7 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listProjects',
         summary: 'List the projects you can see',
+        description: 'The projects you have a role in (platform admins see all), paged by cursor.',
         tags: ['projects'],
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: { 200: Page(ref(ProjectSchema), 'A page of projects.') },
@@ -49,6 +50,8 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getProject',
         summary: 'Get a project by name or id',
+        description:
+          'One project, by name or id, if you have a role in it (404 otherwise, as if it did not exist).',
         tags: ['projects'],
         params: ProjectParams,
         response: { 200: ref(ProjectSchema), ...problemResponses(404) },
@@ -64,6 +67,8 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'createProject',
         summary: 'Create a project (platform admins)',
+        description:
+          'Creates a project, a tenant with its own clusters, members, tokens and quota. Platform admins only; the name must be unique.',
         tags: ['projects'],
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
         body: Type.Object(

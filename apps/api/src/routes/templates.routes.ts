@@ -146,6 +146,8 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getTemplate',
         summary: 'Get a template: by id, or by name (its latest version that is not deprecated)',
+        description:
+          'A template by id, or by name: then its latest version that is not deprecated. Clusters are created from a template name and optional version.',
         tags: ['templates'],
         params: Type.Object({ template: Type.String({ maxLength: 63 }) }),
         response: { 200: ref(TemplateSchema), ...problemResponses(404) },
@@ -172,6 +174,8 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getTemplateVersion',
         summary: 'Get one version of a template',
+        description:
+          'One published (immutable) version of a template, deprecated or not; its `ETag` is for `If-Match` when deprecating it.',
         tags: ['templates'],
         params: VersionParams,
         response: { 200: ref(TemplateSchema), ...problemResponses(404) },
