@@ -1248,8 +1248,15 @@ export const Page = <T extends Type.TSchema>(item: T, description: string) =>
   )
 
 export const ListQuery = {
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
-  cursor: Type.Optional(Type.String({ maxLength: 512 })),
+  limit: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'At most this many items.' }),
+  ),
+  cursor: Type.Optional(
+    Type.String({
+      maxLength: 512,
+      description: 'The `nextCursor` of the previous page of the same list (another list’s is 422).',
+    }),
+  ),
 }
 
 export const CertificateAuthoritySchema = named(

@@ -3291,6 +3291,286 @@ export interface components {
              */
             createdAt: string;
         };
+        /**
+         * @description A project to create.
+         * @example {
+         *       "name": "atlas",
+         *       "displayName": "ATLAS experiment"
+         *     }
+         */
+        ProjectCreate: {
+            /**
+             * @description A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.
+             * @example ci-run-4711
+             */
+            name: string;
+            displayName?: string;
+            /**
+             * @description String labels, Kubernetes-style.
+             * @example {
+             *       "team": "atlas",
+             *       "ci-pipeline": "4711"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * @description A backend to register: its kind, name and connection settings.
+         * @example {
+         *       "name": "metal",
+         *       "kind": "ironic",
+         *       "config": {
+         *         "url": "https://ironic.dc.example.org:6385",
+         *         "auth": {
+         *           "kind": "keystone",
+         *           "authUrl": "https://keystone.dc.example.org/v3",
+         *           "username": "kiln",
+         *           "password": {
+         *             "env": "KILN_IRONIC_PASSWORD"
+         *           },
+         *           "projectName": "baremetal"
+         *         },
+         *         "images": {
+         *           "default": {
+         *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
+         *             "checksum": "sha256:…"
+         *           }
+         *         },
+         *         "controlPlaneEndpoint": {
+         *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
+         *         }
+         *       }
+         *     }
+         */
+        BackendCreate: {
+            name: string;
+            kind: components["schemas"]["BackendKind"];
+            /** @description How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
+            config: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * @description A JSON merge patch of a backend’s settings.
+         * @example {
+         *       "config": {
+         *         "url": "https://ironic.dc.example.org:6385",
+         *         "auth": {
+         *           "kind": "keystone",
+         *           "authUrl": "https://keystone.dc.example.org/v3",
+         *           "username": "kiln",
+         *           "password": {
+         *             "env": "KILN_IRONIC_PASSWORD"
+         *           },
+         *           "projectName": "baremetal"
+         *         },
+         *         "images": {
+         *           "default": {
+         *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
+         *             "checksum": "sha256:…"
+         *           }
+         *         },
+         *         "controlPlaneEndpoint": {
+         *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
+         *         }
+         *       }
+         *     }
+         */
+        BackendUpdate: {
+            /** @description Replaces the whole config. How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
+            config: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * @description A change to a Kubernetes version’s lifecycle.
+         * @example {
+         *       "lifecycle": "deprecated"
+         *     }
+         */
+        KubernetesVersionUpdate: {
+            lifecycle: components["schemas"]["VersionLifecycle"];
+        };
+        /**
+         * @description A JSON merge patch of a cluster: labels, expiry and features.
+         * @example {
+         *       "labels": {
+         *         "team": "cms"
+         *       },
+         *       "features": {
+         *         "monitoring": {
+         *           "enabled": true
+         *         }
+         *       }
+         *     }
+         */
+        ClusterUpdate: {
+            /** @description Merge patch: a null value removes that label; null removes all. */
+            labels?: {
+                [key: string]: string | null;
+            } | null;
+            expiresAt?: string | null;
+            features?: components["schemas"]["FeatureOverrides"];
+        };
+        /**
+         * @description The template (and version) to move the cluster to.
+         * @example {
+         *       "template": "k8s-1.32"
+         *     }
+         */
+        ClusterUpgrade: {
+            /** @description Defaults to the cluster’s template. */
+            template?: string;
+            /** @description Defaults to the latest version that is not deprecated. */
+            templateVersion?: number;
+        };
+        /**
+         * @description What the issued kubeconfig’s client certificate should be.
+         * @example {
+         *       "ttlSeconds": 3600
+         *     }
+         */
+        KubeconfigRequest: {
+            /**
+             * @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.
+             * @default 86400
+             */
+            ttlSeconds: number;
+        };
+        /**
+         * @description A JSON merge patch of a node group’s bounds, labels, taints, zones or rollout settings.
+         * @example {
+         *       "minCount": 2,
+         *       "maxCount": 30,
+         *       "maxSurge": 2
+         *     }
+         */
+        NodeGroupUpdate: {
+            role?: components["schemas"]["NodeGroupRole"];
+            /** @description Lower bound for resizes and the autoscaler. */
+            minCount?: number;
+            /** @description Upper bound for resizes and the autoscaler. */
+            maxCount?: number;
+            zones?: string[];
+            /**
+             * @description String labels, Kubernetes-style.
+             * @example {
+             *       "team": "atlas",
+             *       "ci-pipeline": "4711"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            taints?: {
+                key: string;
+                value?: string;
+                /** @enum {string} */
+                effect: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+            }[];
+            /** @description Extra machines allowed during a rolling replace. */
+            maxSurge?: number;
+            /** @description Machines allowed down during a rolling replace. */
+            maxUnavailable?: number;
+        };
+        /**
+         * @description The number of machines the node group should have.
+         * @example {
+         *       "count": 2,
+         *       "machinesToRemove": [
+         *         "demo-workers-3"
+         *       ]
+         *     }
+         */
+        NodeGroupResize: {
+            count: number;
+            machinesToRemove?: string[];
+        };
+        /**
+         * @description The next version of a template to publish.
+         * @example {
+         *       "name": "k8s-standard",
+         *       "project": "demo",
+         *       "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
+         *       "kubernetesVersion": "1.31.4",
+         *       "backend": "sim",
+         *       "controlPlane": {
+         *         "count": 3,
+         *         "machineClass": "m1.large"
+         *       },
+         *       "nodeGroups": [
+         *         {
+         *           "name": "workers",
+         *           "machineClass": "m1.large",
+         *           "count": 3,
+         *           "minCount": 1,
+         *           "maxCount": 20
+         *         }
+         *       ],
+         *       "features": {
+         *         "ingress": {
+         *           "controller": "traefik"
+         *         }
+         *       },
+         *       "lockedFeatures": [
+         *         "cni"
+         *       ]
+         *     }
+         */
+        TemplateCreate: {
+            /**
+             * @description Lower-case letters, digits, dashes and dots, starting and ending alphanumeric.
+             * @example k8s-1.31
+             */
+            name: string;
+            /** @description Owning project; omit for a public template. */
+            project?: string;
+            description?: string;
+            /** @example 1.31.4 */
+            kubernetesVersion: string;
+            /** @example sim */
+            backend: string;
+            /** @description count (1, 3 or 5) and machineClass; both required here. */
+            controlPlane: components["schemas"]["ControlPlaneInput"];
+            nodeGroups: components["schemas"]["NodeGroupInput"][];
+            features?: components["schemas"]["FeatureOverrides"];
+            lockedFeatures?: string[];
+            /**
+             * @description String labels, Kubernetes-style.
+             * @example {
+             *       "team": "atlas",
+             *       "ci-pipeline": "4711"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            image?: components["schemas"]["BootImage"];
+        };
+        /**
+         * @description What may change on a published template version: `deprecated` and `labels`.
+         * @example {
+         *       "deprecated": true,
+         *       "labels": {
+         *         "superseded-by": "k8s-1.32"
+         *       }
+         *     }
+         */
+        TemplateVersionUpdate: {
+            deprecated?: boolean;
+            /**
+             * @description String labels, Kubernetes-style.
+             * @example {
+             *       "team": "atlas",
+             *       "ci-pipeline": "4711"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            };
+        };
     };
     responses: {
         /** @description Malformed or schema-invalid request (`invalid-request`, `malformed-json`); `errors` points at each fault. */
@@ -3544,6 +3824,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description Feature name.
+                 * @example ingress
+                 */
                 feature: string;
             };
             cookie?: never;
@@ -3612,6 +3896,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Machine class name or id. */
                 machineClass: string;
             };
             cookie?: never;
@@ -3675,7 +3960,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @example 1.31.4 */
+                /**
+                 * @description Kubernetes version.
+                 * @example 1.31.4
+                 */
                 version: string;
             };
             cookie?: never;
@@ -3712,21 +4000,17 @@ export interface operations {
                 "if-match"?: components["parameters"]["IfMatch"];
             };
             path: {
-                /** @example 1.31.4 */
+                /**
+                 * @description Kubernetes version.
+                 * @example 1.31.4
+                 */
                 version: string;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "lifecycle": "deprecated"
-                 *     }
-                 */
-                "application/json": {
-                    lifecycle: components["schemas"]["VersionLifecycle"];
-                };
+                "application/json": components["schemas"]["KubernetesVersionUpdate"];
             };
         };
         responses: {
@@ -3799,41 +4083,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "metal",
-                 *       "kind": "ironic",
-                 *       "config": {
-                 *         "url": "https://ironic.dc.example.org:6385",
-                 *         "auth": {
-                 *           "kind": "keystone",
-                 *           "authUrl": "https://keystone.dc.example.org/v3",
-                 *           "username": "kiln",
-                 *           "password": {
-                 *             "env": "KILN_IRONIC_PASSWORD"
-                 *           },
-                 *           "projectName": "baremetal"
-                 *         },
-                 *         "images": {
-                 *           "default": {
-                 *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
-                 *             "checksum": "sha256:…"
-                 *           }
-                 *         },
-                 *         "controlPlaneEndpoint": {
-                 *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
-                 *         }
-                 *       }
-                 *     }
-                 */
-                "application/json": {
-                    name: string;
-                    kind: components["schemas"]["BackendKind"];
-                    /** @description How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
-                    config: {
-                        [key: string]: unknown;
-                    };
-                };
+                "application/json": components["schemas"]["BackendCreate"];
             };
         };
         responses: {
@@ -3869,6 +4119,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description Backend name or id.
+                 * @example sim
+                 */
                 backend: string;
             };
             cookie?: never;
@@ -3901,6 +4155,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description Backend name or id.
+                 * @example sim
+                 */
                 backend: string;
             };
             cookie?: never;
@@ -3935,43 +4193,17 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description Backend name or id.
+                 * @example sim
+                 */
                 backend: string;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "config": {
-                 *         "url": "https://ironic.dc.example.org:6385",
-                 *         "auth": {
-                 *           "kind": "keystone",
-                 *           "authUrl": "https://keystone.dc.example.org/v3",
-                 *           "username": "kiln",
-                 *           "password": {
-                 *             "env": "KILN_IRONIC_PASSWORD"
-                 *           },
-                 *           "projectName": "baremetal"
-                 *         },
-                 *         "images": {
-                 *           "default": {
-                 *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
-                 *             "checksum": "sha256:…"
-                 *           }
-                 *         },
-                 *         "controlPlaneEndpoint": {
-                 *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
-                 *         }
-                 *       }
-                 *     }
-                 */
-                "application/json": {
-                    /** @description Replaces the whole config. How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
-                    config: {
-                        [key: string]: unknown;
-                    };
-                };
+                "application/json": components["schemas"]["BackendUpdate"];
             };
         };
         responses: {
@@ -4003,11 +4235,15 @@ export interface operations {
     listTemplates: {
         parameters: {
             query?: {
+                /** @description At most this many items. */
                 limit?: number;
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
+                /** @description Only versions of this template. */
                 name?: string;
                 /** @description Public templates and this project’s. */
                 project?: string;
+                /** @description false leaves deprecated versions out. */
                 includeDeprecated?: boolean;
             };
             header?: never;
@@ -4053,66 +4289,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "k8s-standard",
-                 *       "project": "demo",
-                 *       "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
-                 *       "kubernetesVersion": "1.31.4",
-                 *       "backend": "sim",
-                 *       "controlPlane": {
-                 *         "count": 3,
-                 *         "machineClass": "m1.large"
-                 *       },
-                 *       "nodeGroups": [
-                 *         {
-                 *           "name": "workers",
-                 *           "machineClass": "m1.large",
-                 *           "count": 3,
-                 *           "minCount": 1,
-                 *           "maxCount": 20
-                 *         }
-                 *       ],
-                 *       "features": {
-                 *         "ingress": {
-                 *           "controller": "traefik"
-                 *         }
-                 *       },
-                 *       "lockedFeatures": [
-                 *         "cni"
-                 *       ]
-                 *     }
-                 */
-                "application/json": {
-                    /**
-                     * @description Lower-case letters, digits, dashes and dots, starting and ending alphanumeric.
-                     * @example k8s-1.31
-                     */
-                    name: string;
-                    /** @description Owning project; omit for a public template. */
-                    project?: string;
-                    description?: string;
-                    /** @example 1.31.4 */
-                    kubernetesVersion: string;
-                    /** @example sim */
-                    backend: string;
-                    /** @description count (1, 3 or 5) and machineClass; both required here. */
-                    controlPlane: components["schemas"]["ControlPlaneInput"];
-                    nodeGroups: components["schemas"]["NodeGroupInput"][];
-                    features?: components["schemas"]["FeatureOverrides"];
-                    lockedFeatures?: string[];
-                    /**
-                     * @description String labels, Kubernetes-style.
-                     * @example {
-                     *       "team": "atlas",
-                     *       "ci-pipeline": "4711"
-                     *     }
-                     */
-                    labels?: {
-                        [key: string]: string;
-                    };
-                    image?: components["schemas"]["BootImage"];
-                };
+                "application/json": components["schemas"]["TemplateCreate"];
             };
         };
         responses: {
@@ -4148,6 +4325,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Template name or id. */
                 template: string;
             };
             cookie?: never;
@@ -4181,7 +4359,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Template name. */
                 template: string;
+                /** @description Template version. */
                 version: number;
             };
             cookie?: never;
@@ -4218,34 +4398,16 @@ export interface operations {
                 "if-match"?: components["parameters"]["IfMatch"];
             };
             path: {
+                /** @description Template name. */
                 template: string;
+                /** @description Template version. */
                 version: number;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "deprecated": true,
-                 *       "labels": {
-                 *         "superseded-by": "k8s-1.32"
-                 *       }
-                 *     }
-                 */
-                "application/json": {
-                    deprecated?: boolean;
-                    /**
-                     * @description String labels, Kubernetes-style.
-                     * @example {
-                     *       "team": "atlas",
-                     *       "ci-pipeline": "4711"
-                     *     }
-                     */
-                    labels?: {
-                        [key: string]: string;
-                    };
-                };
+                "application/json": components["schemas"]["TemplateVersionUpdate"];
             };
         };
         responses: {
@@ -4278,7 +4440,9 @@ export interface operations {
     listProjects: {
         parameters: {
             query?: {
+                /** @description At most this many items. */
                 limit?: number;
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -4324,30 +4488,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "atlas",
-                 *       "displayName": "ATLAS experiment"
-                 *     }
-                 */
-                "application/json": {
-                    /**
-                     * @description A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.
-                     * @example ci-run-4711
-                     */
-                    name: string;
-                    displayName?: string;
-                    /**
-                     * @description String labels, Kubernetes-style.
-                     * @example {
-                     *       "team": "atlas",
-                     *       "ci-pipeline": "4711"
-                     *     }
-                     */
-                    labels?: {
-                        [key: string]: string;
-                    };
-                };
+                "application/json": components["schemas"]["ProjectCreate"];
             };
         };
         responses: {
@@ -4528,7 +4669,9 @@ export interface operations {
     listClusters: {
         parameters: {
             query?: {
+                /** @description At most this many items. */
                 limit?: number;
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
                 /** @description key=value; repeat for several. */
                 label?: string[];
@@ -4575,6 +4718,7 @@ export interface operations {
     createCluster: {
         parameters: {
             query?: {
+                /** @description Answer 200 with the resolved plan and its quota check, and write nothing. */
                 dryRun?: boolean;
             };
             header?: {
@@ -4728,26 +4872,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "labels": {
-                 *         "team": "cms"
-                 *       },
-                 *       "features": {
-                 *         "monitoring": {
-                 *           "enabled": true
-                 *         }
-                 *       }
-                 *     }
-                 */
-                "application/json": {
-                    /** @description Merge patch: a null value removes that label; null removes all. */
-                    labels?: {
-                        [key: string]: string | null;
-                    } | null;
-                    expiresAt?: string | null;
-                    features?: components["schemas"]["FeatureOverrides"];
-                };
+                "application/json": components["schemas"]["ClusterUpdate"];
             };
         };
         responses: {
@@ -4848,17 +4973,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "template": "k8s-1.32"
-                 *     }
-                 */
-                "application/json": {
-                    /** @description Defaults to the cluster’s template. */
-                    template?: string;
-                    /** @description Defaults to the latest version that is not deprecated. */
-                    templateVersion?: number;
-                };
+                "application/json": components["schemas"]["ClusterUpgrade"];
             };
         };
         responses: {
@@ -5077,41 +5192,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "minCount": 2,
-                 *       "maxCount": 30,
-                 *       "maxSurge": 2
-                 *     }
-                 */
-                "application/json": {
-                    role?: components["schemas"]["NodeGroupRole"];
-                    /** @description Lower bound for resizes and the autoscaler. */
-                    minCount?: number;
-                    /** @description Upper bound for resizes and the autoscaler. */
-                    maxCount?: number;
-                    zones?: string[];
-                    /**
-                     * @description String labels, Kubernetes-style.
-                     * @example {
-                     *       "team": "atlas",
-                     *       "ci-pipeline": "4711"
-                     *     }
-                     */
-                    labels?: {
-                        [key: string]: string;
-                    };
-                    taints?: {
-                        key: string;
-                        value?: string;
-                        /** @enum {string} */
-                        effect: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
-                    }[];
-                    /** @description Extra machines allowed during a rolling replace. */
-                    maxSurge?: number;
-                    /** @description Machines allowed down during a rolling replace. */
-                    maxUnavailable?: number;
-                };
+                "application/json": components["schemas"]["NodeGroupUpdate"];
             };
         };
         responses: {
@@ -5161,18 +5242,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "count": 2,
-                 *       "machinesToRemove": [
-                 *         "demo-workers-3"
-                 *       ]
-                 *     }
-                 */
-                "application/json": {
-                    count: number;
-                    machinesToRemove?: string[];
-                };
+                "application/json": components["schemas"]["NodeGroupResize"];
             };
         };
         responses: {
@@ -5256,18 +5326,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "ttlSeconds": 3600
-                 *     }
-                 */
-                "application/json": {
-                    /**
-                     * @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.
-                     * @default 86400
-                     */
-                    ttlSeconds?: number;
-                };
+                "application/json": components["schemas"]["KubeconfigRequest"];
             };
         };
         responses: {
@@ -5406,6 +5465,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description Operation id (from `Location` or an answer). */
                 operation: string;
             };
             cookie?: never;
@@ -5442,6 +5502,7 @@ export interface operations {
                 "idempotency-key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
+                /** @description Operation id (from `Location` or an answer). */
                 operation: string;
             };
             cookie?: never;
@@ -5477,7 +5538,9 @@ export interface operations {
     listOperations: {
         parameters: {
             query?: {
+                /** @description At most this many items. */
                 limit?: number;
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
                 /** @description Cluster name or id. */
                 cluster?: string;
@@ -5527,6 +5590,7 @@ export interface operations {
                 "idempotency-key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
+                /** @description Operation id (from `Location` or an answer). */
                 operation: string;
             };
             cookie?: never;
@@ -5565,6 +5629,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Operation id (from `Location` or an answer). */
                 operation: string;
             };
             cookie?: never;
@@ -5625,7 +5690,9 @@ export interface operations {
     listProjectMembers: {
         parameters: {
             query?: {
+                /** @description At most this many items. */
                 limit?: number;
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -5793,7 +5860,9 @@ export interface operations {
     listApiTokens: {
         parameters: {
             query?: {
+                /** @description At most this many items. */
                 limit?: number;
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -5914,7 +5983,9 @@ export interface operations {
     listAuditEvents: {
         parameters: {
             query?: {
+                /** @description At most this many items. */
                 limit?: number;
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
                 /** @description Exact, or a prefix ending in `.*`. */
                 action?: string;
@@ -5937,6 +6008,7 @@ export interface operations {
                 since?: string;
                 /** @description Events before this time. */
                 until?: string;
+                /** @description Oldest first (`asc`) or newest first. */
                 order?: "asc" | "desc";
             };
             header?: never;
@@ -6047,10 +6119,15 @@ export interface operations {
     loginCallback: {
         parameters: {
             query?: {
+                /** @description The authorization code (OIDC). */
                 code?: string;
+                /** @description The state Kiln sent the issuer. */
                 state?: string;
+                /** @description The issuer that answers (RFC 9207). */
                 iss?: string;
+                /** @description The issuer’s error code, on failure. */
                 error?: string;
+                /** @description The issuer’s explanation, on failure. */
                 error_description?: string;
             };
             header?: never;

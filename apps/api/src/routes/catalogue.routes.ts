@@ -17,6 +17,7 @@ import {
   Items,
   KubernetesVersionSchema,
   MachineClassSchema,
+  named,
   ref,
   VersionLifecycleRef,
 } from '../schemas.ts'
@@ -38,6 +39,14 @@ function featureView(name: FeatureName) {
     conflicts: def.conflicts,
   }
 }
+
+const KubernetesVersionUpdateBody = named('KubernetesVersionUpdate', {
+  ...Type.Object(
+    { lifecycle: VersionLifecycleRef },
+    { additionalProperties: false, examples: [{ lifecycle: 'deprecated' }] },
+  ),
+  description: 'A change to a Kubernetes version’s lifecycle.',
+})
 
 export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
   app.get(
@@ -65,7 +74,9 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         description:
           'One feature of the catalogue: its settings with their types and defaults, and what it needs of a template and backend.',
         tags: ['features'],
-        params: Type.Object({ feature: Type.String({ maxLength: 63 }) }),
+        params: Type.Object({
+          feature: Type.String({ maxLength: 63, description: 'Feature name.', examples: ['ingress'] }),
+        }),
         response: { 200: ref(FeatureSchema), ...problemResponses(404) },
       },
     },
@@ -123,7 +134,9 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         summary: 'Get a machine class by name or id',
         description: 'One machine class, by name or id: its size, GPUs and the backend that offers it.',
         tags: ['machine-classes'],
-        params: Type.Object({ machineClass: Type.String({ maxLength: 63 }) }),
+        params: Type.Object({
+          machineClass: Type.String({ maxLength: 63, description: 'Machine class name or id.' }),
+        }),
         response: { 200: ref(MachineClassSchema), ...problemResponses(404) },
       },
     },
@@ -158,7 +171,9 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
     }),
   )
 
-  const VersionParams = Type.Object({ version: Type.String({ maxLength: 32, examples: ['1.31.4'] }) })
+  const VersionParams = Type.Object({
+    version: Type.String({ maxLength: 32, description: 'Kubernetes version.', examples: ['1.31.4'] }),
+  })
 
   app.get(
     '/v1/kubernetes-versions/:version',
@@ -193,10 +208,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         tags: ['kubernetes-versions'],
         params: VersionParams,
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          { lifecycle: VersionLifecycleRef },
-          { additionalProperties: false, examples: [{ lifecycle: 'deprecated' }] },
-        ),
+        body: ref(KubernetesVersionUpdateBody),
         response: { 200: ref(KubernetesVersionSchema), ...problemResponses(404, 412) },
       },
     },

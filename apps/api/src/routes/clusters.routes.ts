@@ -26,6 +26,7 @@ import {
   FeatureOverridesSchema,
   Items,
   ListQuery,
+  named,
   OperationSchema,
   Page,
   ref,
@@ -56,6 +57,45 @@ function parseLabelFilters(raw: string[] | undefined): Labels {
   return out
 }
 
+const ClusterUpdateBody = named('ClusterUpdate', {
+  ...Type.Object(
+    {
+      labels: Type.Optional(
+        Type.Union([LabelPatch, Type.Null()], {
+          description: 'Merge patch: a null value removes that label; null removes all.',
+        }),
+      ),
+      expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
+      features: Type.Optional(ref(FeatureOverridesSchema)),
+    },
+    {
+      additionalProperties: false,
+      minProperties: 1,
+      examples: [{ labels: { team: 'cms' }, features: { monitoring: { enabled: true } } }],
+    },
+  ),
+  description: 'A JSON merge patch of a cluster: labels, expiry and features.',
+})
+
+const ClusterUpgradeBody = named('ClusterUpgrade', {
+  ...Type.Object(
+    {
+      template: Type.Optional(
+        Type.String({ maxLength: 63, description: 'Defaults to the cluster’s template.' }),
+      ),
+      templateVersion: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: 2_147_483_647,
+          description: 'Defaults to the latest version that is not deprecated.',
+        }),
+      ),
+    },
+    { additionalProperties: false, examples: [{ template: 'k8s-1.32' }] },
+  ),
+  description: 'The template (and version) to move the cluster to.',
+})
+
 export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
   const { db } = deps
   app.post(
@@ -70,7 +110,14 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['clusters'],
         params: ProjectParams,
         querystring: Type.Object(
-          { dryRun: Type.Optional(Type.Boolean({ default: false })) },
+          {
+            dryRun: Type.Optional(
+              Type.Boolean({
+                default: false,
+                description: 'Answer 200 with the resolved plan and its quota check, and write nothing.',
+              }),
+            ),
+          },
           { additionalProperties: false },
         ),
         headers: Type.Object({
@@ -135,7 +182,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
             label: Type.Optional(
               Type.Array(Type.String({ maxLength: 317 }), { description: 'key=value; repeat for several.' }),
             ),
-            phase: Type.Optional(ClusterPhaseRef),
+            phase: Type.Optional({ ...ClusterPhaseRef, description: 'Only clusters in this phase.' }),
             template: Type.Optional(Type.String({ maxLength: 63, description: 'Template name.' })),
           },
           { additionalProperties: false },
@@ -194,22 +241,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         headers: Type.Object({
           'if-match': Type.Optional(Type.String({ description: 'An ETag from a GET.' })),
         }),
-        body: Type.Object(
-          {
-            labels: Type.Optional(
-              Type.Union([LabelPatch, Type.Null()], {
-                description: 'Merge patch: a null value removes that label; null removes all.',
-              }),
-            ),
-            expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
-            features: Type.Optional(ref(FeatureOverridesSchema)),
-          },
-          {
-            additionalProperties: false,
-            minProperties: 1,
-            examples: [{ labels: { team: 'cms' }, features: { monitoring: { enabled: true } } }],
-          },
-        ),
+        body: ref(ClusterUpdateBody),
         response: {
           200: ref(ClusterSchema),
           202: ref(OperationSchema),
@@ -297,21 +329,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['clusters'],
         params: ClusterParams,
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          {
-            template: Type.Optional(
-              Type.String({ maxLength: 63, description: 'Defaults to the cluster’s template.' }),
-            ),
-            templateVersion: Type.Optional(
-              Type.Integer({
-                minimum: 1,
-                maximum: 2_147_483_647,
-                description: 'Defaults to the latest version that is not deprecated.',
-              }),
-            ),
-          },
-          { additionalProperties: false, examples: [{ template: 'k8s-1.32' }] },
-        ),
+        body: ref(ClusterUpgradeBody),
         response: { 202: ref(OperationSchema), ...problemResponses(404, 409, 422) },
       },
     },

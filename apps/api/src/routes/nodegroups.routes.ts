@@ -13,7 +13,7 @@ import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
-import { Items, NodeGroupInputSchema, NodeGroupSchema, OperationSchema, ref } from '../schemas.ts'
+import { Items, NodeGroupInputSchema, NodeGroupSchema, named, OperationSchema, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { nodeGroupView } from '../views.ts'
 import { ClusterParams } from './clusters.routes.ts'
@@ -30,6 +30,31 @@ const {
   features: _features,
   ...patchable
 } = NodeGroupInputSchema.properties
+
+const NodeGroupUpdateBody = named('NodeGroupUpdate', {
+  ...Type.Object(patchable, {
+    additionalProperties: false,
+    minProperties: 1,
+    examples: [{ minCount: 2, maxCount: 30, maxSurge: 2 }],
+  }),
+  description: 'A JSON merge patch of a node group’s bounds, labels, taints, zones or rollout settings.',
+})
+
+const NodeGroupResizeBody = named('NodeGroupResize', {
+  ...Type.Object(
+    {
+      count: Type.Integer({ minimum: 0, maximum: 1000 }),
+      machinesToRemove: Type.Optional(
+        Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
+          uniqueItems: true,
+          maxItems: 1000,
+        }),
+      ),
+    },
+    { additionalProperties: false, examples: [{ count: 2, machinesToRemove: ['demo-workers-3'] }] },
+  ),
+  description: 'The number of machines the node group should have.',
+})
 
 export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
   const { db } = deps
@@ -123,11 +148,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['nodegroups'],
         params: NodeGroupParams,
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
-        body: Type.Object(patchable, {
-          additionalProperties: false,
-          minProperties: 1,
-          examples: [{ minCount: 2, maxCount: 30, maxSurge: 2 }],
-        }),
+        body: ref(NodeGroupUpdateBody),
         response: { 200: ref(NodeGroupSchema), ...problemResponses(404, 412, 422) },
       },
     },
@@ -163,18 +184,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['nodegroups'],
         params: NodeGroupParams,
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          {
-            count: Type.Integer({ minimum: 0, maximum: 1000 }),
-            machinesToRemove: Type.Optional(
-              Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
-                uniqueItems: true,
-                maxItems: 1000,
-              }),
-            ),
-          },
-          { additionalProperties: false, examples: [{ count: 2, machinesToRemove: ['demo-workers-3'] }] },
-        ),
+        body: ref(NodeGroupResizeBody),
         response: { 202: ref(OperationSchema), ...problemResponses(404, 409, 422) },
       },
     },

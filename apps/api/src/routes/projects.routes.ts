@@ -4,12 +4,24 @@ import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, visibleProjectIds } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
-import { ListQuery, Page, ProjectSchema, ref } from '../schemas.ts'
+import { ListQuery, named, Page, ProjectSchema, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { projectView } from '../views.ts'
 
 export const ProjectParams = Type.Object({
   project: Type.String({ maxLength: 63, description: 'Project name or id.' }),
+})
+
+const ProjectCreateBody = named('ProjectCreate', {
+  ...Type.Object(
+    {
+      name: DnsLabel,
+      displayName: Type.Optional(Type.String({ maxLength: 200 })),
+      labels: Type.Optional(Labels),
+    },
+    { additionalProperties: false, examples: [{ name: 'atlas', displayName: 'ATLAS experiment' }] },
+  ),
+  description: 'A project to create.',
 })
 
 export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
@@ -71,14 +83,7 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
           'Creates a project, a tenant with its own clusters, members, tokens and quota. Platform admins only; the name must be unique.',
         tags: ['projects'],
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          {
-            name: DnsLabel,
-            displayName: Type.Optional(Type.String({ maxLength: 200 })),
-            labels: Type.Optional(Labels),
-          },
-          { additionalProperties: false, examples: [{ name: 'atlas', displayName: 'ATLAS experiment' }] },
-        ),
+        body: ref(ProjectCreateBody),
         response: { 201: ref(ProjectSchema), ...problemResponses(409) },
       },
     },
