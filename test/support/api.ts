@@ -3,6 +3,7 @@ import { inject } from 'vitest'
 import { type AppDeps, buildApp, type KilnApp } from '../../apps/api/src/app.ts'
 import { createDatabase, type Database } from '../../packages/db/src/index.ts'
 import { createTestDatabase } from './database.ts'
+import { type Recorder, recordAnswers } from './recorder.ts'
 
 export const redisUrl = process.env.KILN_TEST_REDIS ?? 'redis://127.0.0.1:6379'
 
@@ -10,6 +11,9 @@ export interface TestApi {
   app: KilnApp
   db: Database
   redis: Redis
+  /** Every answer `app.inject()` gave, checked against the OpenAPI document (see recorder.ts). */
+  recorder: Recorder
+  /** Closes everything, then fails when any answer broke the document. */
   close(): Promise<void>
 }
 
@@ -26,15 +30,18 @@ export async function startTestApi(
   const db = createDatabase({ url: database.url, maxConnections: options.maxConnections ?? 5 })
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, keyPrefix: `kiln-test-${inject('runId')}:` })
   const app = await buildApp({ db, redis, operationPollMs: options.operationPollMs ?? 50, ...options.app })
+  const recorder = recordAnswers(app)
   return {
     app,
     db,
     redis,
+    recorder,
     async close() {
       await app.close()
       await db.$disconnect()
       redis.disconnect()
       await database.drop()
+      recorder.assertClean()
     },
   }
 }

@@ -514,7 +514,7 @@ export const OperationStatusRef = ref(named('OperationStatus', OperationStatus))
 export const OperationKindRef = ref(named('OperationKind', OperationKindSchema))
 export const StepStatusRef = ref(named('StepStatus', StepStatus))
 export const ProvenanceSourceRef = ref(named('ProvenanceSource', ProvenanceSource))
-named('ConditionStatus', ConditionStatus)
+export const ConditionStatusRef = ref(named('ConditionStatus', ConditionStatus))
 export const CertificateAuthorityStateRef = ref(
   named(
     'CertificateAuthorityState',
@@ -843,6 +843,8 @@ export const TaintSchema = ref(
 )
 export const NodeGroupInputSchema = named('NodeGroupInput', {
   ...NodeGroupInput,
+  // The named enum, not a copy of it, so generated clients share one type.
+  properties: { ...NodeGroupInput.properties, role: Type.Optional(NodeGroupRoleRef) },
   examples: [
     {
       name: 'batch',
@@ -938,7 +940,11 @@ export const TemplateSchema = named(
 )
 
 export const ConditionSchema = ref(
-  named('Condition', { ...Condition, examples: [readyStatusExample.conditions[2]] }),
+  named('Condition', {
+    ...Condition,
+    properties: { ...Condition.properties, status: ConditionStatusRef },
+    examples: [readyStatusExample.conditions[2]],
+  }),
 )
 
 export const NodeGroupSchema = named(
@@ -1251,10 +1257,13 @@ export const Page = <T extends Type.TSchema>(name: string, item: T, description:
 
 export const ListQuery = {
   limit: Type.Optional(
-    Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'Items per page.' }),
+    Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'At most this many items.' }),
   ),
   cursor: Type.Optional(
-    Type.String({ maxLength: 512, description: 'The nextCursor of the previous page; omit for the first.' }),
+    Type.String({
+      maxLength: 512,
+      description: 'The `nextCursor` of the previous page of the same list (another list’s is 422).',
+    }),
   ),
 }
 
@@ -1303,7 +1312,6 @@ const csrPemExample =
 export const CredentialTtlSeconds = Type.Integer({
   minimum: 300,
   maximum: 7 * 24 * 3600,
-  default: 24 * 3600,
   description: 'Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.',
 })
 

@@ -180,30 +180,39 @@ declare module 'fastify' {
     etag?: boolean
     /** `false`: the route's 201 has no `Location` (what it creates has no URL, e.g. a credential). */
     location?: boolean
-    /** `false` exempts the route from rate limiting (health, readiness). */
-    rateLimit?: unknown
   }
 }
 
 const propertiesOf = (schema: unknown): Json =>
   ((schema as { properties?: Json } | undefined)?.properties ?? {}) as Json
 
+/**
+ * Every route is rate limited except probes (tag `health`) and those exempted the way
+ * @fastify/rate-limit reads it, `config.rateLimit: false`.
+ */
+function isRateLimited(route: RouteOptions): boolean {
+  const tags = ((route.schema as { tags?: string[] } | undefined)?.tags ?? []) as string[]
+  return (
+    (route.config as { rateLimit?: unknown } | undefined)?.rateLimit !== false && !tags.includes('health')
+  )
+}
+
 /** The headers the framework adds to a route's successful answers. */
 function successHeaders(route: RouteOptions, status: string): SharedHeader[] {
-  const config = (route.config ?? {}) as { etag?: boolean; location?: boolean; rateLimit?: unknown }
+  const config = (route.config ?? {}) as { etag?: boolean; location?: boolean }
   const names: SharedHeader[] = ['X-Request-Id']
   if (status === '202' || (status === '201' && config.location !== false)) names.push('Location')
   // An accepted change has no new revision yet.
   if (config.etag && status !== '202') names.push('ETag')
   if ('idempotency-key' in propertiesOf(route.schema?.headers)) names.push('Idempotent-Replayed')
-  if (config.rateLimit !== false) names.push(...rateLimitHeaders)
+  if (isRateLimited(route)) names.push(...rateLimitHeaders)
   return names
 }
 
 /** The problem answers the framework can give a route, from what it takes and what it needs. */
 function frameworkAnswers(route: RouteOptions): SharedResponseName[] {
   const schema = route.schema ?? {}
-  const config = (route.config ?? {}) as { permission?: keyof typeof requirements; rateLimit?: unknown }
+  const config = (route.config ?? {}) as { permission?: keyof typeof requirements }
   // A route without a permission is for platform admins (see auth.ts).
   const requirement = config.permission ? requirements[config.permission] : { scope: 'platform' as const }
   // Fastify parses a body on every method but GET and HEAD, whether the route reads one or not.
@@ -223,7 +232,7 @@ function frameworkAnswers(route: RouteOptions): SharedResponseName[] {
   if (path.includes(':')) names.push('NotFound')
   if (!safe) names.push('PayloadTooLarge', 'UnsupportedMediaType')
   if ('cursor' in propertiesOf(schema.querystring)) names.push('UnprocessableContent')
-  if (config.rateLimit !== false) names.push('TooManyRequests')
+  if (isRateLimited(route)) names.push('TooManyRequests')
   names.push('ServiceUnavailable', 'UnexpectedError')
   return names
 }

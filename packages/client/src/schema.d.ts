@@ -7,7 +7,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness: the process is up */
+        /**
+         * Liveness: the process is up
+         * @description Answers 200 while the process serves requests, without touching PostgreSQL or Redis: for a liveness probe. Needs no credentials and is not rate limited.
+         */
         get: operations["getHealth"];
         put?: never;
         post?: never;
@@ -24,7 +27,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: PostgreSQL and Redis are reachable */
+        /**
+         * Readiness: PostgreSQL and Redis are reachable
+         * @description Checks that PostgreSQL and Redis answer (each within a short timeout): 200 `ready` when both do, 503 naming the one that does not. For a readiness probe; needs no credentials and is not rate limited.
+         */
         get: operations["getReadiness"];
         put?: never;
         post?: never;
@@ -61,7 +67,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get one feature */
+        /**
+         * Get one feature
+         * @description One feature of the catalogue: its settings with their types and defaults, and what it needs of a template and backend.
+         */
         get: operations["getFeature"];
         put?: never;
         post?: never;
@@ -78,7 +87,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List machine classes */
+        /**
+         * List machine classes
+         * @description The kinds of machine the registered backends offer (CPU, memory, GPUs), which node groups name in `machineClass`.
+         */
         get: operations["listMachineClasses"];
         put?: never;
         post?: never;
@@ -95,7 +107,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a machine class by name or id */
+        /**
+         * Get a machine class by name or id
+         * @description One machine class, by name or id: its size, GPUs and the backend that offers it.
+         */
         get: operations["getMachineClass"];
         put?: never;
         post?: never;
@@ -112,7 +127,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Kubernetes versions and their lifecycle */
+        /**
+         * List Kubernetes versions and their lifecycle
+         * @description Every Kubernetes version Kiln knows, with its lifecycle (`supported`, `deprecated`, `expired`): templates pin one of them.
+         */
         get: operations["listKubernetesVersions"];
         put?: never;
         post?: never;
@@ -129,7 +147,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a Kubernetes version */
+        /**
+         * Get a Kubernetes version
+         * @description One Kubernetes version and its lifecycle.
+         */
         get: operations["getKubernetesVersion"];
         put?: never;
         post?: never;
@@ -150,7 +171,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List backends */
+        /**
+         * List backends
+         * @description Where machines come from: each registered backend, its kind and its capabilities. Never credentials.
+         */
         get: operations["listBackends"];
         put?: never;
         /**
@@ -171,7 +195,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a backend by name or id */
+        /**
+         * Get a backend by name or id
+         * @description One backend, by name or id, with what it can provide.
+         */
         get: operations["getBackend"];
         put?: never;
         post?: never;
@@ -220,7 +247,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a template: by id, or by name (its latest version that is not deprecated) */
+        /**
+         * Get a template: by id, or by name (its latest version that is not deprecated)
+         * @description A template by id, or by name: then its latest version that is not deprecated. Clusters are created from a template name and optional version.
+         */
         get: operations["getTemplate"];
         put?: never;
         post?: never;
@@ -241,7 +271,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get one version of a template */
+        /**
+         * Get one version of a template
+         * @description One published (immutable) version of a template, deprecated or not; its `ETag` is for `If-Match` when deprecating it.
+         */
         get: operations["getTemplateVersion"];
         put?: never;
         post?: never;
@@ -262,10 +295,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the projects you can see */
+        /**
+         * List the projects you can see
+         * @description The projects you have a role in (platform admins see all), paged by cursor.
+         */
         get: operations["listProjects"];
         put?: never;
-        /** Create a project (platform admins) */
+        /**
+         * Create a project (platform admins)
+         * @description Creates a project, a tenant with its own clusters, members, tokens and quota. Platform admins only; the name must be unique.
+         */
         post: operations["createProject"];
         delete?: never;
         options?: never;
@@ -280,7 +319,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a project by name or id */
+        /**
+         * Get a project by name or id
+         * @description One project, by name or id, if you have a role in it (404 otherwise, as if it did not exist).
+         */
         get: operations["getProject"];
         put?: never;
         post?: never;
@@ -457,7 +499,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List a cluster’s node groups */
+        /**
+         * List a cluster’s node groups
+         * @description The node groups of a cluster, control plane first, each with its desired size and what is observed.
+         */
         get: operations["listNodeGroups"];
         put?: never;
         /**
@@ -478,7 +523,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a node group */
+        /**
+         * Get a node group
+         * @description One node group of a cluster: its spec, status and `ETag` (for `If-Match` on PATCH).
+         */
         get: operations["getNodeGroup"];
         put?: never;
         post?: never;
@@ -643,7 +691,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List a project’s operations */
+        /**
+         * List a project’s operations
+         * @description A project’s operations, oldest first, paged by cursor; filter by status or cluster to find what is running.
+         */
         get: operations["listOperations"];
         put?: never;
         post?: never;
@@ -700,7 +751,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Who the API takes you for, and your roles */
+        /**
+         * Who the API takes you for, and your roles
+         * @description Who your credentials make you (a user, an API token or the local operator), whether you are a platform admin, and your role in each project.
+         */
         get: operations["getCaller"];
         put?: never;
         post?: never;
@@ -717,7 +771,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List a project’s members */
+        /**
+         * List a project’s members
+         * @description Everyone with a role in the project (users and OIDC groups) and their role. Any member of the project may list them.
+         */
         get: operations["listProjectMembers"];
         put?: never;
         /**
@@ -1542,11 +1599,7 @@ export interface components {
              * @example ci-run-4711
              */
             name: string;
-            /**
-             * @description worker: general workloads; ingress: runs the ingress controller; infra: monitoring and other add-ons.
-             * @enum {string}
-             */
-            role?: "worker" | "ingress" | "infra";
+            role?: components["schemas"]["NodeGroupRole"];
             /** @example m1.large */
             machineClass?: string;
             /** @description Desired number of machines. */
@@ -1898,8 +1951,7 @@ export interface components {
              * @example Ready
              */
             type: string;
-            /** @enum {string} */
-            status: "True" | "False" | "Unknown";
+            status: components["schemas"]["ConditionStatus"];
             /**
              * @description A CamelCase, machine-readable reason.
              * @example Provisioning
@@ -2947,11 +2999,8 @@ export interface components {
         CertificateSigningRequest: {
             /** @description A PEM PKCS#10 request (`openssl req -new …`) with an RSA (2048 bits or more) or ECDSA P-256/P-384 key. Its CN becomes the Kubernetes user and its O= values the groups, which must be among the groups your role grants; other attributes and requested extensions are ignored. */
             csrPem: string;
-            /**
-             * @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.
-             * @default 86400
-             */
-            ttlSeconds: number;
+            /** @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted. */
+            ttlSeconds?: number;
             /**
              * @description A client certificate for the API server.
              * @default client
@@ -4019,6 +4068,283 @@ export interface components {
             /** @description Pass as ?cursor= for the next page; null on the last page. */
             nextCursor: string | null;
         };
+        /**
+         * @description A project to create.
+         * @example {
+         *       "name": "atlas",
+         *       "displayName": "ATLAS experiment"
+         *     }
+         */
+        ProjectCreate: {
+            /**
+             * @description A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.
+             * @example ci-run-4711
+             */
+            name: string;
+            displayName?: string;
+            /**
+             * @description String labels, Kubernetes-style.
+             * @example {
+             *       "team": "atlas",
+             *       "ci-pipeline": "4711"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * @description A backend to register: its kind, name and connection settings.
+         * @example {
+         *       "name": "metal",
+         *       "kind": "ironic",
+         *       "config": {
+         *         "url": "https://ironic.dc.example.org:6385",
+         *         "auth": {
+         *           "kind": "keystone",
+         *           "authUrl": "https://keystone.dc.example.org/v3",
+         *           "username": "kiln",
+         *           "password": {
+         *             "env": "KILN_IRONIC_PASSWORD"
+         *           },
+         *           "projectName": "baremetal"
+         *         },
+         *         "images": {
+         *           "default": {
+         *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
+         *             "checksum": "sha256:…"
+         *           }
+         *         },
+         *         "controlPlaneEndpoint": {
+         *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
+         *         }
+         *       }
+         *     }
+         */
+        BackendCreate: {
+            name: string;
+            kind: components["schemas"]["BackendKind"];
+            /** @description How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
+            config: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * @description A JSON merge patch of a backend’s settings.
+         * @example {
+         *       "config": {
+         *         "url": "https://ironic.dc.example.org:6385",
+         *         "auth": {
+         *           "kind": "keystone",
+         *           "authUrl": "https://keystone.dc.example.org/v3",
+         *           "username": "kiln",
+         *           "password": {
+         *             "env": "KILN_IRONIC_PASSWORD"
+         *           },
+         *           "projectName": "baremetal"
+         *         },
+         *         "images": {
+         *           "default": {
+         *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
+         *             "checksum": "sha256:…"
+         *           }
+         *         },
+         *         "controlPlaneEndpoint": {
+         *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
+         *         }
+         *       }
+         *     }
+         */
+        BackendUpdate: {
+            /** @description Replaces the whole config. How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
+            config: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * @description A change to a Kubernetes version’s lifecycle.
+         * @example {
+         *       "lifecycle": "deprecated"
+         *     }
+         */
+        KubernetesVersionUpdate: {
+            lifecycle: components["schemas"]["VersionLifecycle"];
+        };
+        /**
+         * @description A JSON merge patch of a cluster: labels, expiry and features.
+         * @example {
+         *       "labels": {
+         *         "team": "cms"
+         *       },
+         *       "features": {
+         *         "monitoring": {
+         *           "enabled": true
+         *         }
+         *       }
+         *     }
+         */
+        ClusterUpdate: {
+            /** @description Merge patch: a null value removes that label; null removes all. */
+            labels?: {
+                [key: string]: string | null;
+            } | null;
+            expiresAt?: string | null;
+            features?: components["schemas"]["FeatureOverrides"];
+        };
+        /**
+         * @description The template (and version) to move the cluster to.
+         * @example {
+         *       "template": "k8s-1.32"
+         *     }
+         */
+        ClusterUpgrade: {
+            /** @description Defaults to the cluster’s template. */
+            template?: string;
+            /** @description Defaults to the latest version that is not deprecated. */
+            templateVersion?: number;
+        };
+        /**
+         * @description What the issued kubeconfig’s client certificate should be.
+         * @example {
+         *       "ttlSeconds": 3600
+         *     }
+         */
+        KubeconfigRequest: {
+            /** @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted. */
+            ttlSeconds?: number;
+        };
+        /**
+         * @description A JSON merge patch of a node group’s bounds, labels, taints, zones or rollout settings.
+         * @example {
+         *       "minCount": 2,
+         *       "maxCount": 30,
+         *       "maxSurge": 2
+         *     }
+         */
+        NodeGroupUpdate: {
+            role?: components["schemas"]["NodeGroupRole"];
+            /** @description Lower bound for resizes and the autoscaler. */
+            minCount?: number;
+            /** @description Upper bound for resizes and the autoscaler. */
+            maxCount?: number;
+            zones?: string[];
+            /**
+             * @description String labels, Kubernetes-style.
+             * @example {
+             *       "team": "atlas",
+             *       "ci-pipeline": "4711"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            taints?: {
+                key: string;
+                value?: string;
+                /** @enum {string} */
+                effect: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+            }[];
+            /** @description Extra machines allowed during a rolling replace. */
+            maxSurge?: number;
+            /** @description Machines allowed down during a rolling replace. */
+            maxUnavailable?: number;
+        };
+        /**
+         * @description The number of machines the node group should have.
+         * @example {
+         *       "count": 2,
+         *       "machinesToRemove": [
+         *         "demo-workers-3"
+         *       ]
+         *     }
+         */
+        NodeGroupResize: {
+            count: number;
+            machinesToRemove?: string[];
+        };
+        /**
+         * @description The next version of a template to publish.
+         * @example {
+         *       "name": "k8s-standard",
+         *       "project": "demo",
+         *       "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
+         *       "kubernetesVersion": "1.31.4",
+         *       "backend": "sim",
+         *       "controlPlane": {
+         *         "count": 3,
+         *         "machineClass": "m1.large"
+         *       },
+         *       "nodeGroups": [
+         *         {
+         *           "name": "workers",
+         *           "machineClass": "m1.large",
+         *           "count": 3,
+         *           "minCount": 1,
+         *           "maxCount": 20
+         *         }
+         *       ],
+         *       "features": {
+         *         "ingress": {
+         *           "controller": "traefik"
+         *         }
+         *       },
+         *       "lockedFeatures": [
+         *         "cni"
+         *       ]
+         *     }
+         */
+        TemplateCreate: {
+            /**
+             * @description Lower-case letters, digits, dashes and dots, starting and ending alphanumeric.
+             * @example k8s-1.31
+             */
+            name: string;
+            /** @description Owning project; omit for a public template. */
+            project?: string;
+            description?: string;
+            /** @example 1.31.4 */
+            kubernetesVersion: string;
+            /** @example sim */
+            backend: string;
+            /** @description count (1, 3 or 5) and machineClass; both required here. */
+            controlPlane: components["schemas"]["ControlPlaneInput"];
+            nodeGroups: components["schemas"]["NodeGroupInput"][];
+            features?: components["schemas"]["FeatureOverrides"];
+            lockedFeatures?: string[];
+            /**
+             * @description String labels, Kubernetes-style.
+             * @example {
+             *       "team": "atlas",
+             *       "ci-pipeline": "4711"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            };
+            image?: components["schemas"]["BootImage"];
+        };
+        /**
+         * @description What may change on a published template version: `deprecated` and `labels`.
+         * @example {
+         *       "deprecated": true,
+         *       "labels": {
+         *         "superseded-by": "k8s-1.32"
+         *       }
+         *     }
+         */
+        TemplateVersionUpdate: {
+            deprecated?: boolean;
+            /**
+             * @description String labels, Kubernetes-style.
+             * @example {
+             *       "team": "atlas",
+             *       "ci-pipeline": "4711"
+             *     }
+             */
+            labels?: {
+                [key: string]: string;
+            };
+        };
     };
     responses: {
         /** @description Malformed or schema-invalid request (`invalid-request`, `malformed-json`); `errors` points at each fault. */
@@ -4189,9 +4515,6 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
-                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
-                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4202,7 +4525,6 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
         };
@@ -4220,9 +4542,6 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
-                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
-                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4239,7 +4558,6 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
         };
@@ -4247,9 +4565,9 @@ export interface operations {
     listFeatures: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -4284,6 +4602,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description Feature name.
+                 * @example ingress
+                 */
                 feature: string;
             };
             cookie?: never;
@@ -4314,9 +4636,9 @@ export interface operations {
     listMachineClasses: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
                 /** @description Only this backend’s classes. */
                 backend?: string;
@@ -4355,6 +4677,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Machine class name or id. */
                 machineClass: string;
             };
             cookie?: never;
@@ -4385,9 +4708,9 @@ export interface operations {
     listKubernetesVersions: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -4422,7 +4745,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @example 1.31.4 */
+                /**
+                 * @description Kubernetes version.
+                 * @example 1.31.4
+                 */
                 version: string;
             };
             cookie?: never;
@@ -4459,21 +4785,17 @@ export interface operations {
                 "if-match"?: components["parameters"]["IfMatch"];
             };
             path: {
-                /** @example 1.31.4 */
+                /**
+                 * @description Kubernetes version.
+                 * @example 1.31.4
+                 */
                 version: string;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "lifecycle": "deprecated"
-                 *     }
-                 */
-                "application/json": {
-                    lifecycle: components["schemas"]["VersionLifecycle"];
-                };
+                "application/json": components["schemas"]["KubernetesVersionUpdate"];
             };
         };
         responses: {
@@ -4506,9 +4828,9 @@ export interface operations {
     listBackends: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -4550,41 +4872,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "metal",
-                 *       "kind": "ironic",
-                 *       "config": {
-                 *         "url": "https://ironic.dc.example.org:6385",
-                 *         "auth": {
-                 *           "kind": "keystone",
-                 *           "authUrl": "https://keystone.dc.example.org/v3",
-                 *           "username": "kiln",
-                 *           "password": {
-                 *             "env": "KILN_IRONIC_PASSWORD"
-                 *           },
-                 *           "projectName": "baremetal"
-                 *         },
-                 *         "images": {
-                 *           "default": {
-                 *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
-                 *             "checksum": "sha256:…"
-                 *           }
-                 *         },
-                 *         "controlPlaneEndpoint": {
-                 *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
-                 *         }
-                 *       }
-                 *     }
-                 */
-                "application/json": {
-                    name: string;
-                    kind: components["schemas"]["BackendKind"];
-                    /** @description How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
-                    config: {
-                        [key: string]: unknown;
-                    };
-                };
+                "application/json": components["schemas"]["BackendCreate"];
             };
         };
         responses: {
@@ -4620,6 +4908,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description Backend name or id.
+                 * @example sim
+                 */
                 backend: string;
             };
             cookie?: never;
@@ -4652,6 +4944,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description Backend name or id.
+                 * @example sim
+                 */
                 backend: string;
             };
             cookie?: never;
@@ -4686,43 +4982,17 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description Backend name or id.
+                 * @example sim
+                 */
                 backend: string;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "config": {
-                 *         "url": "https://ironic.dc.example.org:6385",
-                 *         "auth": {
-                 *           "kind": "keystone",
-                 *           "authUrl": "https://keystone.dc.example.org/v3",
-                 *           "username": "kiln",
-                 *           "password": {
-                 *             "env": "KILN_IRONIC_PASSWORD"
-                 *           },
-                 *           "projectName": "baremetal"
-                 *         },
-                 *         "images": {
-                 *           "default": {
-                 *             "source": "https://images.dc.example.org/k8s-1.31.qcow2",
-                 *             "checksum": "sha256:…"
-                 *           }
-                 *         },
-                 *         "controlPlaneEndpoint": {
-                 *           "server": "https://{clusterName}.k8s.dc.example.org:6443"
-                 *         }
-                 *       }
-                 *     }
-                 */
-                "application/json": {
-                    /** @description Replaces the whole config. How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
-                    config: {
-                        [key: string]: unknown;
-                    };
-                };
+                "application/json": components["schemas"]["BackendUpdate"];
             };
         };
         responses: {
@@ -4754,13 +5024,15 @@ export interface operations {
     listTemplates: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
+                /** @description Only versions of this template. */
                 name?: string;
                 /** @description Public templates and this project’s. */
                 project?: string;
+                /** @description false leaves deprecated versions out. */
                 includeDeprecated?: boolean;
             };
             header?: never;
@@ -4802,66 +5074,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "k8s-standard",
-                 *       "project": "demo",
-                 *       "description": "Kubernetes 1.31 with traefik ingress; CPU workers.",
-                 *       "kubernetesVersion": "1.31.4",
-                 *       "backend": "sim",
-                 *       "controlPlane": {
-                 *         "count": 3,
-                 *         "machineClass": "m1.large"
-                 *       },
-                 *       "nodeGroups": [
-                 *         {
-                 *           "name": "workers",
-                 *           "machineClass": "m1.large",
-                 *           "count": 3,
-                 *           "minCount": 1,
-                 *           "maxCount": 20
-                 *         }
-                 *       ],
-                 *       "features": {
-                 *         "ingress": {
-                 *           "controller": "traefik"
-                 *         }
-                 *       },
-                 *       "lockedFeatures": [
-                 *         "cni"
-                 *       ]
-                 *     }
-                 */
-                "application/json": {
-                    /**
-                     * @description Lower-case letters, digits, dashes and dots, starting and ending alphanumeric.
-                     * @example k8s-1.31
-                     */
-                    name: string;
-                    /** @description Owning project; omit for a public template. */
-                    project?: string;
-                    description?: string;
-                    /** @example 1.31.4 */
-                    kubernetesVersion: string;
-                    /** @example sim */
-                    backend: string;
-                    /** @description count (1, 3 or 5) and machineClass; both required here. */
-                    controlPlane: components["schemas"]["ControlPlaneInput"];
-                    nodeGroups: components["schemas"]["NodeGroupInput"][];
-                    features?: components["schemas"]["FeatureOverrides"];
-                    lockedFeatures?: string[];
-                    /**
-                     * @description String labels, Kubernetes-style.
-                     * @example {
-                     *       "team": "atlas",
-                     *       "ci-pipeline": "4711"
-                     *     }
-                     */
-                    labels?: {
-                        [key: string]: string;
-                    };
-                    image?: components["schemas"]["BootImage"];
-                };
+                "application/json": components["schemas"]["TemplateCreate"];
             };
         };
         responses: {
@@ -4897,6 +5110,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Template name or id. */
                 template: string;
             };
             cookie?: never;
@@ -4964,7 +5178,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Template name. */
                 template: string;
+                /** @description Template version. */
                 version: number;
             };
             cookie?: never;
@@ -5001,34 +5217,16 @@ export interface operations {
                 "if-match"?: components["parameters"]["IfMatch"];
             };
             path: {
+                /** @description Template name. */
                 template: string;
+                /** @description Template version. */
                 version: number;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "deprecated": true,
-                 *       "labels": {
-                 *         "superseded-by": "k8s-1.32"
-                 *       }
-                 *     }
-                 */
-                "application/json": {
-                    deprecated?: boolean;
-                    /**
-                     * @description String labels, Kubernetes-style.
-                     * @example {
-                     *       "team": "atlas",
-                     *       "ci-pipeline": "4711"
-                     *     }
-                     */
-                    labels?: {
-                        [key: string]: string;
-                    };
-                };
+                "application/json": components["schemas"]["TemplateVersionUpdate"];
             };
         };
         responses: {
@@ -5061,9 +5259,9 @@ export interface operations {
     listProjects: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -5105,30 +5303,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "name": "atlas",
-                 *       "displayName": "ATLAS experiment"
-                 *     }
-                 */
-                "application/json": {
-                    /**
-                     * @description A DNS-1123 label: lower-case letters, digits and dashes, starting and ending alphanumeric.
-                     * @example ci-run-4711
-                     */
-                    name: string;
-                    displayName?: string;
-                    /**
-                     * @description String labels, Kubernetes-style.
-                     * @example {
-                     *       "team": "atlas",
-                     *       "ci-pipeline": "4711"
-                     *     }
-                     */
-                    labels?: {
-                        [key: string]: string;
-                    };
-                };
+                "application/json": components["schemas"]["ProjectCreate"];
             };
         };
         responses: {
@@ -5385,9 +5560,9 @@ export interface operations {
     listClusters: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
                 /** @description key=value; repeat for several. */
                 label?: string[];
@@ -5571,26 +5746,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "labels": {
-                 *         "team": "cms"
-                 *       },
-                 *       "features": {
-                 *         "monitoring": {
-                 *           "enabled": true
-                 *         }
-                 *       }
-                 *     }
-                 */
-                "application/json": {
-                    /** @description Merge patch: a null value removes that label; null removes all. */
-                    labels?: {
-                        [key: string]: string | null;
-                    } | null;
-                    expiresAt?: string | null;
-                    features?: components["schemas"]["FeatureOverrides"];
-                };
+                "application/json": components["schemas"]["ClusterUpdate"];
             };
         };
         responses: {
@@ -5625,9 +5781,9 @@ export interface operations {
     listClusterUpgrades: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -5681,17 +5837,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "template": "k8s-1.32"
-                 *     }
-                 */
-                "application/json": {
-                    /** @description Defaults to the cluster’s template. */
-                    template?: string;
-                    /** @description Defaults to the latest version that is not deprecated. */
-                    templateVersion?: number;
-                };
+                "application/json": components["schemas"]["ClusterUpgrade"];
             };
         };
         responses: {
@@ -5726,9 +5872,9 @@ export interface operations {
     listNodeGroups: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -5914,45 +6060,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "minCount": 2,
-                 *       "maxCount": 30,
-                 *       "maxSurge": 2
-                 *     }
-                 */
-                "application/json": {
-                    /**
-                     * @description worker: general workloads; ingress: runs the ingress controller; infra: monitoring and other add-ons.
-                     * @enum {string}
-                     */
-                    role?: "worker" | "ingress" | "infra";
-                    /** @description Lower bound for resizes and the autoscaler. */
-                    minCount?: number;
-                    /** @description Upper bound for resizes and the autoscaler. */
-                    maxCount?: number;
-                    zones?: string[];
-                    /**
-                     * @description String labels, Kubernetes-style.
-                     * @example {
-                     *       "team": "atlas",
-                     *       "ci-pipeline": "4711"
-                     *     }
-                     */
-                    labels?: {
-                        [key: string]: string;
-                    };
-                    taints?: {
-                        key: string;
-                        value?: string;
-                        /** @enum {string} */
-                        effect: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
-                    }[];
-                    /** @description Extra machines allowed during a rolling replace. */
-                    maxSurge?: number;
-                    /** @description Machines allowed down during a rolling replace. */
-                    maxUnavailable?: number;
-                };
+                "application/json": components["schemas"]["NodeGroupUpdate"];
             };
         };
         responses: {
@@ -6003,18 +6111,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "count": 2,
-                 *       "machinesToRemove": [
-                 *         "demo-workers-3"
-                 *       ]
-                 *     }
-                 */
-                "application/json": {
-                    count: number;
-                    machinesToRemove?: string[];
-                };
+                "application/json": components["schemas"]["NodeGroupResize"];
             };
         };
         responses: {
@@ -6049,9 +6146,9 @@ export interface operations {
     listClusterCertificateAuthorities: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -6102,18 +6199,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "ttlSeconds": 3600
-                 *     }
-                 */
-                "application/json": {
-                    /**
-                     * @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.
-                     * @default 86400
-                     */
-                    ttlSeconds?: number;
-                };
+                "application/json": components["schemas"]["KubeconfigRequest"];
             };
         };
         responses: {
@@ -6252,6 +6338,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description Operation id (from `Location` or an answer). */
                 operation: string;
             };
             cookie?: never;
@@ -6288,6 +6375,7 @@ export interface operations {
                 "idempotency-key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
+                /** @description Operation id (from `Location` or an answer). */
                 operation: string;
             };
             cookie?: never;
@@ -6323,9 +6411,9 @@ export interface operations {
     listOperations: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
                 /** @description Cluster name or id. */
                 cluster?: string;
@@ -6371,6 +6459,7 @@ export interface operations {
                 "idempotency-key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
+                /** @description Operation id (from `Location` or an answer). */
                 operation: string;
             };
             cookie?: never;
@@ -6409,6 +6498,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Operation id (from `Location` or an answer). */
                 operation: string;
             };
             cookie?: never;
@@ -6469,9 +6559,9 @@ export interface operations {
     listProjectMembers: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -6635,9 +6725,9 @@ export interface operations {
     listApiTokens: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
             };
             header?: never;
@@ -6754,9 +6844,9 @@ export interface operations {
     listAuditEvents: {
         parameters: {
             query?: {
-                /** @description Items per page. */
+                /** @description At most this many items. */
                 limit?: number;
-                /** @description The nextCursor of the previous page; omit for the first. */
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
                 cursor?: string;
                 /** @description Exact, or a prefix ending in `.*`. */
                 action?: string;
@@ -6779,6 +6869,7 @@ export interface operations {
                 since?: string;
                 /** @description Events before this time. */
                 until?: string;
+                /** @description Oldest first (`asc`) or newest first. */
                 order?: "asc" | "desc";
             };
             header?: never;
@@ -6885,10 +6976,15 @@ export interface operations {
     loginCallback: {
         parameters: {
             query?: {
+                /** @description The authorization code (OIDC). */
                 code?: string;
+                /** @description The state Kiln sent the issuer. */
                 state?: string;
+                /** @description The issuer that answers (RFC 9207). */
                 iss?: string;
+                /** @description The issuer’s error code, on failure. */
                 error?: string;
+                /** @description The issuer’s explanation, on failure. */
                 error_description?: string;
             };
             header?: never;

@@ -114,6 +114,8 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getCaller',
         summary: 'Who the API takes you for, and your roles',
+        description:
+          'Who your credentials make you (a user, an API token or the local operator), whether you are a platform admin, and your role in each project.',
         tags: ['access'],
         response: { 200: ref(CallerSchema) },
       },
@@ -141,6 +143,8 @@ export function registerAccessRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listProjectMembers',
         summary: 'List a project’s members',
+        description:
+          'Everyone with a role in the project (users and OIDC groups) and their role. Any member of the project may list them.',
         tags: ['access'],
         params: ProjectParams,
         querystring: Type.Object(ListQuery, { additionalProperties: false }),

@@ -49,7 +49,12 @@ export function registerAuditRoutes(app: KilnApp, { db }: RouteDeps) {
             until: Type.Optional(
               Type.String({ format: 'date-time', description: 'Events before this time.' }),
             ),
-            order: Type.Optional(StringEnum(['asc', 'desc'], { default: 'asc' })),
+            order: Type.Optional(
+              StringEnum(['asc', 'desc'], {
+                default: 'asc',
+                description: 'Oldest first (`asc`) or newest first.',
+              }),
+            ),
           },
           { additionalProperties: false },
         ),

@@ -5,7 +5,7 @@ import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
-import { BackendKindRef, BackendListSchema, BackendSchema, ListQuery, ref } from '../schemas.ts'
+import { BackendKindRef, BackendListSchema, BackendSchema, ListQuery, named, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { backendView } from '../views.ts'
 
@@ -13,7 +13,9 @@ import { backendView } from '../views.ts'
 // worker then reads their machine classes from Ironic into the catalogue. The simulated data centre
 // is seeded at start, and the Cluster API kind has no driver yet, so neither is registered here.
 
-const BackendParams = Type.Object({ backend: Type.String({ maxLength: 63 }) })
+const BackendParams = Type.Object({
+  backend: Type.String({ maxLength: 63, description: 'Backend name or id.', examples: ['sim'] }),
+})
 
 const configDescription =
   'How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned.'
@@ -72,6 +74,16 @@ async function findBackend(db: Queryable, ref: string): Promise<Backend> {
   return backend
 }
 
+const BackendCreateBody = named('BackendCreate', {
+  ...BackendCreate,
+  description: 'A backend to register: its kind, name and connection settings.',
+})
+
+const BackendUpdateBody = named('BackendUpdate', {
+  ...BackendUpdate,
+  description: 'A JSON merge patch of a backend’s settings.',
+})
+
 export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
   app.get(
     '/v1/backends',
@@ -80,6 +92,8 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listBackends',
         summary: 'List backends',
+        description:
+          'Where machines come from: each registered backend, its kind and its capabilities. Never credentials.',
         tags: ['backends'],
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: { 200: ref(BackendListSchema) },
@@ -98,6 +112,7 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getBackend',
         summary: 'Get a backend by name or id',
+        description: 'One backend, by name or id, with what it can provide.',
         tags: ['backends'],
         params: BackendParams,
         response: { 200: ref(BackendSchema), ...problemResponses(404) },
@@ -117,7 +132,7 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
           'Registers an OpenStack Ironic backend. The config is checked before it is stored (422 naming the field); the worker then reads the backend’s machine classes and zones from Ironic (at most `CATALOGUE_INTERVAL_MS` later), and templates can use them.',
         tags: ['backends'],
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
-        body: BackendCreate,
+        body: ref(BackendCreateBody),
         response: { 201: ref(BackendSchema), ...problemResponses(409, 422) },
       },
     },
@@ -161,7 +176,7 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
           'Checked like a new backend’s. Operations that start afterwards use the new config; machine classes are re-read at the worker’s next catalogue sync.',
         tags: ['backends'],
         params: BackendParams,
-        body: BackendUpdate,
+        body: ref(BackendUpdateBody),
         response: { 200: ref(BackendSchema), ...problemResponses(404, 422) },
       },
     },

@@ -21,6 +21,7 @@ import {
   ListQuery,
   MachineClassListSchema,
   MachineClassSchema,
+  named,
   ref,
   VersionLifecycleRef,
 } from '../schemas.ts'
@@ -42,6 +43,14 @@ function featureView(name: FeatureName) {
     conflicts: def.conflicts,
   }
 }
+
+const KubernetesVersionUpdateBody = named('KubernetesVersionUpdate', {
+  ...Type.Object(
+    { lifecycle: VersionLifecycleRef },
+    { additionalProperties: false, examples: [{ lifecycle: 'deprecated' }] },
+  ),
+  description: 'A change to a Kubernetes version’s lifecycle.',
+})
 
 export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
   app.get(
@@ -70,8 +79,12 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getFeature',
         summary: 'Get one feature',
+        description:
+          'One feature of the catalogue: its settings with their types and defaults, and what it needs of a template and backend.',
         tags: ['features'],
-        params: Type.Object({ feature: Type.String({ maxLength: 63 }) }),
+        params: Type.Object({
+          feature: Type.String({ maxLength: 63, description: 'Feature name.', examples: ['ingress'] }),
+        }),
         response: { 200: ref(FeatureSchema), ...problemResponses(404) },
       },
     },
@@ -89,6 +102,8 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listMachineClasses',
         summary: 'List machine classes',
+        description:
+          'The kinds of machine the registered backends offer (CPU, memory, GPUs), which node groups name in `machineClass`.',
         tags: ['machine-classes'],
         querystring: Type.Object(
           {
@@ -126,8 +141,11 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getMachineClass',
         summary: 'Get a machine class by name or id',
+        description: 'One machine class, by name or id: its size, GPUs and the backend that offers it.',
         tags: ['machine-classes'],
-        params: Type.Object({ machineClass: Type.String({ maxLength: 63 }) }),
+        params: Type.Object({
+          machineClass: Type.String({ maxLength: 63, description: 'Machine class name or id.' }),
+        }),
         response: { 200: ref(MachineClassSchema), ...problemResponses(404) },
       },
     },
@@ -149,6 +167,8 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listKubernetesVersions',
         summary: 'List Kubernetes versions and their lifecycle',
+        description:
+          'Every Kubernetes version Kiln knows, with its lifecycle (`supported`, `deprecated`, `expired`): templates pin one of them.',
         tags: ['kubernetes-versions'],
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: { 200: ref(KubernetesVersionListSchema) },
@@ -161,7 +181,9 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
     },
   )
 
-  const VersionParams = Type.Object({ version: Type.String({ maxLength: 32, examples: ['1.31.4'] }) })
+  const VersionParams = Type.Object({
+    version: Type.String({ maxLength: 32, description: 'Kubernetes version.', examples: ['1.31.4'] }),
+  })
 
   app.get(
     '/v1/kubernetes-versions/:version',
@@ -170,6 +192,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getKubernetesVersion',
         summary: 'Get a Kubernetes version',
+        description: 'One Kubernetes version and its lifecycle.',
         tags: ['kubernetes-versions'],
         params: VersionParams,
         response: { 200: ref(KubernetesVersionSchema), ...problemResponses(404) },
@@ -195,10 +218,7 @@ export function registerCatalogueRoutes(app: KilnApp, { db }: RouteDeps) {
         tags: ['kubernetes-versions'],
         params: VersionParams,
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          { lifecycle: VersionLifecycleRef },
-          { additionalProperties: false, examples: [{ lifecycle: 'deprecated' }] },
-        ),
+        body: ref(KubernetesVersionUpdateBody),
         response: { 200: ref(KubernetesVersionSchema), ...problemResponses(404, 412) },
       },
     },

@@ -28,6 +28,7 @@ import {
   ClusterSchema,
   FeatureOverridesSchema,
   ListQuery,
+  named,
   OperationSchema,
   ref,
   UpgradeTargetListSchema,
@@ -62,6 +63,45 @@ function clusterRequestOf(body: Type.Static<typeof ClusterCreateSchema>) {
   const { name, template, templateVersion, labels, expiresAt, ...overrides } = body
   return { name, template, templateVersion, labels, expiresAt, overrides }
 }
+
+const ClusterUpdateBody = named('ClusterUpdate', {
+  ...Type.Object(
+    {
+      labels: Type.Optional(
+        Type.Union([LabelPatch, Type.Null()], {
+          description: 'Merge patch: a null value removes that label; null removes all.',
+        }),
+      ),
+      expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
+      features: Type.Optional(ref(FeatureOverridesSchema)),
+    },
+    {
+      additionalProperties: false,
+      minProperties: 1,
+      examples: [{ labels: { team: 'cms' }, features: { monitoring: { enabled: true } } }],
+    },
+  ),
+  description: 'A JSON merge patch of a cluster: labels, expiry and features.',
+})
+
+const ClusterUpgradeBody = named('ClusterUpgrade', {
+  ...Type.Object(
+    {
+      template: Type.Optional(
+        Type.String({ maxLength: 63, description: 'Defaults to the cluster’s template.' }),
+      ),
+      templateVersion: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: 2_147_483_647,
+          description: 'Defaults to the latest version that is not deprecated.',
+        }),
+      ),
+    },
+    { additionalProperties: false, examples: [{ template: 'k8s-1.32' }] },
+  ),
+  description: 'The template (and version) to move the cluster to.',
+})
 
 export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
   const { db } = deps
@@ -157,7 +197,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
             label: Type.Optional(
               Type.Array(Type.String({ maxLength: 317 }), { description: 'key=value; repeat for several.' }),
             ),
-            phase: Type.Optional(ClusterPhaseRef),
+            phase: Type.Optional({ ...ClusterPhaseRef, description: 'Only clusters in this phase.' }),
             template: Type.Optional(Type.String({ maxLength: 63, description: 'Template name.' })),
           },
           { additionalProperties: false },
@@ -216,22 +256,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         headers: Type.Object({
           'if-match': Type.Optional(Type.String({ description: 'An ETag from a GET.' })),
         }),
-        body: Type.Object(
-          {
-            labels: Type.Optional(
-              Type.Union([LabelPatch, Type.Null()], {
-                description: 'Merge patch: a null value removes that label; null removes all.',
-              }),
-            ),
-            expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
-            features: Type.Optional(ref(FeatureOverridesSchema)),
-          },
-          {
-            additionalProperties: false,
-            minProperties: 1,
-            examples: [{ labels: { team: 'cms' }, features: { monitoring: { enabled: true } } }],
-          },
-        ),
+        body: ref(ClusterUpdateBody),
         response: {
           202: ref(OperationSchema),
           ...problemResponses(404, 409, 412, 422),
@@ -334,21 +359,7 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['clusters'],
         params: ClusterParams,
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          {
-            template: Type.Optional(
-              Type.String({ maxLength: 63, description: 'Defaults to the cluster’s template.' }),
-            ),
-            templateVersion: Type.Optional(
-              Type.Integer({
-                minimum: 1,
-                maximum: 2_147_483_647,
-                description: 'Defaults to the latest version that is not deprecated.',
-              }),
-            ),
-          },
-          { additionalProperties: false, examples: [{ template: 'k8s-1.32' }] },
-        ),
+        body: ref(ClusterUpgradeBody),
         response: { 202: ref(OperationSchema), ...problemResponses(404, 409, 422) },
       },
     },

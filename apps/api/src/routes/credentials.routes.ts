@@ -33,6 +33,7 @@ import {
   CertificateSigningRequestSchema,
   CredentialTtlSeconds,
   ListQuery,
+  named,
   OperationSchema,
   ref,
   SignedCertificateSchema,
@@ -94,6 +95,14 @@ function pkiProblem(error: unknown, cluster: { name: string }, pointer: string):
       return error
   }
 }
+
+const KubeconfigRequestBody = named('KubeconfigRequest', {
+  ...Type.Object(
+    { ttlSeconds: Type.Optional(CredentialTtlSeconds) },
+    { additionalProperties: false, examples: [{ ttlSeconds: 3600 }] },
+  ),
+  description: 'What the issued kubeconfig’s client certificate should be.',
+})
 
 export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
   const { db } = deps
@@ -159,10 +168,7 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
           'Signs a new client certificate with the current cluster CA (default 24 h, at most 7 days; groups from your role) and returns a kubeconfig that real kubectl uses; it trusts every CA the cluster trusts (both while the CA rotates). Every issuance is in the audit log. Nothing is stored, so the call cannot be replayed: it refuses an Idempotency-Key, and retrying simply issues another credential.',
         tags: ['clusters'],
         params: ClusterParams,
-        body: Type.Object(
-          { ttlSeconds: Type.Optional(CredentialTtlSeconds) },
-          { additionalProperties: false, examples: [{ ttlSeconds: 3600 }] },
-        ),
+        body: ref(KubeconfigRequestBody),
         response: {
           201: Type.Object(
             {

@@ -27,6 +27,8 @@ export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
       schema: {
         operationId: 'getHealth',
         summary: 'Liveness: the process is up',
+        description:
+          'Answers 200 while the process serves requests, without touching PostgreSQL or Redis: for a liveness probe. Needs no credentials and is not rate limited.',
         tags: ['health'],
         response: { 200: Type.Object({ status: Type.Literal('ok') }, { examples: [{ status: 'ok' }] }) },
       },
@@ -41,6 +43,8 @@ export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
       schema: {
         operationId: 'getReadiness',
         summary: 'Readiness: PostgreSQL and Redis are reachable',
+        description:
+          'Checks that PostgreSQL and Redis answer (each within a short timeout): 200 `ready` when both do, 503 naming the one that does not. For a readiness probe; needs no credentials and is not rate limited.',
         tags: ['health'],
         response: {
           200: Type.Object(

@@ -9,7 +9,6 @@ import {
   patchNodeGroup,
   resizeNodeGroup,
 } from '@kiln/db'
-import { NodeGroupInput } from '@kiln/domain'
 import Type from 'typebox'
 import { acceptOnce, sendAccepted } from '../accepted.ts'
 import type { KilnApp, RouteDeps } from '../app.ts'
@@ -21,6 +20,7 @@ import {
   NodeGroupInputSchema,
   NodeGroupListSchema,
   NodeGroupSchema,
+  named,
   OperationSchema,
   ref,
 } from '../schemas.ts'
@@ -39,7 +39,32 @@ const {
   count: _count,
   features: _features,
   ...patchable
-} = NodeGroupInput.properties
+} = NodeGroupInputSchema.properties
+
+const NodeGroupUpdateBody = named('NodeGroupUpdate', {
+  ...Type.Object(patchable, {
+    additionalProperties: false,
+    minProperties: 1,
+    examples: [{ minCount: 2, maxCount: 30, maxSurge: 2 }],
+  }),
+  description: 'A JSON merge patch of a node group’s bounds, labels, taints, zones or rollout settings.',
+})
+
+const NodeGroupResizeBody = named('NodeGroupResize', {
+  ...Type.Object(
+    {
+      count: Type.Integer({ minimum: 0, maximum: 1000 }),
+      machinesToRemove: Type.Optional(
+        Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
+          uniqueItems: true,
+          maxItems: 1000,
+        }),
+      ),
+    },
+    { additionalProperties: false, examples: [{ count: 2, machinesToRemove: ['demo-workers-3'] }] },
+  ),
+  description: 'The number of machines the node group should have.',
+})
 
 export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
   const { db } = deps
@@ -52,6 +77,8 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
       schema: {
         operationId: 'listNodeGroups',
         summary: 'List a cluster’s node groups',
+        description:
+          'The node groups of a cluster, control plane first, each with its desired size and what is observed.',
         tags: ['nodegroups'],
         params: ClusterParams,
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
@@ -81,6 +108,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
       schema: {
         operationId: 'getNodeGroup',
         summary: 'Get a node group',
+        description: 'One node group of a cluster: its spec, status and `ETag` (for `If-Match` on PATCH).',
         tags: ['nodegroups'],
         params: NodeGroupParams,
         response: { 200: ref(NodeGroupSchema), ...problemResponses(404) },
@@ -137,11 +165,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['nodegroups'],
         params: NodeGroupParams,
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
-        body: Type.Object(patchable, {
-          additionalProperties: false,
-          minProperties: 1,
-          examples: [{ minCount: 2, maxCount: 30, maxSurge: 2 }],
-        }),
+        body: ref(NodeGroupUpdateBody),
         response: { 200: ref(NodeGroupSchema), ...problemResponses(404, 409, 412, 422) },
       },
     },
@@ -177,18 +201,7 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         tags: ['nodegroups'],
         params: NodeGroupParams,
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          {
-            count: Type.Integer({ minimum: 0, maximum: 1000 }),
-            machinesToRemove: Type.Optional(
-              Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
-                uniqueItems: true,
-                maxItems: 1000,
-              }),
-            ),
-          },
-          { additionalProperties: false, examples: [{ count: 2, machinesToRemove: ['demo-workers-3'] }] },
-        ),
+        body: ref(NodeGroupResizeBody),
         response: { 202: ref(OperationSchema), ...problemResponses(404, 409, 422) },
       },
     },

@@ -202,11 +202,21 @@ export function registerOidcRoutes(app: KilnApp, deps: OidcRouteDeps): void {
           'Exchanges the code (with the PKCE verifier), validates the ID token (signature, issuer, audience, expiry, nonce), sets the session cookie (HttpOnly, SameSite=Lax, Secure on https; sealed with AES-256-GCM) and redirects to the portal.',
         tags: ['auth'],
         querystring: Type.Object({
-          code: Type.Optional(Type.String({ maxLength: 4096 })),
-          state: Type.Optional(Type.String({ maxLength: 1024 })),
-          iss: Type.Optional(Type.String({ maxLength: 2048 })),
-          error: Type.Optional(Type.String({ maxLength: 256 })),
-          error_description: Type.Optional(Type.String({ maxLength: 2048 })),
+          code: Type.Optional(
+            Type.String({ maxLength: 4096, description: 'The authorization code (OIDC).' }),
+          ),
+          state: Type.Optional(
+            Type.String({ maxLength: 1024, description: 'The state Kiln sent the issuer.' }),
+          ),
+          iss: Type.Optional(
+            Type.String({ maxLength: 2048, description: 'The issuer that answers (RFC 9207).' }),
+          ),
+          error: Type.Optional(
+            Type.String({ maxLength: 256, description: 'The issuer’s error code, on failure.' }),
+          ),
+          error_description: Type.Optional(
+            Type.String({ maxLength: 2048, description: 'The issuer’s explanation, on failure.' }),
+          ),
         }),
         response: {
           302: redirect('To the portal, with the session cookie set.'),

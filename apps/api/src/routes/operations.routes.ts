@@ -17,7 +17,9 @@ import { problemResponses } from '../shared-answers.ts'
 import { operationView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
 
-const OperationParams = Type.Object({ operation: Type.String({ format: 'uuid' }) })
+const OperationParams = Type.Object({
+  operation: Type.String({ format: 'uuid', description: 'Operation id (from `Location` or an answer).' }),
+})
 
 /** `30s`, `500ms`, `1m` or plain seconds; at most 60 s so proxies do not cut the request. */
 const WaitPattern = '^[0-9]{1,5}(ms|s|m)?$'
@@ -111,13 +113,18 @@ export function registerOperationRoutes(app: KilnApp, deps: RouteDeps) {
       schema: {
         operationId: 'listOperations',
         summary: 'List a project’s operations',
+        description:
+          'A project’s operations, oldest first, paged by cursor; filter by status or cluster to find what is running.',
         tags: ['operations'],
         params: ProjectParams,
         querystring: Type.Object(
           {
             ...ListQuery,
             cluster: Type.Optional(Type.String({ maxLength: 63, description: 'Cluster name or id.' })),
-            status: Type.Optional(OperationStatusRef),
+            status: Type.Optional({
+              ...OperationStatusRef,
+              description: 'Only operations with this status.',
+            }),
           },
           { additionalProperties: false },
         ),

@@ -4,12 +4,24 @@ import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, visibleProjectIds } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
-import { ListQuery, ProjectListSchema, ProjectSchema, ref } from '../schemas.ts'
+import { ListQuery, named, ProjectListSchema, ProjectSchema, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { projectView } from '../views.ts'
 
 export const ProjectParams = Type.Object({
   project: Type.String({ maxLength: 63, description: 'Project name or id.' }),
+})
+
+const ProjectCreateBody = named('ProjectCreate', {
+  ...Type.Object(
+    {
+      name: DnsLabel,
+      displayName: Type.Optional(Type.String({ maxLength: 200 })),
+      labels: Type.Optional(Labels),
+    },
+    { additionalProperties: false, examples: [{ name: 'atlas', displayName: 'ATLAS experiment' }] },
+  ),
+  description: 'A project to create.',
 })
 
 export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
@@ -20,6 +32,7 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'listProjects',
         summary: 'List the projects you can see',
+        description: 'The projects you have a role in (platform admins see all), paged by cursor.',
         tags: ['projects'],
         querystring: Type.Object(ListQuery, { additionalProperties: false }),
         response: { 200: ref(ProjectListSchema) },
@@ -49,6 +62,8 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getProject',
         summary: 'Get a project by name or id',
+        description:
+          'One project, by name or id, if you have a role in it (404 otherwise, as if it did not exist).',
         tags: ['projects'],
         params: ProjectParams,
         response: { 200: ref(ProjectSchema), ...problemResponses(404) },
@@ -64,16 +79,11 @@ export function registerProjectRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'createProject',
         summary: 'Create a project (platform admins)',
+        description:
+          'Creates a project, a tenant with its own clusters, members, tokens and quota. Platform admins only; the name must be unique.',
         tags: ['projects'],
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          {
-            name: DnsLabel,
-            displayName: Type.Optional(Type.String({ maxLength: 200 })),
-            labels: Type.Optional(Labels),
-          },
-          { additionalProperties: false, examples: [{ name: 'atlas', displayName: 'ATLAS experiment' }] },
-        ),
+        body: ref(ProjectCreateBody),
         response: { 201: ref(ProjectSchema), ...problemResponses(409) },
       },
     },

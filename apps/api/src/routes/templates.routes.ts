@@ -31,6 +31,7 @@ import {
   FeatureOverridesSchema,
   ListQuery,
   NodeGroupInputSchema,
+  named,
   ref,
   TemplateListSchema,
   TemplateSchema,
@@ -88,6 +89,23 @@ async function templateRow(tx: Tx, name: string, version?: number): Promise<Temp
   return row
 }
 
+const TemplateCreateBody = named('TemplateCreate', {
+  ...TemplateCreate,
+  description: 'The next version of a template to publish.',
+})
+
+const TemplateVersionUpdateBody = named('TemplateVersionUpdate', {
+  ...Type.Object(
+    { deprecated: Type.Optional(Type.Boolean()), labels: Type.Optional(Labels) },
+    {
+      additionalProperties: false,
+      minProperties: 1,
+      examples: [{ deprecated: true, labels: { 'superseded-by': 'k8s-1.32' } }],
+    },
+  ),
+  description: 'What may change on a published template version: `deprecated` and `labels`.',
+})
+
 export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
   app.get(
     '/v1/templates',
@@ -101,11 +119,15 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
         querystring: Type.Object(
           {
             ...ListQuery,
-            name: Type.Optional(Type.String({ maxLength: 63 })),
+            name: Type.Optional(
+              Type.String({ maxLength: 63, description: 'Only versions of this template.' }),
+            ),
             project: Type.Optional(
               Type.String({ maxLength: 63, description: 'Public templates and this project’s.' }),
             ),
-            includeDeprecated: Type.Optional(Type.Boolean({ default: true })),
+            includeDeprecated: Type.Optional(
+              Type.Boolean({ default: true, description: 'false leaves deprecated versions out.' }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -146,8 +168,12 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getTemplate',
         summary: 'Get a template: by id, or by name (its latest version that is not deprecated)',
+        description:
+          'A template by id, or by name: then its latest version that is not deprecated. Clusters are created from a template name and optional version.',
         tags: ['templates'],
-        params: Type.Object({ template: Type.String({ maxLength: 63 }) }),
+        params: Type.Object({
+          template: Type.String({ maxLength: 63, description: 'Template name or id.' }),
+        }),
         response: { 200: ref(TemplateSchema), ...problemResponses(404) },
       },
     },
@@ -161,8 +187,8 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
   )
 
   const VersionParams = Type.Object({
-    template: Type.String({ maxLength: 63 }),
-    version: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
+    template: Type.String({ maxLength: 63, description: 'Template name.' }),
+    version: Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'Template version.' }),
   })
 
   app.get(
@@ -172,6 +198,8 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
       schema: {
         operationId: 'getTemplateVersion',
         summary: 'Get one version of a template',
+        description:
+          'One published (immutable) version of a template, deprecated or not; its `ETag` is for `If-Match` when deprecating it.',
         tags: ['templates'],
         params: VersionParams,
         response: { 200: ref(TemplateSchema), ...problemResponses(404) },
@@ -200,7 +228,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           'Publishes the next version of the named template. Published versions are immutable; clusters keep the version they were created from.',
         tags: ['templates'],
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
-        body: TemplateCreate,
+        body: ref(TemplateCreateBody),
         response: { 201: ref(TemplateSchema), ...problemResponses(422) },
       },
     },
@@ -308,14 +336,7 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
         tags: ['templates'],
         params: VersionParams,
         headers: Type.Object({ 'if-match': Type.Optional(Type.String()) }),
-        body: Type.Object(
-          { deprecated: Type.Optional(Type.Boolean()), labels: Type.Optional(Labels) },
-          {
-            additionalProperties: false,
-            minProperties: 1,
-            examples: [{ deprecated: true, labels: { 'superseded-by': 'k8s-1.32' } }],
-          },
-        ),
+        body: ref(TemplateVersionUpdateBody),
         response: { 200: ref(TemplateSchema), ...problemResponses(404, 412) },
       },
     },
