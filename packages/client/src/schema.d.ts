@@ -3038,6 +3038,29 @@ export interface components {
             endSessionUrl: string | null;
         };
         /**
+         * @description What the CLI needs to sign in at the issuer.
+         * @example {
+         *       "issuer": "https://login.example.org/realms/kiln",
+         *       "clientId": "kiln-cli",
+         *       "audience": "urn:kiln:api",
+         *       "scopes": [
+         *         "openid",
+         *         "profile",
+         *         "email",
+         *         "groups"
+         *       ]
+         *     }
+         */
+        CliLoginSettings: {
+            /** @description Discover the endpoints at `<issuer>/.well-known/openid-configuration`. */
+            issuer: string;
+            /** @description A public client: no secret, PKCE S256. */
+            clientId: string;
+            /** @description Ask for it as `resource`: access tokens must carry it in `aud`. */
+            audience: string;
+            scopes: string[];
+        };
+        /**
          * @description viewer: read the project. member: also create, change and delete clusters and issue their credentials. admin: also manage members and API tokens, read quotas and the audit log.
          * @enum {string}
          */
@@ -3427,17 +3450,53 @@ export interface components {
             templateVersion?: number;
         };
         /**
-         * @description What the issued kubeconfig’s client certificate should be.
+         * @description A new kubeconfig with a short-lived client certificate (never stored; issue another when it expires).
          * @example {
-         *       "ttlSeconds": 3600
+         *       "kubeconfig": "apiVersion: v1\nkind: Config\nclusters:\n  - name: demo-ci-run-4711\n…",
+         *       "username": "user:local-operator",
+         *       "groups": [
+         *         "system:masters"
+         *       ],
+         *       "expiresAt": "2026-11-21T11:00:00.000Z"
          *     }
          */
-        KubeconfigRequest: {
-            /**
-             * @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.
-             * @default 86400
-             */
-            ttlSeconds: number;
+        IssuedKubeconfig: {
+            /** @description YAML; save it and point KUBECONFIG at it. */
+            kubeconfig: string;
+            username: string;
+            groups: string[];
+            /** Format: date-time */
+            expiresAt: string;
+        };
+        /**
+         * @description The process is up.
+         * @example {
+         *       "status": "ok"
+         *     }
+         */
+        Health: {
+            /** @enum {string} */
+            status: "ok";
+        };
+        /**
+         * @description PostgreSQL and Redis both answer.
+         * @example {
+         *       "status": "ready",
+         *       "checks": {
+         *         "postgres": "ok",
+         *         "redis": "ok"
+         *       }
+         *     }
+         */
+        Readiness: {
+            /** @enum {string} */
+            status: "ready";
+            checks: {
+                /** @enum {string} */
+                postgres: "ok" | "unavailable";
+                /** @enum {string} */
+                redis: "ok" | "unavailable";
+            };
         };
         /**
          * @description A JSON merge patch of a node group’s bounds, labels, taints, zones or rollout settings.
@@ -3737,17 +3796,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description The process is up. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @enum {string} */
-                        status: "ok";
-                    };
+                    "application/json": components["schemas"]["Health"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -3764,23 +3820,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description PostgreSQL and Redis both answer. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @enum {string} */
-                        status: "ready";
-                        checks: {
-                            /** @enum {string} */
-                            postgres: "ok" | "unavailable";
-                            /** @enum {string} */
-                            redis: "ok" | "unavailable";
-                        };
-                    };
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -5326,11 +5373,22 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["KubeconfigRequest"];
+                /**
+                 * @example {
+                 *       "ttlSeconds": 3600
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.
+                     * @default 86400
+                     */
+                    ttlSeconds?: number;
+                };
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description A new kubeconfig with a short-lived client certificate (never stored; issue another when it expires). */
             201: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5340,14 +5398,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @description YAML; save it and point KUBECONFIG at it. */
-                        kubeconfig: string;
-                        username: string;
-                        groups: string[];
-                        /** Format: date-time */
-                        expiresAt: string;
-                    };
+                    "application/json": components["schemas"]["IssuedKubeconfig"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -6197,7 +6248,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description What the CLI needs to sign in at the issuer. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6207,15 +6258,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @description Discover the endpoints at `<issuer>/.well-known/openid-configuration`. */
-                        issuer: string;
-                        /** @description A public client: no secret, PKCE S256. */
-                        clientId: string;
-                        /** @description Ask for it as `resource`: access tokens must carry it in `aud`. */
-                        audience: string;
-                        scopes: string[];
-                    };
+                    "application/json": components["schemas"]["CliLoginSettings"];
                 };
             };
             400: components["responses"]["BadRequest"];
