@@ -1374,6 +1374,7 @@ export interface components {
             updatedAt: string;
         };
         /**
+         * @description A Kubernetes version Kiln can run, and where it is in its lifecycle.
          * @example {
          *       "version": "1.31.4",
          *       "lifecycle": "supported",
@@ -4017,7 +4018,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description A Kubernetes version Kiln can run, and where it is in its lifecycle. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4061,7 +4062,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description A Kubernetes version Kiln can run, and where it is in its lifecycle. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
