@@ -231,7 +231,10 @@ function frameworkAnswers(route: RouteOptions): SharedResponseName[] {
   if (mayBeForbidden) names.push('Forbidden')
   if (path.includes(':')) names.push('NotFound')
   if (!safe) names.push('PayloadTooLarge', 'UnsupportedMediaType')
-  if ('cursor' in propertiesOf(schema.querystring)) names.push('UnprocessableContent')
+  // A foreign cursor, or an Idempotency-Key reused with another request.
+  if ('cursor' in propertiesOf(schema.querystring) || 'idempotency-key' in propertiesOf(schema.headers)) {
+    names.push('UnprocessableContent')
+  }
   if (isRateLimited(route)) names.push('TooManyRequests')
   names.push('ServiceUnavailable', 'UnexpectedError')
   return names
