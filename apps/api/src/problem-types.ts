@@ -155,12 +155,6 @@ export const problemTypes = {
     description:
       'The `Idempotency-Key` was already used in the last 24 hours with a different request. Use a new key for a new request.',
   },
-  'too-many-requests': {
-    title: 'Too many requests',
-    status: 429,
-    description:
-      'The caller (its token or user, or its address) sent more requests than its rate limit allows. Wait `Retry-After` seconds; `RateLimit-*` headers say how much is left.',
-  },
   internal: {
     title: 'Internal error',
     status: 500,

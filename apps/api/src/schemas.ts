@@ -798,7 +798,11 @@ export const KubernetesVersionSchema = named(
       createdAt: Timestamp,
       updatedAt: Timestamp,
     },
-    { additionalProperties: false, examples: kubernetesVersionExamples },
+    {
+      additionalProperties: false,
+      description: 'A Kubernetes version Kiln can run, and where it is in its lifecycle.',
+      examples: kubernetesVersionExamples,
+    },
   ),
 )
 

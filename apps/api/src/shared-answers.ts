@@ -126,7 +126,7 @@ export const sharedResponses = {
   },
   TooManyRequests: {
     status: '429',
-    description: 'Rate limited (`too-many-requests`); retry after `Retry-After` seconds.',
+    description: 'Rate limited (`rate-limited`); retry after `Retry-After` seconds.',
     headers: ['Retry-After', ...rateLimitHeaders],
   },
   ServiceUnavailable: {
@@ -231,7 +231,10 @@ function frameworkAnswers(route: RouteOptions): SharedResponseName[] {
   if (mayBeForbidden) names.push('Forbidden')
   if (path.includes(':')) names.push('NotFound')
   if (!safe) names.push('PayloadTooLarge', 'UnsupportedMediaType')
-  if ('cursor' in propertiesOf(schema.querystring)) names.push('UnprocessableContent')
+  // A foreign cursor, or an Idempotency-Key reused with another request.
+  if ('cursor' in propertiesOf(schema.querystring) || 'idempotency-key' in propertiesOf(schema.headers)) {
+    names.push('UnprocessableContent')
+  }
   if (isRateLimited(route)) names.push('TooManyRequests')
   names.push('ServiceUnavailable', 'UnexpectedError')
   return names

@@ -1135,7 +1135,7 @@ export interface components {
         Problem: {
             /**
              * Format: uri
-             * @description Identifies the kind of problem; compare it as a string. One of `https://kiln.dev/problems/invalid-request`, `https://kiln.dev/problems/malformed-json`, `https://kiln.dev/problems/bad-request`, `https://kiln.dev/problems/malformed-url`, `https://kiln.dev/problems/malformed-request`, `https://kiln.dev/problems/headers-too-large`, `https://kiln.dev/problems/request-timeout`, `https://kiln.dev/problems/unauthenticated`, `https://kiln.dev/problems/login-failed`, `https://kiln.dev/problems/login-expired`, `https://kiln.dev/problems/forbidden`, `https://kiln.dev/problems/cluster-deleting`, `https://kiln.dev/problems/cluster-gone`, `https://kiln.dev/problems/csrf-rejected`, `https://kiln.dev/problems/not-found`, `https://kiln.dev/problems/conflict`, `https://kiln.dev/problems/operation-in-progress`, `https://kiln.dev/problems/superseded`, `https://kiln.dev/problems/precondition-failed`, `https://kiln.dev/problems/payload-too-large`, `https://kiln.dev/problems/unsupported-media-type`, `https://kiln.dev/problems/invalid-spec`, `https://kiln.dev/problems/quota-exceeded`, `https://kiln.dev/problems/idempotency-key-reused`, `https://kiln.dev/problems/too-many-requests`, `https://kiln.dev/problems/internal`, `https://kiln.dev/problems/rate-limited`, `https://kiln.dev/problems/service-unavailable`, `https://kiln.dev/problems/credentials-unavailable`, `https://kiln.dev/problems/oidc-not-configured`; `x-problem-types` describes each, and every server shows a page for it at `/problems/{slug}`.
+             * @description Identifies the kind of problem; compare it as a string. One of `https://kiln.dev/problems/invalid-request`, `https://kiln.dev/problems/malformed-json`, `https://kiln.dev/problems/bad-request`, `https://kiln.dev/problems/malformed-url`, `https://kiln.dev/problems/malformed-request`, `https://kiln.dev/problems/headers-too-large`, `https://kiln.dev/problems/request-timeout`, `https://kiln.dev/problems/unauthenticated`, `https://kiln.dev/problems/login-failed`, `https://kiln.dev/problems/login-expired`, `https://kiln.dev/problems/forbidden`, `https://kiln.dev/problems/cluster-deleting`, `https://kiln.dev/problems/cluster-gone`, `https://kiln.dev/problems/csrf-rejected`, `https://kiln.dev/problems/not-found`, `https://kiln.dev/problems/conflict`, `https://kiln.dev/problems/operation-in-progress`, `https://kiln.dev/problems/superseded`, `https://kiln.dev/problems/precondition-failed`, `https://kiln.dev/problems/payload-too-large`, `https://kiln.dev/problems/unsupported-media-type`, `https://kiln.dev/problems/invalid-spec`, `https://kiln.dev/problems/quota-exceeded`, `https://kiln.dev/problems/idempotency-key-reused`, `https://kiln.dev/problems/internal`, `https://kiln.dev/problems/rate-limited`, `https://kiln.dev/problems/service-unavailable`, `https://kiln.dev/problems/credentials-unavailable`, `https://kiln.dev/problems/oidc-not-configured`; `x-problem-types` describes each, and every server shows a page for it at `/problems/{slug}`.
              * @example https://kiln.dev/problems/invalid-spec
              */
             type: string;
@@ -1402,6 +1402,7 @@ export interface components {
             updatedAt: string;
         };
         /**
+         * @description A Kubernetes version Kiln can run, and where it is in its lifecycle.
          * @example {
          *       "version": "1.31.4",
          *       "lifecycle": "supported",
@@ -3740,6 +3741,29 @@ export interface components {
             nextCursor: string | null;
         };
         /**
+         * @description What the CLI needs to sign in at the issuer.
+         * @example {
+         *       "issuer": "https://login.example.org/realms/kiln",
+         *       "clientId": "kiln-cli",
+         *       "audience": "urn:kiln:api",
+         *       "scopes": [
+         *         "openid",
+         *         "profile",
+         *         "email",
+         *         "groups"
+         *       ]
+         *     }
+         */
+        CliLoginSettings: {
+            /** @description Discover the endpoints at `<issuer>/.well-known/openid-configuration`. */
+            issuer: string;
+            /** @description A public client: no secret, PKCE S256. */
+            clientId: string;
+            /** @description Ask for it as `resource`: access tokens must carry it in `aud`. */
+            audience: string;
+            scopes: string[];
+        };
+        /**
          * @description viewer: read the project. member: also create, change and delete clusters and issue their credentials. admin: also manage members and API tokens, read quotas and the audit log.
          * @enum {string}
          */
@@ -4204,14 +4228,53 @@ export interface components {
             templateVersion?: number;
         };
         /**
-         * @description What the issued kubeconfig’s client certificate should be.
+         * @description A new kubeconfig with a short-lived client certificate (never stored; issue another when it expires).
          * @example {
-         *       "ttlSeconds": 3600
+         *       "kubeconfig": "apiVersion: v1\nkind: Config\nclusters:\n  - name: demo-ci-run-4711\n…",
+         *       "username": "user:local-operator",
+         *       "groups": [
+         *         "system:masters"
+         *       ],
+         *       "expiresAt": "2026-11-21T11:00:00.000Z"
          *     }
          */
-        KubeconfigRequest: {
-            /** @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted. */
-            ttlSeconds?: number;
+        IssuedKubeconfig: {
+            /** @description YAML; save it and point KUBECONFIG at it. */
+            kubeconfig: string;
+            username: string;
+            groups: string[];
+            /** Format: date-time */
+            expiresAt: string;
+        };
+        /**
+         * @description The process is up.
+         * @example {
+         *       "status": "ok"
+         *     }
+         */
+        Health: {
+            /** @enum {string} */
+            status: "ok";
+        };
+        /**
+         * @description PostgreSQL and Redis both answer.
+         * @example {
+         *       "status": "ready",
+         *       "checks": {
+         *         "postgres": "ok",
+         *         "redis": "ok"
+         *       }
+         *     }
+         */
+        Readiness: {
+            /** @enum {string} */
+            status: "ready";
+            checks: {
+                /** @enum {string} */
+                postgres: "ok" | "unavailable";
+                /** @enum {string} */
+                redis: "ok" | "unavailable";
+            };
         };
         /**
          * @description A JSON merge patch of a node group’s bounds, labels, taints, zones or rollout settings.
@@ -4437,7 +4500,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description Rate limited (`too-many-requests`); retry after `Retry-After` seconds. */
+        /** @description Rate limited (`rate-limited`); retry after `Retry-After` seconds. */
         TooManyRequests: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4511,17 +4574,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description The process is up. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @enum {string} */
-                        status: "ok";
-                    };
+                    "application/json": components["schemas"]["Health"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -4538,23 +4598,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description PostgreSQL and Redis both answer. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @enum {string} */
-                        status: "ready";
-                        checks: {
-                            /** @enum {string} */
-                            postgres: "ok" | "unavailable";
-                            /** @enum {string} */
-                            redis: "ok" | "unavailable";
-                        };
-                    };
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -4755,7 +4806,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description A Kubernetes version Kiln can run, and where it is in its lifecycle. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4799,7 +4850,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description A Kubernetes version Kiln can run, and where it is in its lifecycle. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5328,6 +5379,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -6199,11 +6251,19 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["KubeconfigRequest"];
+                /**
+                 * @example {
+                 *       "ttlSeconds": 3600
+                 *     }
+                 */
+                "application/json": {
+                    /** @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted. */
+                    ttlSeconds?: number;
+                };
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description A new kubeconfig with a short-lived client certificate (never stored; issue another when it expires). */
             201: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6213,14 +6273,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @description YAML; save it and point KUBECONFIG at it. */
-                        kubeconfig: string;
-                        username: string;
-                        groups: string[];
-                        /** Format: date-time */
-                        expiresAt: string;
-                    };
+                    "application/json": components["schemas"]["IssuedKubeconfig"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -6322,6 +6375,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -6403,6 +6457,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -6488,6 +6543,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -6637,6 +6693,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];
@@ -7054,7 +7111,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description What the CLI needs to sign in at the issuer. */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -7064,15 +7121,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @description Discover the endpoints at `<issuer>/.well-known/openid-configuration`. */
-                        issuer: string;
-                        /** @description A public client: no secret, PKCE S256. */
-                        clientId: string;
-                        /** @description Ask for it as `resource`: access tokens must carry it in `aud`. */
-                        audience: string;
-                        scopes: string[];
-                    };
+                    "application/json": components["schemas"]["CliLoginSettings"];
                 };
             };
             400: components["responses"]["BadRequest"];

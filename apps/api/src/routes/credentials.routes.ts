@@ -96,12 +96,28 @@ function pkiProblem(error: unknown, cluster: { name: string }, pointer: string):
   }
 }
 
-const KubeconfigRequestBody = named('KubeconfigRequest', {
+const IssuedKubeconfigSchema = named('IssuedKubeconfig', {
   ...Type.Object(
-    { ttlSeconds: Type.Optional(CredentialTtlSeconds) },
-    { additionalProperties: false, examples: [{ ttlSeconds: 3600 }] },
+    {
+      kubeconfig: Type.String({ description: 'YAML; save it and point KUBECONFIG at it.' }),
+      username: Type.String(),
+      groups: Type.Array(Type.String()),
+      expiresAt: Type.String({ format: 'date-time' }),
+    },
+    {
+      additionalProperties: false,
+      examples: [
+        {
+          kubeconfig: 'apiVersion: v1\nkind: Config\nclusters:\n  - name: demo-ci-run-4711\n…',
+          username: 'user:local-operator',
+          groups: ['system:masters'],
+          expiresAt: '2026-11-21T11:00:00.000Z',
+        },
+      ],
+    },
   ),
-  description: 'What the issued kubeconfig’s client certificate should be.',
+  description:
+    'A new kubeconfig with a short-lived client certificate (never stored; issue another when it expires).',
 })
 
 export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
@@ -168,27 +184,13 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
           'Signs a new client certificate with the current cluster CA (default 24 h, at most 7 days; groups from your role) and returns a kubeconfig that real kubectl uses; it trusts every CA the cluster trusts (both while the CA rotates). Every issuance is in the audit log. Nothing is stored, so the call cannot be replayed: it refuses an Idempotency-Key, and retrying simply issues another credential.',
         tags: ['clusters'],
         params: ClusterParams,
-        body: ref(KubeconfigRequestBody),
+        // Inline: as a component, openapi-typescript would make the defaulted ttlSeconds required.
+        body: Type.Object(
+          { ttlSeconds: Type.Optional(CredentialTtlSeconds) },
+          { additionalProperties: false, examples: [{ ttlSeconds: 3600 }] },
+        ),
         response: {
-          201: Type.Object(
-            {
-              kubeconfig: Type.String({ description: 'YAML; save it and point KUBECONFIG at it.' }),
-              username: Type.String(),
-              groups: Type.Array(Type.String()),
-              expiresAt: Type.String({ format: 'date-time' }),
-            },
-            {
-              additionalProperties: false,
-              examples: [
-                {
-                  kubeconfig: 'apiVersion: v1\nkind: Config\nclusters:\n  - name: demo-ci-run-4711\n…',
-                  username: 'user:local-operator',
-                  groups: ['system:masters'],
-                  expiresAt: '2026-11-21T11:00:00.000Z',
-                },
-              ],
-            },
-          ),
+          201: ref(IssuedKubeconfigSchema),
           ...problemResponses(404, 409),
         },
       },

@@ -2,6 +2,7 @@ import { StringEnum } from '@kiln/domain'
 import Type from 'typebox'
 import type { KilnApp, RouteDeps } from '../app.ts'
 import { sendProblem } from '../problems.ts'
+import { named, ref } from '../schemas.ts'
 
 const Check = StringEnum(['ok', 'unavailable'])
 
@@ -19,6 +20,22 @@ async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   }
 }
 
+const HealthSchema = named('Health', {
+  ...Type.Object({ status: Type.Literal('ok') }, { examples: [{ status: 'ok' }] }),
+  description: 'The process is up.',
+})
+
+const ReadinessSchema = named('Readiness', {
+  ...Type.Object(
+    {
+      status: Type.Literal('ready'),
+      checks: Type.Object({ postgres: Check, redis: Check }),
+    },
+    { examples: [{ status: 'ready', checks: { postgres: 'ok', redis: 'ok' } }] },
+  ),
+  description: 'PostgreSQL and Redis both answer.',
+})
+
 export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
   app.get(
     '/healthz',
@@ -30,7 +47,7 @@ export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
         description:
           'Answers 200 while the process serves requests, without touching PostgreSQL or Redis: for a liveness probe. Needs no credentials and is not rate limited.',
         tags: ['health'],
-        response: { 200: Type.Object({ status: Type.Literal('ok') }, { examples: [{ status: 'ok' }] }) },
+        response: { 200: ref(HealthSchema) },
       },
     },
     async () => ({ status: 'ok' as const }),
@@ -47,13 +64,7 @@ export function registerHealthRoutes(app: KilnApp, { db, redis }: RouteDeps) {
           'Checks that PostgreSQL and Redis answer (each within a short timeout): 200 `ready` when both do, 503 naming the one that does not. For a readiness probe; needs no credentials and is not rate limited.',
         tags: ['health'],
         response: {
-          200: Type.Object(
-            {
-              status: Type.Literal('ready'),
-              checks: Type.Object({ postgres: Check, redis: Check }),
-            },
-            { examples: [{ status: 'ready', checks: { postgres: 'ok', redis: 'ok' } }] },
-          ),
+          200: ref(ReadinessSchema),
         },
       },
     },

@@ -24,7 +24,7 @@ import {
   type VerifiedIdentity,
 } from '../oidc.ts'
 import { HttpProblem, sendProblem, toProblem } from '../problems.ts'
-import { IdentitySchema, LogoutSchema, ref } from '../schemas.ts'
+import { IdentitySchema, LogoutSchema, named, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 
 export interface OidcRouteDeps {
@@ -122,6 +122,33 @@ const identityBody = (identity: VerifiedIdentity, authenticatedBy: 'session' | '
  * The portal's login as a backend-for-frontend (authorization code + PKCE S256, `state`, `nonce`),
  * its logout, and "who am I". All public: they establish identity rather than need one.
  */
+const CliLoginSettingsSchema = named('CliLoginSettings', {
+  ...Type.Object(
+    {
+      issuer: Type.String({
+        description: 'Discover the endpoints at `<issuer>/.well-known/openid-configuration`.',
+      }),
+      clientId: Type.String({ description: 'A public client: no secret, PKCE S256.' }),
+      audience: Type.String({
+        description: 'Ask for it as `resource`: access tokens must carry it in `aud`.',
+      }),
+      scopes: Type.Array(Type.String()),
+    },
+    {
+      additionalProperties: false,
+      examples: [
+        {
+          issuer: 'https://login.example.org/realms/kiln',
+          clientId: 'kiln-cli',
+          audience: 'urn:kiln:api',
+          scopes: ['openid', 'profile', 'email', 'groups'],
+        },
+      ],
+    },
+  ),
+  description: 'What the CLI needs to sign in at the issuer.',
+})
+
 export function registerOidcRoutes(app: KilnApp, deps: OidcRouteDeps): void {
   const runtime = deps.oidc
     ? oidcRuntime({ ...deps.oidc, redis: deps.redis, masterKey: deps.masterKey })
@@ -317,29 +344,7 @@ export function registerOidcRoutes(app: KilnApp, deps: OidcRouteDeps): void {
           '`kiln login --oidc` reads this, then runs the authorization code flow with PKCE on a loopback redirect (RFC 8252) and sends the access token it gets as a bearer token. 404 `oidc-not-configured` when this Kiln has no issuer or no command-line client (KILN_OIDC_CLI_CLIENT_ID).',
         tags: ['auth'],
         response: {
-          200: Type.Object(
-            {
-              issuer: Type.String({
-                description: 'Discover the endpoints at `<issuer>/.well-known/openid-configuration`.',
-              }),
-              clientId: Type.String({ description: 'A public client: no secret, PKCE S256.' }),
-              audience: Type.String({
-                description: 'Ask for it as `resource`: access tokens must carry it in `aud`.',
-              }),
-              scopes: Type.Array(Type.String()),
-            },
-            {
-              additionalProperties: false,
-              examples: [
-                {
-                  issuer: 'https://login.example.org/realms/kiln',
-                  clientId: 'kiln-cli',
-                  audience: 'urn:kiln:api',
-                  scopes: ['openid', 'profile', 'email', 'groups'],
-                },
-              ],
-            },
-          ),
+          200: ref(CliLoginSettingsSchema),
           ...problemResponses(404),
         },
       },
