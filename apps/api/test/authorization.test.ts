@@ -62,6 +62,8 @@ const publicOperations = new Set([
   'GET /v1/auth/me',
   // How to log in from the command line: which issuer and public client. Nothing secret.
   'GET /v1/auth/cli',
+  // What a problem type means: the page its `type` URI names, for anyone holding an error.
+  'GET /problems/{slug}',
 ])
 
 type CallerName =
@@ -228,6 +230,9 @@ async function fill(path: string): Promise<string> {
         break
       case 'template':
         value = 'k8s-1.31'
+        break
+      case 'slug':
+        value = 'not-found'
         break
       case 'version':
         value = path.startsWith('/v1/kubernetes-versions') ? '1.31.4' : '1'

@@ -190,9 +190,9 @@ describe('If-Match', () => {
     expectProblem(await patch('W/"opaque"'), 412)
   })
 
-  it('the current ETag → 200', async () => {
+  it('the current ETag → 202 (a PATCH answers with its operation)', async () => {
     const res = await patch(clusterETag)
-    expect(res.statusCode, res.body).toBe(200)
+    expect(res.statusCode, res.body).toBe(202)
   })
 })
 

@@ -131,7 +131,8 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
           },
           { additionalProperties: false },
         ),
-        response: { 200: ref(TemplateListSchema) },
+        // An unknown or invisible ?project= is 404, as it is in a path.
+        response: { 200: ref(TemplateListSchema), ...problemResponses(404) },
       },
     },
     async (request) => {
