@@ -1,8 +1,8 @@
 import type { Operation, StoredResponse, Tx } from '@kiln/db'
 import { isTerminal } from '@kiln/domain'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { RouteDeps } from './app.ts'
 import { respondOnce } from './idempotency.ts'
+import type { RouteDeps } from './route-deps.ts'
 import { operationView } from './views.ts'
 
 export const operationLocation = (id: string) => `/v1/operations/${id}`

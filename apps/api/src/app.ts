@@ -4,14 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Database } from '@kiln/db'
 import { JobProducer, type QueueSettings } from '@kiln/jobs'
 import type { MasterKey } from '@kiln/pki'
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyServerOptions,
-  type RawReplyDefaultExpression,
-  type RawRequestDefaultExpression,
-  type RawServerDefault,
-} from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
 import { registerAuthentication } from './auth.ts'
 import { type OidcSettings, type OidcVerifier, sessionIdentity } from './oidc.ts'
@@ -24,6 +17,7 @@ import {
   registerProblemHandlers,
 } from './problems.ts'
 import { type RateLimits, rateLimitHooks } from './rate-limits.ts'
+import type { KilnApp, RouteDeps } from './route-deps.ts'
 import { registerAccessRoutes } from './routes/access.routes.ts'
 import { registerAuditRoutes } from './routes/audit.routes.ts'
 import { registerBackendRoutes } from './routes/backends.routes.ts'
@@ -70,25 +64,7 @@ export interface AppDeps {
   trustProxy?: boolean | string[]
 }
 
-export type KilnApp = FastifyInstance<
-  RawServerDefault,
-  RawRequestDefaultExpression,
-  RawReplyDefaultExpression,
-  FastifyBaseLogger,
-  TypeBoxTypeProvider
->
-
-export interface RouteDeps {
-  db: Database
-  redis: Redis
-  operationPollMs: number
-  /**
-   * Hands a committed operation to the queue. Best effort: Postgres already holds it, and the
-   * worker's dispatcher queues whatever this misses (Redis down, process killed).
-   */
-  dispatch(operationId: string): void
-  masterKey: MasterKey | null
-}
+export type { KilnApp, RouteDeps } from './route-deps.ts'
 
 /** Builds the API without listening; tests call `inject()` on it, `main.ts` listens. */
 export async function buildApp(deps: AppDeps): Promise<KilnApp> {

@@ -621,5 +621,3 @@ export async function revokeSession(runtime: OidcRuntime, session: SessionPayloa
 export function decorateOidc(app: FastifyInstance, runtime: OidcRuntime | null) {
   app.decorate('kilnOidc', runtime)
 }
-
-export { registerOidcRoutes } from './routes/oidc.routes.ts'

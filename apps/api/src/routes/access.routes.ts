@@ -26,9 +26,9 @@ import {
   ProjectMemberSchema,
   ProjectMemberUpdateSchema,
 } from '../access.schemas.ts'
-import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, type ProjectAccess } from '../auth.ts'
 import { refuseReplay, respondOnce } from '../idempotency.ts'
+import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import { ListQuery, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { ProjectParams } from './projects.routes.ts'

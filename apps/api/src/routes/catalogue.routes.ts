@@ -10,9 +10,9 @@ import {
   notFound,
 } from '@kiln/domain'
 import Type from 'typebox'
-import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
+import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import {
   FeatureListSchema,
   FeatureSchema,

@@ -15,11 +15,11 @@ import {
 import { LabelPatch, type Labels, newestVersionFirst, operationCatalogue } from '@kiln/domain'
 import Type from 'typebox'
 import { acceptOnce, sendAccepted } from '../accepted.ts'
-import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { refuseBody } from '../bodyless.ts'
 import { expectedRevision } from '../idempotency.ts'
 import { HttpProblem } from '../problems.ts'
+import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import {
   ClusterCreateSchema,
   ClusterListSchema,

@@ -23,10 +23,10 @@ import {
 import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { acceptOnce } from '../accepted.ts'
-import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, clusterGroupsOf, mayActAsSystemUser } from '../auth.ts'
 import { refuseReplay } from '../idempotency.ts'
 import { HttpProblem } from '../problems.ts'
+import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import {
   CaRotationRequestSchema,
   CertificateAuthorityListSchema,

@@ -1,7 +1,7 @@
 import { StringEnum } from '@kiln/domain'
 import Type from 'typebox'
-import type { KilnApp, RouteDeps } from '../app.ts'
 import { sendProblem } from '../problems.ts'
+import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import { named, ref } from '../schemas.ts'
 
 const Check = StringEnum(['ok', 'unavailable'])

@@ -11,10 +11,10 @@ import {
 } from '@kiln/db'
 import Type from 'typebox'
 import { acceptOnce, sendAccepted } from '../accepted.ts'
-import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { refuseBody } from '../bodyless.ts'
 import { expectedRevision } from '../idempotency.ts'
+import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import {
   ListQuery,
   NodeGroupInputSchema,

@@ -4,7 +4,6 @@ import type { Redis } from 'ioredis'
 import { decodeJwt } from 'jose'
 import * as client from 'openid-client'
 import Type from 'typebox'
-import type { KilnApp } from '../app.ts'
 import {
   AuthenticationError,
   assertCsrfSafe,
@@ -24,6 +23,7 @@ import {
   type VerifiedIdentity,
 } from '../oidc.ts'
 import { HttpProblem, sendProblem, toProblem } from '../problems.ts'
+import type { KilnApp } from '../route-deps.ts'
 import { IdentitySchema, LogoutSchema, named, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 

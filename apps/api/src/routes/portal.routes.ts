@@ -2,8 +2,8 @@ import { existsSync, statSync } from 'node:fs'
 import path from 'node:path'
 import fastifyStatic from '@fastify/static'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { KilnApp } from '../app.ts'
 import { HttpProblem } from '../problems.ts'
+import type { KilnApp } from '../route-deps.ts'
 
 // The self-service portal (apps/portal, built by Vite into its dist/) under /portal/. It is a
 // single-page app: any /portal/… path that is not a built file answers index.html, and the app routes

@@ -1,7 +1,7 @@
 import Type from 'typebox'
-import type { KilnApp } from '../app.ts'
 import { type ProblemSlug, problemTypes, problemTypeUri } from '../problem-types.ts'
 import { HttpProblem } from '../problems.ts'
+import type { KilnApp } from '../route-deps.ts'
 
 const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 

@@ -9,9 +9,9 @@ import {
 } from '@kiln/db'
 import { emptyConsumption, type QuotaLimits, quotaLines } from '@kiln/domain'
 import Type from 'typebox'
-import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf } from '../auth.ts'
 import { expectedRevision } from '../idempotency.ts'
+import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import {
   ProjectQuotaSchema,
   ProjectUsageSchema,

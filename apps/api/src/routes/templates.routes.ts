@@ -22,9 +22,9 @@ import {
   type Violation,
 } from '@kiln/domain'
 import Type from 'typebox'
-import type { KilnApp, RouteDeps } from '../app.ts'
 import { actorOf, roleIn, visibleProjectIds } from '../auth.ts'
 import { expectedRevision, respondOnce } from '../idempotency.ts'
+import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import {
   BootImageSchema,
   ControlPlaneInputSchema,
