@@ -1319,6 +1319,18 @@ export const CredentialTtlSeconds = Type.Integer({
   description: 'Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted.',
 })
 
+export const KubeconfigRequestSchema = named(
+  'KubeconfigRequest',
+  Type.Object(
+    { ttlSeconds: Type.Optional(CredentialTtlSeconds) },
+    {
+      additionalProperties: false,
+      examples: [{ ttlSeconds: 3600 }],
+      description: 'What the issued kubeconfig’s client certificate should be.',
+    },
+  ),
+)
+
 export const CertificateSigningRequestSchema = named(
   'CertificateSigningRequest',
   Type.Object(

@@ -2991,6 +2991,16 @@ export interface components {
             state: components["schemas"]["CertificateAuthorityState"];
         };
         /**
+         * @description What the issued kubeconfig’s client certificate should be.
+         * @example {
+         *       "ttlSeconds": 3600
+         *     }
+         */
+        KubeconfigRequest: {
+            /** @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted. */
+            ttlSeconds?: number;
+        };
+        /**
          * @description A certificate signing request for the cluster CA (Magnum’s `ca-sign`).
          * @example {
          *       "csrPem": "-----BEGIN CERTIFICATE REQUEST-----\nMIHhMIGIAgEAMCYxDzANBgNVBAoMBmRldm9wczETMBEGA1UEAwwKYWxpY2VA…\n-----END CERTIFICATE REQUEST-----\n",
@@ -3741,29 +3751,6 @@ export interface components {
             nextCursor: string | null;
         };
         /**
-         * @description What the CLI needs to sign in at the issuer.
-         * @example {
-         *       "issuer": "https://login.example.org/realms/kiln",
-         *       "clientId": "kiln-cli",
-         *       "audience": "urn:kiln:api",
-         *       "scopes": [
-         *         "openid",
-         *         "profile",
-         *         "email",
-         *         "groups"
-         *       ]
-         *     }
-         */
-        CliLoginSettings: {
-            /** @description Discover the endpoints at `<issuer>/.well-known/openid-configuration`. */
-            issuer: string;
-            /** @description A public client: no secret, PKCE S256. */
-            clientId: string;
-            /** @description Ask for it as `resource`: access tokens must carry it in `aud`. */
-            audience: string;
-            scopes: string[];
-        };
-        /**
          * @description viewer: read the project. member: also create, change and delete clusters and issue their credentials. admin: also manage members and API tokens, read quotas and the audit log.
          * @enum {string}
          */
@@ -4324,6 +4311,29 @@ export interface components {
         NodeGroupResize: {
             count: number;
             machinesToRemove?: string[];
+        };
+        /**
+         * @description What the CLI needs to sign in at the issuer.
+         * @example {
+         *       "issuer": "https://login.example.org/realms/kiln",
+         *       "clientId": "kiln-cli",
+         *       "audience": "urn:kiln:api",
+         *       "scopes": [
+         *         "openid",
+         *         "profile",
+         *         "email",
+         *         "groups"
+         *       ]
+         *     }
+         */
+        CliLoginSettings: {
+            /** @description Discover the endpoints at `<issuer>/.well-known/openid-configuration`. */
+            issuer: string;
+            /** @description A public client: no secret, PKCE S256. */
+            clientId: string;
+            /** @description Ask for it as `resource`: access tokens must carry it in `aud`. */
+            audience: string;
+            scopes: string[];
         };
         /**
          * @description The next version of a template to publish.
@@ -5196,6 +5206,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The template’s name, or the id of any of its versions. */
                 template: string;
             };
             cookie?: never;
@@ -6252,15 +6263,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "ttlSeconds": 3600
-                 *     }
-                 */
-                "application/json": {
-                    /** @description Lifetime in seconds: at least 5 minutes, at most 7 days; 24 hours when omitted. */
-                    ttlSeconds?: number;
-                };
+                "application/json": components["schemas"]["KubeconfigRequest"];
             };
         };
         responses: {

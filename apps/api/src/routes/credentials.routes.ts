@@ -31,7 +31,7 @@ import {
   CaRotationRequestSchema,
   CertificateAuthorityListSchema,
   CertificateSigningRequestSchema,
-  CredentialTtlSeconds,
+  KubeconfigRequestSchema,
   ListQuery,
   named,
   OperationSchema,
@@ -184,11 +184,7 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
           'Signs a new client certificate with the current cluster CA (default 24 h, at most 7 days; groups from your role) and returns a kubeconfig that real kubectl uses; it trusts every CA the cluster trusts (both while the CA rotates). Every issuance is in the audit log. Nothing is stored, so the call cannot be replayed: it refuses an Idempotency-Key, and retrying simply issues another credential.',
         tags: ['clusters'],
         params: ClusterParams,
-        // Inline: as a component, openapi-typescript would make the defaulted ttlSeconds required.
-        body: Type.Object(
-          { ttlSeconds: Type.Optional(CredentialTtlSeconds) },
-          { additionalProperties: false, examples: [{ ttlSeconds: 3600 }] },
-        ),
+        body: ref(KubeconfigRequestSchema),
         response: {
           201: ref(IssuedKubeconfigSchema),
           ...problemResponses(404, 409),

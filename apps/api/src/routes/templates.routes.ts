@@ -378,7 +378,12 @@ export function registerTemplateRoutes(app: KilnApp, { db }: RouteDeps) {
         description:
           'By name, or by the id of any of its versions: every version goes. While any cluster uses any version it is refused with 409 naming them; deprecate the template to stop new clusters meanwhile.',
         tags: ['templates'],
-        params: Type.Object({ template: Type.String({ maxLength: 63 }) }),
+        params: Type.Object({
+          template: Type.String({
+            maxLength: 63,
+            description: 'The template’s name, or the id of any of its versions.',
+          }),
+        }),
         response: { 204: Type.Null({ description: 'Deleted.' }), ...problemResponses(404, 409) },
       },
     },
