@@ -92,7 +92,9 @@ async function kubectlNodes(kubeconfig: string) {
   return stdout.trim().split('\n')
 }
 
-describe('kiln CLI in a pipeline (no terminal)', () => {
+// Each test runs the real command (a node process per call) against the real stack: well over
+// vitest's default 30 s on a busy two-core machine.
+describe('kiln CLI in a pipeline (no terminal)', { timeout: 120_000 }, () => {
   it('create --wait → kubeconfig → kubectl get nodes → delete --wait', async () => {
     const before = Date.now()
     const created = await kiln([

@@ -152,7 +152,9 @@ const finished = (page: Page, kind: string) =>
     .filter({ hasText: new RegExp(`${kind.replace('.', '\\.')}\\s+succeeded`) })
     .waitFor({ timeout: 60_000 })
 
-describe('the portal', () => {
+// A whole create → Ready → change → delete in a real browser: its waits are up to 60 s each, so the
+// test as a whole gets more than vitest's default 30 s (it took 48 s on a busy two-core machine).
+describe('the portal', { timeout: 180_000 }, () => {
   it('logs in, creates a GPU cluster with traefik, watches it to Ready, changes monitoring, hands out a kubeconfig, deletes it', async () => {
     const { context, page } = await loggedIn('demo')
     await page.getByRole('heading', { name: 'Clusters', level: 1 }).waitFor()
