@@ -34,13 +34,14 @@ export interface Answer {
 const documentId = 'https://kiln.dev/openapi/recorded.json'
 const methods = ['get', 'put', 'post', 'patch', 'delete']
 
-function absoluteRefs<T>(value: T): T {
-  if (Array.isArray(value)) return value.map(absoluteRefs) as T
+/** A copy with every local `#/…` ref made absolute under `base`, so Ajv resolves it in the document added there. */
+export function absoluteRefs<T>(value: T, base = documentId): T {
+  if (Array.isArray(value)) return value.map((v) => absoluteRefs(v, base)) as T
   if (value && typeof value === 'object') {
     return Object.fromEntries(
       Object.entries(value).map(([k, v]) => [
         k,
-        k === '$ref' && typeof v === 'string' && v.startsWith('#/') ? `${documentId}${v}` : absoluteRefs(v),
+        k === '$ref' && typeof v === 'string' && v.startsWith('#/') ? `${base}${v}` : absoluteRefs(v, base),
       ]),
     ) as T
   }

@@ -5,6 +5,7 @@ import Ajv2020 from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
+import { absoluteRefs } from '../../../test/support/recorder.ts'
 
 // The committed OpenAPI document (test/generated.test.ts keeps it equal to what the routes generate)
 // is what client generators and the docs page read: every operation must be named, summarised,
@@ -70,27 +71,13 @@ function pointerToken(token: string) {
   return token.replaceAll('~', '~0').replaceAll('/', '~1')
 }
 
-/** A copy with every `#/components/schemas/X` ref made absolute, so Ajv resolves it in the document. */
-function absoluteRefs<T>(value: T): T {
-  if (Array.isArray(value)) return value.map(absoluteRefs) as T
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [
-        k,
-        k === '$ref' && typeof v === 'string' && v.startsWith('#/') ? `${documentId}${v}` : absoluteRefs(v),
-      ]),
-    ) as T
-  }
-  return value
-}
-
 // OpenAPI 3.1 schema objects are JSON Schema 2020-12. `example` (OpenAPI's own annotation) is allowed.
 const ajv = new Ajv2020({ allErrors: true, strict: false })
 addFormats(ajv)
-ajv.addSchema({ $id: documentId, components: absoluteRefs(doc.components) })
+ajv.addSchema({ $id: documentId, components: absoluteRefs(doc.components, documentId) })
 
 function validatorFor(schema: Json): ValidateFunction {
-  return ajv.compile(absoluteRefs(schema))
+  return ajv.compile(absoluteRefs(schema, documentId))
 }
 
 interface Example {
