@@ -85,7 +85,12 @@ export interface ClusterEndpoint {
   tlsServerName?: string
 }
 
-export type MachineHealth = 'Healthy' | 'Unhealthy' | 'Missing'
+/**
+ * `Unhealthy` and `Missing` are positive evidence from the backend (it answered: failed, in
+ * maintenance, not deployed, gone). `Unknown` means the backend did not answer for the machine: it is
+ * never a reason to repair, only to wait (Kiln shows the backend as unreachable meanwhile).
+ */
+export type MachineHealth = 'Healthy' | 'Unhealthy' | 'Missing' | 'Unknown'
 
 export interface ObservedMachine {
   name: string
