@@ -1,16 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { AddonError } from '@kiln/addons'
-import {
-  type Database,
-  isDatabaseUnavailable,
-  lockCluster,
-  nodePhases,
-  type Prisma,
-  requestClusterDeletion,
-  startClusterOperation,
-  transitionCluster,
-} from '@kiln/db'
-import { type ClusterStatus, conditionsDiffer, derivePhase, setCondition, setReady } from '@kiln/domain'
+import { type Database, isDatabaseUnavailable, requestClusterDeletion } from '@kiln/db'
 import { DriverError } from '@kiln/drivers'
 import {
   backoffDelay,
@@ -26,6 +16,7 @@ import { type ConnectionOptions, DelayedError, type Job, Worker } from 'bullmq'
 import Value from 'typebox/value'
 import { type CatalogueSync, syncMachineClasses } from './catalogue.ts'
 import { DriverCache } from './driver-cache.ts'
+import { healthChecker } from './health.ts'
 import { buildOperationDefinitions, markProgressing } from './operations.ts'
 
 export interface EngineOptions {
@@ -51,6 +42,11 @@ export interface EngineOptions {
   expiryIntervalMs?: number
   /** Machines allowed unhealthy (fraction of the cluster) before repair stops and asks for people. */
   maxUnhealthyFraction?: number
+  /**
+   * How long a machine the backend does not call failed (not joined, powered off) must stay unhealthy
+   * before repair replaces it. Default 5 min, as a MachineHealthCheck's usual NotReady timeout.
+   */
+  repairGraceMs?: number
   log?: (event: Record<string, unknown>) => void
 }
 
@@ -154,107 +150,17 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     return queued
   }
 
-  const observeOnce = async (): Promise<number> => {
-    const clusters = await db.cluster.findMany({
-      where: {
-        activeOperationId: null,
-        deletionRequested: false,
-        status: { path: ['observedGeneration'], gt: 0 },
-      },
-      include: { template: { include: { backend: true } } },
-    })
-    let repairs = 0
-    for (const cluster of clusters) {
-      const machines = await db.machine.findMany({
-        where: { clusterId: cluster.id, phase: { in: nodePhases } },
-        select: { name: true },
-      })
-      const observed = await drivers.use(cluster.template.backend, (driver) =>
-        driver.observe(
-          { id: cluster.id, name: cluster.name },
-          machines.map((m) => m.name),
-        ),
-      )
-      const sick = observed.machines.filter((m) => m.health !== 'Healthy')
-      const budget = Math.max(1, Math.floor(machines.length * (options.maxUnhealthyFraction ?? 0.4)))
-      const opened = await db.$transaction(async (tx) => {
-        const locked = await lockCluster(tx, cluster.projectId, cluster.id)
-        if (locked.activeOperationId || locked.deletionRequested) return null
-        const status = locked.status as unknown as ClusterStatus
-        const now = new Date()
-        const healthy = sick.length === 0 && observed.controlPlaneReachable
-        const conditions = healthy
-          ? setCondition(
-              status.conditions,
-              { type: 'MachinesReady', status: 'True', reason: 'AllMachinesHealthy', message: '' },
-              now,
-            )
-          : setCondition(
-              status.conditions,
-              {
-                type: 'MachinesReady',
-                status: 'False',
-                reason: sick.length > budget ? 'RepairBlocked' : 'MachinesUnhealthy',
-                message: sick.map((m) => `${m.name}: ${m.reason}`).join(', '),
-              },
-              now,
-            )
-        // Healthy machines make a cluster Ready only when they are what its spec asks for.
-        const readyConditions = healthy
-          ? setReady(conditions, { status: 'True', reason: 'ClusterReady', message: '' }, now)
-          : setReady(
-              conditions,
-              { status: 'False', reason: 'MachinesUnhealthy', message: `${sick.length} unhealthy` },
-              now,
-            )
-        const lastSeen = status.lastObservedAt ? Date.parse(status.lastObservedAt) : 0
-        const changed = conditionsDiffer(readyConditions, status.conditions)
-        // Write only on change, or to refresh "last seen" every 30 s: observing costs no write storm.
-        if (changed || now.getTime() - lastSeen > 30_000) {
-          await transitionCluster(
-            tx,
-            { subject: 'system:health', requestId: workerId },
-            cluster.projectId,
-            cluster.id,
-            {
-              apply: () => ({
-                data: {
-                  status: {
-                    ...status,
-                    // Unchanged conditions keep their messages and transition times.
-                    conditions: changed ? readyConditions : status.conditions,
-                    phase: derivePhase(
-                      changed ? readyConditions : status.conditions,
-                      status.observedGeneration,
-                    ),
-                    lastObservedAt: now.toISOString(),
-                  } as unknown as Prisma.InputJsonValue,
-                },
-                ...(changed ? { audit: { action: healthy ? 'cluster.healthy' : 'cluster.unhealthy' } } : {}),
-              }),
-            },
-          )
-        }
-        if (healthy || sick.length > budget) return null
-        // Still under the row lock taken above: the row read then is the one to start from.
-        return startClusterOperation(
-          tx,
-          { subject: 'system:health', requestId: workerId },
-          locked,
-          'cluster.repair',
-          {
-            unhealthy: sick.map((m) => m.name),
-          },
-        )
-      })
-      if (opened) {
-        repairs++
-        await producer.enqueue('run-operation', { operationId: opened.id }).catch(() => undefined)
-        log({ msg: 'repair opened', cluster: cluster.name, operationId: opened.id, unhealthy: sick.length })
-      }
-    }
-    return repairs
-  }
+  const observeOnce = healthChecker({
+    db,
+    drivers,
+    producer,
+    workerId,
+    log,
+    options: {
+      maxUnhealthyFraction: options.maxUnhealthyFraction ?? 0.4,
+      repairGraceMs: options.repairGraceMs ?? 300_000,
+    },
+  })
 
   // A cluster's TTL (`expiresAt`, e.g. `kiln cluster create --ttl 2h`) is a safety net for CI: the
   // delete it starts is the one DELETE starts, so it supersedes a pending operation and is idempotent.

@@ -369,7 +369,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     if (!observed.controlPlaneReachable || sick.length > 0) {
       // Not an exception in the driver's eyes, but this step cannot finish yet: retry with backoff.
       throw new DriverError(
-        'ERR_TRANSIENT',
+        sick.some((m) => m.health === 'Unknown') ? 'ERR_UNAVAILABLE' : 'ERR_TRANSIENT',
         `Waiting for ${sick.length} machines (${sick
           .slice(0, 3)
           .map((m) => `${m.name}: ${m.reason}`)
@@ -650,14 +650,35 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
   const repair: OperationDefinition = {
     steps: {
       'replace-unhealthy-machines': scoped(async (s, op) => {
-        const machines = await db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Running' } })
+        // First finish any release that did not (the backend failed mid-way): it is no node any more.
+        const unreleased = await db.machine.findMany({
+          where: { clusterId: s.cluster.id, phase: 'Releasing' },
+        })
+        await releaseMachines(db, s.driver, s.ref, unreleased)
+        const named = new Set((op.params as { unhealthy?: string[] }).unhealthy ?? [])
+        const machines = await db.machine.findMany({
+          where: { clusterId: s.cluster.id, phase: 'Running', name: { in: [...named] } },
+        })
+        // Look again before destroying anything: only what the backend still reports broken goes.
+        // A machine it cannot report on now is no evidence; the step waits for an answer instead.
         const observed = await s.driver.observe(
           s.ref,
           machines.map((m) => m.name),
         )
-        const sick = new Set(observed.machines.filter((m) => m.health !== 'Healthy').map((m) => m.name))
-        const broken = machines.filter((m) => sick.has(m.name))
-        await releaseMachines(db, s.driver, s.ref, broken)
+        const unknown = observed.machines.filter((m) => m.health === 'Unknown')
+        if (unknown.length > 0)
+          throw new DriverError(
+            'ERR_UNAVAILABLE',
+            `The backend cannot report on ${unknown.map((m) => `${m.name} (${m.reason})`).join(', ')}; nothing is replaced until it can.`,
+          )
+        const broken = new Set(
+          observed.machines
+            .filter((m) => m.health === 'Unhealthy' || m.health === 'Missing')
+            .map((m) => m.name),
+        )
+        const replaced = machines.filter((m) => broken.has(m.name))
+        const recovered = machines.filter((m) => !broken.has(m.name))
+        await releaseMachines(db, s.driver, s.ref, replaced)
         for (const plan of s.plans)
           await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion, op.id)
         await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
@@ -665,9 +686,12 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
           db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Allocated', role } })
         await startMachines(s, op.id, 'control-plane', allocated('control-plane'))
         await startMachines(s, op.id, 'worker', allocated('worker'))
-        return broken.length
-          ? { message: `Replaced ${broken.map((m) => m.name).join(', ')}.` }
-          : { message: 'Nothing to replace.' }
+        const said = [
+          replaced.length ? `Replaced ${replaced.map((m) => m.name).join(', ')}.` : '',
+          unreleased.length ? `Finished releasing ${unreleased.map((m) => m.name).join(', ')}.` : '',
+          recovered.length ? `${recovered.map((m) => m.name).join(', ')} recovered; kept.` : '',
+        ].filter(Boolean)
+        return { message: said.length ? said.join(' ') : 'Nothing to replace.' }
       }),
       'wait-healthy': waitHealthy,
     },

@@ -96,6 +96,12 @@ export interface ObservedMachine {
   name: string
   health: MachineHealth
   reason: string
+  /**
+   * `Unhealthy` only: the backend itself reports the machine failed (maintenance, a hardware fault, a
+   * failed deploy, an error state), so repair need not wait for it to recover. Without it (not joined,
+   * powered off, still provisioning) repair waits out a grace period first.
+   */
+  definite?: boolean
 }
 
 export interface ObservedState {

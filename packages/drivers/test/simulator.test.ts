@@ -117,7 +117,7 @@ describe('simulator driver', () => {
     expect(observed.controlPlaneReachable).toBe(true)
     expect(observed.machines).toEqual([
       { name: cp!.name, health: 'Healthy', reason: 'Joined' },
-      { name: worker!.name, health: 'Unhealthy', reason: 'HardwareFailure' },
+      { name: worker!.name, health: 'Unhealthy', reason: 'HardwareFailure', definite: true },
     ])
   })
 

@@ -628,22 +628,23 @@ export class IronicDriver implements Driver {
     return { controlPlaneReachable, machines }
   }
 
-  private healthOf(node: IronicNode): Pick<ObservedMachine, 'health' | 'reason'> {
+  private healthOf(node: IronicNode): Pick<ObservedMachine, 'health' | 'reason' | 'definite'> {
     if (node.maintenance)
       return {
         health: 'Unhealthy',
         reason: `Maintenance${node.maintenance_reason ? `: ${node.maintenance_reason}` : ''}`,
+        definite: true,
       }
-    if (node.fault) return { health: 'Unhealthy', reason: `HardwareFailure: ${node.fault}` }
+    if (node.fault) return { health: 'Unhealthy', reason: `HardwareFailure: ${node.fault}`, definite: true }
     switch (node.provision_state) {
       case 'active':
         return node.power_state === 'power off'
           ? { health: 'Unhealthy', reason: 'PoweredOff' }
           : { health: 'Healthy', reason: 'Active' }
       case 'deploy failed':
-        return { health: 'Unhealthy', reason: `DeployFailed: ${node.last_error ?? ''}` }
+        return { health: 'Unhealthy', reason: `DeployFailed: ${node.last_error ?? ''}`, definite: true }
       case 'error':
-        return { health: 'Unhealthy', reason: `Error: ${node.last_error ?? ''}` }
+        return { health: 'Unhealthy', reason: `Error: ${node.last_error ?? ''}`, definite: true }
       case 'available':
         return { health: 'Unhealthy', reason: 'NotDeployed' }
       default:

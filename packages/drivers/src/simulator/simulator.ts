@@ -365,7 +365,8 @@ export class SimulatorDriver implements Driver {
       machines: machineNames.map((name) => {
         const state = byName.get(name)
         if (state === undefined) return { name, health: 'Missing' as const, reason: 'NotAllocated' }
-        if (state === 'dead') return { name, health: 'Unhealthy' as const, reason: 'HardwareFailure' }
+        if (state === 'dead')
+          return { name, health: 'Unhealthy' as const, reason: 'HardwareFailure', definite: true }
         if (state !== 'joined') return { name, health: 'Unhealthy' as const, reason: 'NotJoined' }
         return { name, health: 'Healthy' as const, reason: 'Joined' }
       }),
