@@ -1948,7 +1948,7 @@ export interface components {
          */
         Condition: {
             /**
-             * @description Ready, Progressing, SpecApplied (False, e.g. reason Cancelled, while what is built differs from the spec: the message names the difference), ControlPlaneAvailable, MachinesReady, Deleting, CertificateAuthorityRotating. Clients should ignore types they do not know.
+             * @description Ready, Progressing, SpecApplied (False, e.g. reason Cancelled, while what is built differs from the spec: the message names the difference), ControlPlaneAvailable, MachinesReady (Unknown while the backend does not answer), BackendReachable (False while the backend cannot report on the cluster’s machines: health checks and repairs wait), Deleting, CertificateAuthorityRotating. Clients should ignore types they do not know.
              * @example Ready
              */
             type: string;

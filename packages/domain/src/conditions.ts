@@ -7,7 +7,7 @@ export const Condition = Type.Object(
   {
     type: Type.String({
       description:
-        'Ready, Progressing, SpecApplied (False, e.g. reason Cancelled, while what is built differs from the spec: the message names the difference), ControlPlaneAvailable, MachinesReady, Deleting, CertificateAuthorityRotating. Clients should ignore types they do not know.',
+        'Ready, Progressing, SpecApplied (False, e.g. reason Cancelled, while what is built differs from the spec: the message names the difference), ControlPlaneAvailable, MachinesReady (Unknown while the backend does not answer), BackendReachable (False while the backend cannot report on the cluster’s machines: health checks and repairs wait), Deleting, CertificateAuthorityRotating. Clients should ignore types they do not know.',
       examples: ['Ready'],
     }),
     status: ConditionStatus,
