@@ -118,7 +118,9 @@ export function healthChecker(deps: HealthDeps) {
         // A driver that breaks its promise not to throw has told us nothing about the machines either.
         const why = error instanceof Error ? error.message : String(error)
         observed = {
-          controlPlaneReachable: false,
+          controlPlaneReachable: true,
+          backendReachable: false,
+          unreachableReason: why,
           machines: live.map((m) => ({ name: m.name, health: 'Unknown', reason: `Unobservable: ${why}` })),
         }
       }
@@ -134,7 +136,7 @@ export function healthChecker(deps: HealthDeps) {
           now.getTime() - (e.unhealthySince ?? now).getTime() >= options.repairGraceMs,
       )
       const budget = Math.max(1, Math.floor(live.length * options.maxUnhealthyFraction))
-      const reachable = unknown.length === 0
+      const reachable = unknown.length === 0 && observed.backendReachable !== false
 
       const opened = await db.$transaction(async (tx) => {
         const locked = await lockCluster(tx, cluster.projectId, cluster.id)
@@ -153,7 +155,8 @@ export function healthChecker(deps: HealthDeps) {
         let next: Condition[]
         if (!reachable) {
           // What runs keeps running: no verdict, no repair, until the backend can say how it is.
-          const message = `${backend.name} did not answer for ${unknown.length} of ${live.length} machines (${unknown[0]!.observed.reason}); health checks and repairs of this cluster wait until it answers.`
+          const why = observed.unreachableReason ?? unknown[0]?.observed.reason ?? 'no answer'
+          const message = `Backend ${backend.name} did not answer for ${unknown.length} of ${live.length} machines (${why}); health checks and repairs of this cluster wait until it answers.`
           next = setCondition(
             setCondition(
               status.conditions,

@@ -99,6 +99,7 @@ describe('create then delete', () => {
     expect(cluster.activeOperationId).toBeNull()
 
     const rows = await expectBooksAgree(stack.db, sim, cluster.id)
+    expect((await sim.inventory()).controlPlanes).toContain(cluster.id)
     expect(rows.filter((m) => m.role === 'control-plane')).toHaveLength(1)
     expect(rows.filter((m) => m.role === 'worker')).toHaveLength(3)
     for (const m of rows) {
@@ -131,6 +132,8 @@ describe('create then delete', () => {
     expect(await machineRows(stack.db, cluster.id)).toHaveLength(0)
     expect(await simulatorNames(sim, cluster.id)).toEqual([])
     expect((await sim.inventory()).clusterIds).not.toContain(cluster.id)
+    // Nor a row for its control plane: a deleted cluster leaves nothing behind in the data centre.
+    expect((await sim.inventory()).controlPlanes).not.toContain(cluster.id)
 
     // Both operations outlive the cluster.
     for (const id of [created.id, accepted.id]) {
@@ -218,9 +221,10 @@ describe('not enough capacity', () => {
     expect(await simulatorNames(sim, cluster.id)).toEqual([])
   })
 
-  it('leaves the data centre exactly as it started: nothing allocated', async () => {
+  it('leaves the data centre exactly as it started: nothing allocated, no cluster remembered', async () => {
     const inventory = await sim.inventory()
     expect(inventory.allocated).toBe(0)
+    expect(inventory.controlPlanes).toEqual([])
     expect(inventory.total).toBe(2 * 2 * 10 + 2 * 1)
     expect(await stack.db.machine.count()).toBe(0)
   })

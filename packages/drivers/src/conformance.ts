@@ -22,6 +22,11 @@ export interface ConformanceHarness {
   makeDriver?(): Driver
   /** For drivers whose machines run kubeadm: the material the engine would hand them. */
   bootstrapMaterial?(): Promise<BootstrapMaterial>
+  /**
+   * Makes the backend stop answering, for `driver` and every `makeDriver` instance, until the
+   * returned function is called (teardown ends it too): the outage rules (9, 11).
+   */
+  startOutage(): Promise<() => Promise<void>>
 }
 
 /**
@@ -88,6 +93,17 @@ export function describeDriverConformance(name: string, setup: () => Promise<Con
         return error
       }
       throw new Error('expected the call to fail, it resolved')
+    }
+
+    /** A control plane and a worker, bootstrapped and joined. */
+    const runningCluster = async () => {
+      const [cp, worker] = await h.driver.ensureMachines(cluster, [
+        spec(`${prefix}-cp0`, { role: 'control-plane' }),
+        spec(`${prefix}-w0`),
+      ])
+      await h.driver.bootstrap(cluster, [cp!])
+      await h.driver.joinMachines(cluster, [worker!])
+      return [cp!, worker!] as const
     }
 
     it('capabilities lists the machine class with its free capacity in the zone', async () => {
@@ -237,23 +253,19 @@ export function describeDriverConformance(name: string, setup: () => Promise<Con
     })
 
     it('observe reports joined machines Healthy and unknown names Missing, without throwing (rule 9)', async () => {
-      const [cp, worker] = await h.driver.ensureMachines(cluster, [
-        spec(`${prefix}-cp0`, { role: 'control-plane' }),
-        spec(`${prefix}-w0`),
-      ])
-      await h.driver.bootstrap(cluster, [cp!])
-      await h.driver.joinMachines(cluster, [worker!])
+      const [cp, worker] = await runningCluster()
       const unknown = `${prefix}-never-asked-for`
-      const observed = await h.driver.observe(cluster, [cp!.name, worker!.name, unknown])
+      const observed = await h.driver.observe(cluster, [cp.name, worker.name, unknown])
       expect(observed.controlPlaneReachable).toBe(true)
+      expect(observed.backendReachable).toBe(true)
       expect(observed.machines.map((m) => [m.name, m.health])).toEqual([
-        [cp!.name, 'Healthy'],
-        [worker!.name, 'Healthy'],
+        [cp.name, 'Healthy'],
+        [worker.name, 'Healthy'],
         [unknown, 'Missing'],
       ])
 
-      await h.driver.releaseMachines(cluster, [worker!.name])
-      const afterRelease = await another().observe(cluster, [worker!.name])
+      await h.driver.releaseMachines(cluster, [worker.name])
+      const afterRelease = await another().observe(cluster, [worker.name])
       expect(afterRelease.machines.map((m) => m.health)).toEqual(['Missing'])
     })
 
@@ -262,10 +274,44 @@ export function describeDriverConformance(name: string, setup: () => Promise<Con
       const wanted = names(2, 'ghost')
       const observed = await h.driver.observe(stranger, wanted)
       expect(observed.controlPlaneReachable).toBe(false)
+      expect(observed.backendReachable).toBe(true)
       expect(observed.machines).toEqual(
         wanted.map((n) => expect.objectContaining({ name: n, health: 'Missing' })),
       )
       expect((await h.driver.observe(stranger, [])).machines).toEqual([])
+    })
+
+    it('a backend that does not answer: observe reports every machine Unknown, other calls ERR_UNAVAILABLE (rules 9, 11)', async () => {
+      const [cp, worker] = await runningCluster()
+      const wanted = [cp.name, worker.name]
+      const end = await h.startOutage()
+      try {
+        for (const driver of [h.driver, another()]) {
+          const observed = await driver.observe(cluster, wanted)
+          // Silence is no evidence: nothing Unhealthy or Missing, and no verdict on the control plane.
+          expect(observed.machines).toEqual(
+            wanted.map((name) => ({
+              name,
+              health: 'Unknown',
+              reason: expect.stringMatching(/^Unobservable: /),
+            })),
+          )
+          expect(observed.backendReachable).toBe(false)
+          expect(observed.unreachableReason).toEqual(expect.any(String))
+          expect(observed.controlPlaneReachable).toBe(true)
+        }
+        expectDriverError(await rejection(h.driver.capabilities()), 'ERR_UNAVAILABLE', 'retryable')
+        expectDriverError(
+          await rejection(another().ensureMachines(cluster, [spec(`${prefix}-w1`)])),
+          'ERR_UNAVAILABLE',
+          'retryable',
+        )
+      } finally {
+        await end()
+      }
+      const after = await h.driver.observe(cluster, wanted)
+      expect(after.backendReachable).toBe(true)
+      expect(after.machines.map((m) => m.health)).toEqual(['Healthy', 'Healthy'])
     })
 
     it('rejects an unknown machine class as a user error and allocates nothing (rule 17)', async () => {

@@ -105,7 +105,18 @@ export interface ObservedMachine {
 }
 
 export interface ObservedState {
+  /**
+   * The cluster's control plane answers, as far as the backend can tell. Not evidence when
+   * `backendReachable` is false: drivers then report true unless the backend positively said otherwise.
+   */
   controlPlaneReachable: boolean
+  /**
+   * False when the backend did not answer for at least one machine (those machines are `Unknown`):
+   * unreachable, timed out, or an error that says nothing about the machine.
+   */
+  backendReachable: boolean
+  /** Why, when `backendReachable` is false: the first failure, naming the backend. */
+  unreachableReason?: string
   machines: ObservedMachine[]
 }
 
@@ -162,7 +173,10 @@ export interface Driver {
   bootstrap(cluster: ClusterRef, controlPlane: MachineRef[]): Promise<ClusterEndpoint>
   /** Joins worker machines to the cluster; idempotent. */
   joinMachines(cluster: ClusterRef, machines: MachineRef[]): Promise<void>
-  /** What the backend sees now; reports unhealthy machines as data, never by throwing. */
+  /**
+   * What the backend sees now; reports unhealthy machines as data, never by throwing, and a backend
+   * that does not answer as `Unknown` machines with `backendReachable: false`.
+   */
   observe(cluster: ClusterRef, machineNames: string[]): Promise<ObservedState>
   close(): Promise<void>
 }

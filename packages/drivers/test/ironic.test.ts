@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
+import { type FaultProxy, startFaultProxy } from '../../../test/support/fault-proxy.ts'
 import {
   allocationsNamed,
   configDriveOf,
@@ -14,6 +15,7 @@ import {
 import { describeDriverConformance } from '../src/conformance.ts'
 import { type BootstrapMaterial, type ClusterRef, DriverError } from '../src/contract.ts'
 import { IronicClient } from '../src/ironic/client.ts'
+import type { IronicConfig } from '../src/ironic/config.ts'
 import { IronicDriver } from '../src/ironic/ironic.ts'
 import { caCertHashes } from '../src/ironic/user-data.ts'
 
@@ -22,13 +24,19 @@ import { caCertHashes } from '../src/ironic/user-data.ts'
 
 const admin = new IronicClient({ url: ironicUrl })
 let material: BootstrapMaterial
+/** In front of the same Ironic, for tests that need it not to answer. */
+let proxy: FaultProxy
 beforeAll(async () => {
   material = await testBootstrapMaterial()
+  proxy = await startFaultProxy({ target: ironicUrl })
   await admin.request('GET', 'v1').catch((error: unknown) => {
     throw new Error(`No Ironic at ${ironicUrl} (run scripts/ironic/start-ironic.sh): ${String(error)}`)
   })
 })
-afterAll(() => admin.close())
+afterAll(async () => {
+  admin.close()
+  await proxy?.close()
+})
 
 const uniqueClass = (tag: string) => `kiln-${tag}-${randomBytes(3).toString('hex')}`
 
@@ -53,8 +61,11 @@ describeDriverConformance('ironic', async () => {
   const resourceClass = uniqueClass('conf')
   const nodes = await enrollNodes(admin, { resourceClass, count: 3, zone: 'zone-a' })
   const drivers: IronicDriver[] = []
+  // Through the fault proxy (it passes everything until told otherwise), so an outage can be staged.
+  proxy.reset()
+  await proxy.refuse(false)
   const make = () => {
-    const driver = new IronicDriver('metal', testIronicConfig())
+    const driver = new IronicDriver('metal', testIronicConfig({ url: proxy.url }))
     drivers.push(driver)
     return driver
   }
@@ -65,7 +76,12 @@ describeDriverConformance('ironic', async () => {
     capacity: 3,
     makeDriver: make,
     bootstrapMaterial: async () => material,
+    async startOutage() {
+      await proxy.refuse(true)
+      return () => proxy.refuse(false)
+    },
     async teardown() {
+      await proxy.refuse(false)
       await removeNodes(
         admin,
         nodes.map((n) => n.uuid),
@@ -231,6 +247,95 @@ describe('Ironic driver', () => {
     expect((error as DriverError).code).toBe('ERR_UNAVAILABLE')
     expect((error as DriverError).errorClass).toBe('retryable')
     await driver.close()
+  })
+})
+
+describe('Ironic driver when Ironic does not answer', () => {
+  /** A deployed control plane and worker, observed through the fault proxy. */
+  async function deployedBehindProxy(tag: string, config: Partial<IronicConfig> = {}) {
+    const { resourceClass, driver, id, cluster } = await rack(tag, 2, 'zone-a')
+    const [cp, worker] = await driver.ensureMachines(cluster, [
+      { ...specOf(`${id}-cp0`, resourceClass, 'zone-a'), role: 'control-plane' },
+      specOf(`${id}-w0`, resourceClass, 'zone-a'),
+    ])
+    await driver.bootstrap(cluster, [cp!])
+    await driver.joinMachines(cluster, [worker!])
+    proxy.reset()
+    const observer = new IronicDriver('metal', testIronicConfig({ url: proxy.url, ...config }))
+    onTestFinished(async () => {
+      proxy.reset()
+      await proxy.refuse(false)
+      await observer.close()
+    })
+    return { observer, cluster, names: [cp!.name, worker!.name] }
+  }
+
+  it('failed allocation lookups (503) make the machines Unknown, not Unhealthy; the next answers count again', async () => {
+    const { observer, cluster, names } = await deployedBehindProxy('unknown')
+    proxy.failNext(2, { match: /^GET \/v1\/allocations\// })
+    const observed = await observer.observe(cluster, names)
+    expect(proxy.faultedCount()).toBe(2)
+    expect(observed.machines.map((m) => m.health)).toEqual(['Unknown', 'Unknown'])
+    for (const m of observed.machines) expect(m.reason).toMatch(/^Unobservable: .*503/)
+    expect(observed.backendReachable).toBe(false)
+    expect(observed.unreachableReason).toMatch(/503/)
+    // No answer is no evidence that the control plane is down.
+    expect(observed.controlPlaneReachable).toBe(true)
+
+    const again = await observer.observe(cluster, names)
+    expect(again).toEqual({
+      controlPlaneReachable: true,
+      backendReachable: true,
+      machines: [
+        { name: names[0], health: 'Healthy', reason: 'Active' },
+        { name: names[1], health: 'Healthy', reason: 'Active' },
+      ],
+    })
+  })
+
+  it('only the machine whose lookup failed is Unknown; a name Ironic says is gone stays Missing', async () => {
+    const { observer, cluster, names } = await deployedBehindProxy('partial')
+    const gone = `${names[1]}-never-allocated`
+    proxy.failNext(1, {
+      match: (method, path) => method === 'GET' && path === `/v1/allocations/${names[1]}`,
+    })
+    const observed = await observer.observe(cluster, [...names, gone])
+    expect(observed.machines.map((m) => [m.name, m.health])).toEqual([
+      [names[0], 'Healthy'],
+      [names[1], 'Unknown'],
+      [gone, 'Missing'],
+    ])
+    expect(observed.backendReachable).toBe(false)
+  })
+
+  it('a node lookup that times out is Unknown', async () => {
+    const { observer, cluster, names } = await deployedBehindProxy('slow', { requestTimeoutMs: 300 })
+    proxy.delay(2000, /^GET \/v1\/nodes\//)
+    const observed = await observer.observe(cluster, names)
+    expect(observed.machines.map((m) => m.health)).toEqual(['Unknown', 'Unknown'])
+    expect(observed.machines[0]!.reason).toContain('no answer within 300 ms')
+    expect(observed.backendReachable).toBe(false)
+  })
+
+  it('refused connections: every machine Unknown and the backend unreachable, without throwing', async () => {
+    const { observer, cluster, names } = await deployedBehindProxy('refused')
+    await proxy.refuse(true)
+    const observed = await observer.observe(cluster, names)
+    expect(observed.machines).toEqual(
+      names.map((name) => ({ name, health: 'Unknown', reason: expect.stringMatching(/^Unobservable: /) })),
+    )
+    expect(observed.backendReachable).toBe(false)
+    expect(observed.unreachableReason).toMatch(/Ironic at http:\/\/127\.0\.0\.1:\d+ is unreachable/)
+    expect(observed.controlPlaneReachable).toBe(true)
+    // The other calls fail as the contract says: retryable, not a verdict on the machines.
+    const error = await observer.capabilities().catch((e: unknown) => e)
+    expect((error as DriverError).code).toBe('ERR_UNAVAILABLE')
+
+    await proxy.refuse(false)
+    expect((await observer.observe(cluster, names)).machines.map((m) => m.health)).toEqual([
+      'Healthy',
+      'Healthy',
+    ])
   })
 })
 

@@ -50,7 +50,12 @@ describeDriverConformance('simulator', async () => {
       others.push(other)
       return other
     },
+    startOutage: async () => {
+      await driver.startOutage()
+      return () => driver.endOutage()
+    },
     teardown: async () => {
+      await driver.endOutage()
       await Promise.all([driver, ...others].map((d) => d.close()))
     },
   }
@@ -102,8 +107,8 @@ describe('simulator driver', () => {
     expect((await second.inventory()).allocated).toBe(2)
   })
 
-  it('killMachine makes observe report the machine Unhealthy with HardwareFailure', async () => {
-    const driver = simulator(uniqueBackend('kill'))
+  /** A control plane and a worker, bootstrapped and joined. */
+  const running = async (driver: SimulatorDriver) => {
     const p = prefix()
     const cluster = clusterRef(p)
     const [cp, worker] = await driver.ensureMachines(cluster, [
@@ -112,13 +117,139 @@ describe('simulator driver', () => {
     ])
     await driver.bootstrap(cluster, [cp!])
     await driver.joinMachines(cluster, [worker!])
-    await driver.killMachine(worker!.name)
-    const observed = await driver.observe(cluster, [cp!.name, worker!.name])
+    return { p, cluster, names: [cp!.name, worker!.name] }
+  }
+
+  it('killMachine makes observe report the machine Unhealthy with HardwareFailure', async () => {
+    const driver = simulator(uniqueBackend('kill'))
+    const { cluster, names } = await running(driver)
+    await driver.killMachine(names[1]!)
+    const observed = await driver.observe(cluster, names)
     expect(observed.controlPlaneReachable).toBe(true)
     expect(observed.machines).toEqual([
-      { name: cp!.name, health: 'Healthy', reason: 'Joined' },
-      { name: worker!.name, health: 'Unhealthy', reason: 'HardwareFailure', definite: true },
+      { name: names[0], health: 'Healthy', reason: 'Joined' },
+      { name: names[1], health: 'Unhealthy', reason: 'HardwareFailure', definite: true },
     ])
+  })
+
+  const rejection = (promise: Promise<unknown>) =>
+    promise.then(
+      () => {
+        throw new Error('expected the call to fail')
+      },
+      (error: unknown) => error as DriverError,
+    )
+
+  describe('outages', () => {
+    it('an outage started by one instance is seen by another: calls fail ERR_UNAVAILABLE, observe says Unknown', async () => {
+      const backend = uniqueBackend('outage')
+      const demo = simulator(backend)
+      const { cluster, names } = await running(demo)
+      const worker = simulator(backend)
+      expect((await worker.observe(cluster, names)).backendReachable).toBe(true)
+      await demo.startOutage()
+      // The worker's instance reads the outage within its 250 ms cache.
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      const observed = await worker.observe(cluster, names)
+      expect(observed).toEqual({
+        controlPlaneReachable: true,
+        backendReachable: false,
+        unreachableReason: expect.stringContaining(`The simulated data centre '${backend}' does not answer`),
+        machines: names.map((name) => ({
+          name,
+          health: 'Unknown',
+          reason: expect.stringMatching(/^Unobservable: The simulated data centre/),
+        })),
+      })
+      for (const call of [
+        () => worker.capabilities(),
+        () => worker.ensureMachines(cluster, [spec(`${names[1]}-2`)]),
+        () => worker.releaseMachines(cluster, [names[1]!]),
+        () => worker.bootstrap(cluster, []),
+        () =>
+          worker.joinMachines(cluster, [
+            { name: names[1]!, externalId: 'x', zone: 'zone-a', machineClass: 'm1.large' },
+          ]),
+      ]) {
+        const error = await rejection(call())
+        expect(error).toBeInstanceOf(DriverError)
+        expect(error.code).toBe('ERR_UNAVAILABLE')
+        expect(error.message).toContain('does not answer')
+      }
+      // Nothing was released or allocated meanwhile.
+      expect((await demo.inventory()).allocatedNames.sort()).toEqual([...names].sort())
+
+      await demo.endOutage()
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      expect((await worker.observe(cluster, names)).machines.map((m) => m.health)).toEqual([
+        'Healthy',
+        'Healthy',
+      ])
+      await expect(worker.capabilities()).resolves.toMatchObject({ zones: ['zone-a', 'zone-b'] })
+    })
+
+    it('an outage for some milliseconds ends by itself', async () => {
+      const driver = simulator(uniqueBackend('outage-for'))
+      await driver.startOutage({ forMs: 400 })
+      expect((await rejection(driver.capabilities())).message).toMatch(/does not answer .*until \d{4}-/)
+      await new Promise((resolve) => setTimeout(resolve, 700))
+      await expect(driver.capabilities()).resolves.toBeDefined()
+    })
+
+    it('failObservations: only the next N observations go unanswered, shared by every instance', async () => {
+      const backend = uniqueBackend('outage-obs')
+      const demo = simulator(backend)
+      const { cluster, names } = await running(demo)
+      await demo.startOutage({ failObservations: 2 })
+      const worker = simulator(backend)
+      // Everything else answers meanwhile.
+      await expect(worker.capabilities()).resolves.toBeDefined()
+      const healths = []
+      for (const driver of [worker, demo, worker]) {
+        const observed = await driver.observe(cluster, names)
+        healths.push([observed.backendReachable, ...observed.machines.map((m) => m.health)])
+      }
+      expect(healths).toEqual([
+        [false, 'Unknown', 'Unknown'],
+        [false, 'Unknown', 'Unknown'],
+        [true, 'Healthy', 'Healthy'],
+      ])
+    })
+  })
+
+  it('a machine in maintenance is Unhealthy with the reason, and released it stays out of the pool', async () => {
+    const driver = simulator(uniqueBackend('maint'))
+    const { cluster, names } = await running(driver)
+    const before = await free(driver, 'm1.large', 'zone-a')
+    await driver.setMaintenance(names[1]!, 'fan failure')
+    const observed = await driver.observe(cluster, names)
+    expect(observed.machines).toEqual([
+      { name: names[0], health: 'Healthy', reason: 'Joined' },
+      { name: names[1], health: 'Unhealthy', reason: 'Maintenance: fan failure', definite: true },
+    ])
+    expect(observed.backendReachable).toBe(true)
+    await driver.releaseMachines(cluster, [names[1]!])
+    expect(await free(driver, 'm1.large', 'zone-a')).toBe(before)
+    await driver.releaseMachines(cluster, [names[0]!])
+    expect(await free(driver, 'm1.large', 'zone-a')).toBe(before! + 1)
+  })
+
+  it('forgets a cluster once its last machine is released: no row per deleted cluster', async () => {
+    const driver = simulator(uniqueBackend('forget'))
+    const { cluster, names } = await running(driver)
+    const other = await running(driver)
+    expect((await driver.inventory()).controlPlanes).toEqual([cluster.id, other.cluster.id].sort())
+    await driver.releaseMachines(cluster, [names[1]!])
+    // Machines left: the control plane still runs.
+    expect((await driver.inventory()).controlPlanes).toContain(cluster.id)
+    expect((await driver.observe(cluster, [])).controlPlaneReachable).toBe(true)
+    await driver.releaseMachines(cluster, [names[0]!])
+    expect((await driver.inventory()).controlPlanes).toEqual([other.cluster.id])
+    expect((await driver.observe(cluster, [])).controlPlaneReachable).toBe(false)
+    // Bootstrapping again (a cluster rebuilt from nothing) brings it back.
+    const [cp] = await driver.ensureMachines(cluster, [spec(`${names[0]}-again`, { role: 'control-plane' })])
+    await driver.bootstrap(cluster, [cp!])
+    expect((await driver.observe(cluster, [])).controlPlaneReachable).toBe(true)
   })
 
   it('reports allocated but not yet joined machines as Unhealthy/NotJoined', async () => {
@@ -199,7 +330,13 @@ describe('simulator driver', () => {
   it('inventory and capabilities count racks, classes and zones', async () => {
     const driver = simulator(uniqueBackend('inventory'))
     // zone-a: 2 racks x (2 m1.large + 1 gpu.a100x4) = 6; zone-b: 2 racks x 2 m1.large = 4.
-    expect(await driver.inventory()).toEqual({ total: 10, allocated: 0, allocatedNames: [], clusterIds: [] })
+    expect(await driver.inventory()).toEqual({
+      total: 10,
+      allocated: 0,
+      allocatedNames: [],
+      clusterIds: [],
+      controlPlanes: [],
+    })
     const caps = await driver.capabilities()
     expect(caps.zones).toEqual(['zone-a', 'zone-b'])
     expect(caps.machineClasses).toEqual([

@@ -609,23 +609,36 @@ export class IronicDriver implements Driver {
   // ------------------------------------------------------------------------------------- observe
 
   async observe(_cluster: ClusterRef, machineNames: string[]): Promise<ObservedState> {
-    let controlPlaneReachable = false
+    let healthyControlPlane = false
+    let unreachableReason: string | undefined
     const machines = await mapLimited(machineNames, 8, async (name): Promise<ObservedMachine> => {
       try {
         const allocation = await this.client.find<IronicAllocation>(`v1/allocations/${name}`)
         if (!allocation || allocation.state === 'error' || !allocation.node_uuid)
           return { name, health: 'Missing', reason: 'NotAllocated' }
-        const node = await this.node(allocation.node_uuid)
+        const node = await this.client.find<IronicNode>(
+          `v1/nodes/${allocation.node_uuid}?fields=${nodeFields}`,
+        )
+        if (!node) return { name, health: 'Missing', reason: `NodeGone: ${allocation.node_uuid}` }
         const health = this.healthOf(node)
         if (health.health === 'Healthy' && allocation.extra.kiln_role === 'control-plane')
-          controlPlaneReachable = true
+          healthyControlPlane = true
         return { name, ...health }
       } catch (error) {
-        // Rule 9: what Ironic cannot tell us now is reported as data.
-        return { name, health: 'Unhealthy', reason: `Unobservable: ${classify(error, 'observing').message}` }
+        // No answer about this machine (unreachable, timeout, 5xx, refused credentials) is no
+        // evidence that it is broken: Unknown, never Unhealthy, so nothing is repaired for an outage.
+        const reason = classify(error, `Observing ${name}`).message
+        unreachableReason ??= reason
+        return { name, health: 'Unknown', reason: `Unobservable: ${reason}` }
       }
     })
-    return { controlPlaneReachable, machines }
+    return {
+      // A control-plane machine Ironic could not tell us about may well be working.
+      controlPlaneReachable: healthyControlPlane || unreachableReason !== undefined,
+      backendReachable: unreachableReason === undefined,
+      ...(unreachableReason === undefined ? {} : { unreachableReason }),
+      machines,
+    }
   }
 
   private healthOf(node: IronicNode): Pick<ObservedMachine, 'health' | 'reason' | 'definite'> {

@@ -80,12 +80,32 @@ CREATE TABLE IF NOT EXISTS simulator.machines (
 DROP INDEX IF EXISTS simulator.machines_free;
 CREATE INDEX IF NOT EXISTS machines_free_by_rack ON simulator.machines (backend, machine_class, zone, rack, id)
   WHERE allocated_to IS NULL AND state = 'free';
+-- A machine the data centre's operators took out of service, with their reason (positive evidence).
+ALTER TABLE simulator.machines ADD COLUMN IF NOT EXISTS maintenance text;
+-- A simulated outage of a whole data centre, seen by every driver instance (worker) of the backend.
+CREATE TABLE IF NOT EXISTS simulator.outages (
+  backend           text PRIMARY KEY,
+  -- 'down': nothing answers; 'observations': only the next observations_left observe calls go unanswered.
+  mode              text NOT NULL CHECK (mode IN ('down', 'observations')),
+  until             timestamptz,
+  observations_left integer
+);
 CREATE TABLE IF NOT EXISTS simulator.clusters (
   id         text PRIMARY KEY,
   backend    text NOT NULL,
   endpoint   text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
 );`
+
+/** A simulated outage, as stored in simulator.outages. */
+interface Outage {
+  mode: 'down' | 'observations'
+  until: Date | null
+  observationsLeft: number | null
+}
+
+/** How long an instance trusts what it last read from simulator.outages: calls stay cheap. */
+const outageCacheMs = 250
 
 /**
  * The embedded default backend: a simulated data centre with zones, racks and machine classes,
@@ -97,6 +117,7 @@ export class SimulatorDriver implements Driver {
   private readonly pool: pg.Pool
   private readonly random: () => number
   private ready: Promise<void> | undefined
+  private outageRead: { at: number; outage: Promise<Outage | undefined> } | undefined
 
   constructor(
     readonly backend: string,
@@ -184,8 +205,90 @@ export class SimulatorDriver implements Driver {
     }
   }
 
-  async capabilities(): Promise<Capabilities> {
+  /** The outage in force, read at most every 250 ms (this instance's own changes at once). */
+  private currentOutage(): Promise<Outage | undefined> {
+    const now = Date.now()
+    if (!this.outageRead || now - this.outageRead.at >= outageCacheMs) {
+      const outage = this.pool
+        .query<{ mode: Outage['mode']; until: Date | null; observations_left: number | null }>(
+          'SELECT mode, until, observations_left FROM simulator.outages WHERE backend = $1',
+          [this.backend],
+        )
+        .then(({ rows }) => {
+          const row = rows[0]
+          return row && { mode: row.mode, until: row.until, observationsLeft: row.observations_left }
+        })
+      outage.catch(() => {
+        this.outageRead = undefined
+      })
+      this.outageRead = { at: now, outage }
+    }
+    return this.outageRead.outage.then((outage) =>
+      outage &&
+      (outage.until === null || outage.until.getTime() > Date.now()) &&
+      (outage.mode === 'down' || (outage.observationsLeft ?? 0) > 0)
+        ? outage
+        : undefined,
+    )
+  }
+
+  private outageMessage(outage: Outage): string {
+    return `The simulated data centre '${this.backend}' does not answer (a simulated outage${
+      outage.until ? ` until ${outage.until.toISOString()}` : ''
+    }).`
+  }
+
+  /** Every call but observe fails while the data centre is down, as a real one's API would. */
+  private async answering(): Promise<void> {
     await this.init()
+    const outage = await this.currentOutage()
+    if (outage?.mode === 'down') throw new DriverError('ERR_UNAVAILABLE', this.outageMessage(outage))
+  }
+
+  /**
+   * Fault injection for tests and the demo: the data centre stops answering, for every driver
+   * instance of this backend, until `endOutage` or for `forMs`. With `failObservations` only the
+   * next that many observe calls go unanswered (like failed lookups), and everything else works.
+   */
+  async startOutage(options: { forMs?: number; failObservations?: number } = {}): Promise<void> {
+    await this.init()
+    const mode = options.failObservations === undefined ? 'down' : 'observations'
+    await this.pool.query(
+      `INSERT INTO simulator.outages (backend, mode, until, observations_left) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (backend) DO UPDATE SET mode = $2, until = $3, observations_left = $4`,
+      [
+        this.backend,
+        mode,
+        options.forMs === undefined ? null : new Date(Date.now() + options.forMs),
+        options.failObservations ?? null,
+      ],
+    )
+    this.outageRead = undefined
+  }
+
+  async endOutage(): Promise<void> {
+    await this.init()
+    await this.pool.query('DELETE FROM simulator.outages WHERE backend = $1', [this.backend])
+    this.outageRead = undefined
+  }
+
+  /** Whether this observe call goes unanswered; an 'observations' outage counts down atomically. */
+  private async observationFails(): Promise<Outage | undefined> {
+    const outage = await this.currentOutage()
+    if (!outage || outage.mode === 'down') return outage
+    const { rows } = await this.pool.query<{ until: Date | null }>(
+      `UPDATE simulator.outages SET observations_left = observations_left - 1
+       WHERE backend = $1 AND mode = 'observations' AND observations_left > 0 RETURNING until`,
+      [this.backend],
+    )
+    if (rows.length === 0) return undefined
+    // Counted down: the next call reads how many are left.
+    this.outageRead = undefined
+    return outage
+  }
+
+  async capabilities(): Promise<Capabilities> {
+    await this.answering()
     const { rows } = await this.pool.query<{ machine_class: string; zone: string; free: string }>(
       `SELECT machine_class, zone, count(*) AS free FROM simulator.machines
        WHERE backend = $1 AND allocated_to IS NULL AND state = 'free' GROUP BY machine_class, zone`,
@@ -207,7 +310,7 @@ export class SimulatorDriver implements Driver {
   }
 
   async ensureMachines(cluster: ClusterRef, machines: MachineSpec[]): Promise<MachineRef[]> {
-    await this.init()
+    await this.answering()
     await this.simulateCall('ensureMachines')
     const refs: MachineRef[] = []
     for (const spec of machines) {
@@ -285,21 +388,32 @@ export class SimulatorDriver implements Driver {
     }
   }
 
-  async releaseMachines(_cluster: ClusterRef, names: string[]): Promise<void> {
+  async releaseMachines(cluster: ClusterRef, names: string[]): Promise<void> {
     if (names.length === 0) return
-    await this.init()
+    await this.answering()
     await this.simulateCall('releaseMachines')
     await this.pool.query(
-      // Dead hardware goes to repair, not back into the pool.
-      `UPDATE simulator.machines SET allocated_to = NULL, cluster_id = NULL,
-         state = CASE WHEN state = 'dead' THEN 'dead' ELSE 'free' END, updated_at = now()
-       WHERE backend = $2 AND allocated_to = ANY($1::text[])`,
-      [names, this.backend],
+      // Dead hardware (and hardware in maintenance) goes to repair, not back into the pool. A cluster
+      // left without machines is forgotten, or every deleted cluster would keep its row forever. The
+      // statement's snapshot still shows the released machines, hence `<> ALL`.
+      `WITH released AS (
+         UPDATE simulator.machines SET allocated_to = NULL, cluster_id = NULL,
+           state = CASE WHEN state = 'dead' OR maintenance IS NOT NULL THEN 'dead' ELSE 'free' END,
+           updated_at = now()
+         WHERE backend = $2 AND allocated_to = ANY($1::text[])
+         RETURNING cluster_id)
+       DELETE FROM simulator.clusters c
+       WHERE c.backend = $2
+         AND (c.id = $3 OR c.id IN (SELECT cluster_id FROM released))
+         AND NOT EXISTS (
+           SELECT 1 FROM simulator.machines m
+           WHERE m.backend = $2 AND m.cluster_id = c.id AND m.allocated_to <> ALL($1::text[]))`,
+      [names, this.backend, cluster.id],
     )
   }
 
   async bootstrap(cluster: ClusterRef, controlPlane: MachineRef[]): Promise<ClusterEndpoint> {
-    await this.init()
+    await this.answering()
     await this.simulateCall('bootstrap')
     if (controlPlane.length === 0)
       throw new DriverError('ERR_INVALID_REQUEST', 'A control plane needs machines.')
@@ -318,7 +432,7 @@ export class SimulatorDriver implements Driver {
 
   async joinMachines(_cluster: ClusterRef, machines: MachineRef[]): Promise<void> {
     if (machines.length === 0) return
-    await this.init()
+    await this.answering()
     await this.simulateCall('joinMachines')
     await this.markJoined(machines.map((m) => m.name))
   }
@@ -343,6 +457,21 @@ export class SimulatorDriver implements Driver {
 
   async observe(cluster: ClusterRef, machineNames: string[]): Promise<ObservedState> {
     await this.init()
+    const outage = await this.observationFails()
+    if (outage) {
+      // The same contract as a real backend that does not answer: no verdict on any machine.
+      const reason = this.outageMessage(outage)
+      return {
+        controlPlaneReachable: true,
+        backendReachable: false,
+        unreachableReason: reason,
+        machines: machineNames.map((name) => ({
+          name,
+          health: 'Unknown',
+          reason: `Unobservable: ${reason}`,
+        })),
+      }
+    }
     const deathRate = this.config.faults?.machineDeathRate ?? 0
     if (deathRate > 0) {
       for (const name of machineNames) {
@@ -350,8 +479,8 @@ export class SimulatorDriver implements Driver {
       }
     }
     const [machines, clusters] = await Promise.all([
-      this.pool.query<{ allocated_to: string; state: string }>(
-        'SELECT allocated_to, state FROM simulator.machines WHERE backend = $2 AND allocated_to = ANY($1::text[])',
+      this.pool.query<{ allocated_to: string; state: string; maintenance: string | null }>(
+        'SELECT allocated_to, state, maintenance FROM simulator.machines WHERE backend = $2 AND allocated_to = ANY($1::text[])',
         [machineNames, this.backend],
       ),
       this.pool.query('SELECT 1 FROM simulator.clusters WHERE backend = $2 AND id = $1', [
@@ -359,12 +488,21 @@ export class SimulatorDriver implements Driver {
         this.backend,
       ]),
     ])
-    const byName = new Map(machines.rows.map((r) => [r.allocated_to, r.state]))
+    const byName = new Map(machines.rows.map((r) => [r.allocated_to, r]))
     return {
       controlPlaneReachable: (clusters.rowCount ?? 0) > 0,
+      backendReachable: true,
       machines: machineNames.map((name) => {
-        const state = byName.get(name)
-        if (state === undefined) return { name, health: 'Missing' as const, reason: 'NotAllocated' }
+        const row = byName.get(name)
+        if (row === undefined) return { name, health: 'Missing' as const, reason: 'NotAllocated' }
+        const state = row.state
+        if (row.maintenance !== null)
+          return {
+            name,
+            health: 'Unhealthy' as const,
+            reason: `Maintenance: ${row.maintenance}`,
+            definite: true,
+          }
         if (state === 'dead')
           return { name, health: 'Unhealthy' as const, reason: 'HardwareFailure', definite: true }
         if (state !== 'joined') return { name, health: 'Unhealthy' as const, reason: 'NotJoined' }
@@ -381,24 +519,45 @@ export class SimulatorDriver implements Driver {
     )
   }
 
+  /**
+   * Fault injection for tests and the demo: the data centre's operators put the machine in
+   * maintenance (observe reports it Unhealthy with the reason), or take it out again (null).
+   * Released while in maintenance, it goes to repair, not back into the pool.
+   */
+  async setMaintenance(name: string, reason: string | null): Promise<void> {
+    await this.init()
+    await this.pool.query(
+      `UPDATE simulator.machines SET maintenance = $1, updated_at = now() WHERE backend = $3 AND allocated_to = $2`,
+      [reason, name, this.backend],
+    )
+  }
+
   /** The data centre's own books, for tests and benchmarks. */
   async inventory(): Promise<{
     total: number
     allocated: number
     allocatedNames: string[]
     clusterIds: string[]
+    /** Clusters whose control plane the data centre runs (bootstrapped, with machines left). */
+    controlPlanes: string[]
   }> {
     await this.init()
-    const { rows } = await this.pool.query<{ allocated_to: string | null; cluster_id: string | null }>(
-      'SELECT allocated_to, cluster_id FROM simulator.machines WHERE backend = $1',
-      [this.backend],
-    )
+    const [{ rows }, controlPlanes] = await Promise.all([
+      this.pool.query<{ allocated_to: string | null; cluster_id: string | null }>(
+        'SELECT allocated_to, cluster_id FROM simulator.machines WHERE backend = $1',
+        [this.backend],
+      ),
+      this.pool.query<{ id: string }>('SELECT id FROM simulator.clusters WHERE backend = $1 ORDER BY id', [
+        this.backend,
+      ]),
+    ])
     const allocated = rows.filter((r) => r.allocated_to !== null)
     return {
       total: rows.length,
       allocated: allocated.length,
       allocatedNames: allocated.map((r) => r.allocated_to!),
       clusterIds: [...new Set(allocated.map((r) => r.cluster_id!))],
+      controlPlanes: controlPlanes.rows.map((r) => r.id),
     }
   }
 
