@@ -211,6 +211,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           WORKER_CONCURRENCY: String(options.workerConcurrency ?? 8),
           OPERATION_LEASE_MS: '3000',
           HEALTH_INTERVAL_MS: '0',
+          // Faults pass in seconds here; production's 30 s between attempts would only slow the runs.
+          KILN_RETRY_MAX_DELAY_SECONDS: '2',
         },
       })
       let markReady: () => void = () => {}

@@ -50,9 +50,9 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kiln-ironic-'))
   url = await startIronic({ IRONIC_FRESH_DB: '1' })
   admin = new IronicClient({ url })
-  // Ironic is down for as long as it takes to start again, which on a busy machine can outlast the
-  // default 8 attempts (about half a minute of backoff); enough attempts for minutes of outage.
-  stack = await startTestStack({ engine: { maxAttempts: 30 } })
+  // Ironic is down for as long as it takes to start again, minutes on a busy machine: the steps'
+  // default 30 min retry horizon outlasts that.
+  stack = await startTestStack()
   rack = await anIronicBackend(stack.db, admin, { name: 'metal', cpuNodes: 3, config: { url } })
   await stack.engine!.syncCatalogueOnce()
   await anIronicTemplate(stack.db, rack, { name: 'metal-small', controlPlane: 1, workers: 1 })

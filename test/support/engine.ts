@@ -96,6 +96,10 @@ export async function startTestStack(
         leaseMs: 3000,
         dispatchIntervalMs: 200,
         healthIntervalMs: 0,
+        // Retries as quick as the queue's old backoff (0.2 s doubling), capped low: tests wait for
+        // seeded faults to pass, not for production's 30 s pauses. The horizon stays 30 min.
+        retryBaseDelayMs: 200,
+        retryMaxDelayMs: 2000,
         ...over,
       })
       return stack.engine

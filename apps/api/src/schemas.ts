@@ -421,7 +421,18 @@ const operationExample = {
       status: 'running',
       startedAt: '2026-11-21T10:00:04.731Z',
       finishedAt: null,
-      message: '',
+      message:
+        'Waiting for the backend (ERR_UNAVAILABLE: Ironic is unreachable at https://ironic.example.org:6385); attempt 2 failed, next at 10:00:07Z, gives up at 10:30:04Z.',
+      retry: {
+        attempts: 2,
+        since: '2026-11-21T10:00:04.735Z',
+        nextAttemptAt: '2026-11-21T10:00:07.120Z',
+        giveUpAt: '2026-11-21T10:30:04.735Z',
+        lastError: {
+          code: 'ERR_UNAVAILABLE',
+          message: 'Ironic is unreachable at https://ironic.example.org:6385',
+        },
+      },
     },
     { name: 'install-addons', status: 'pending', startedAt: null, finishedAt: null, message: '' },
     { name: 'wait-healthy', status: 'pending', startedAt: null, finishedAt: null, message: '' },
@@ -1044,6 +1055,30 @@ export const ClusterSchema = named(
   ),
 )
 
+export const StepRetrySchema = named(
+  'StepRetry',
+  Type.Object(
+    {
+      attempts: Type.Integer({ minimum: 1, description: 'Failed attempts since the step last succeeded.' }),
+      since: { ...Timestamp, description: 'When the first of these failures happened.' },
+      nextAttemptAt: { ...Timestamp, description: 'When the step is tried again.' },
+      giveUpAt: {
+        ...Timestamp,
+        description: 'A failure after this time fails the operation (the worker’s retry horizon).',
+      },
+      lastError: Type.Object(
+        { code: Type.String({ examples: ['ERR_UNAVAILABLE'] }), message: Type.String() },
+        { additionalProperties: false },
+      ),
+    },
+    {
+      additionalProperties: false,
+      description:
+        'A step waiting to retry a retryable failure (a backend outage): it keeps trying, with growing pauses, until `giveUpAt`.',
+    },
+  ),
+)
+
 export const OperationSchema = named(
   'Operation',
   Type.Object(
@@ -1059,6 +1094,11 @@ export const OperationSchema = named(
           startedAt: Type.Union([Timestamp, Type.Null()]),
           finishedAt: Type.Union([Timestamp, Type.Null()]),
           message: Type.String(),
+          retry: Type.Optional(
+            Type.Union([ref(StepRetrySchema), Type.Null()], {
+              description: 'Present while the step waits to retry; null or absent otherwise.',
+            }),
+          ),
         }),
       ),
       error: Type.Union([ref(ProblemSchema), Type.Null()]),

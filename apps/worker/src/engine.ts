@@ -9,6 +9,7 @@ import {
   jobCatalogue,
   LeaseLost,
   queueNames,
+  RetryLater,
   runOperation,
 } from '@kiln/jobs'
 import type { MasterKey } from '@kiln/pki'
@@ -31,7 +32,14 @@ export interface EngineOptions {
   workerId?: string
   concurrency?: number
   leaseMs?: number
+  /** Optional cap on a step's retries per failure streak; undefined: only the horizon limits them. */
   maxAttempts?: number
+  /** How long a step may keep failing retryably before it gives up (default 30 min). */
+  retryHorizonMs?: number
+  /** Delay before a step's first retry (default 1 s); it doubles per attempt, with jitter. */
+  retryBaseDelayMs?: number
+  /** Longest wait between two attempts of a step (default 30 s). */
+  retryMaxDelayMs?: number
   /** How often lost or never-queued operations are (re-)queued. */
   dispatchIntervalMs?: number
   /** How often Ready clusters are observed; 0 turns the health checker off. */
@@ -83,6 +91,15 @@ export function classifyError(error: unknown): ClassifiedError {
   }
 }
 
+/**
+ * BullMQ's complaints about a job whose keys vanished (Redis flushed or restarted empty) while a
+ * worker held it: expected, since the dispatcher re-creates the job from Postgres.
+ */
+export function isLostJobError(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error)
+  return /^(Missing (key|lock) for job|could not renew lock for job)/.test(message)
+}
+
 export async function startEngine(options: EngineOptions): Promise<Engine> {
   const { db } = options
   const workerId = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`
@@ -103,22 +120,37 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       const { operationId } = payload
       const op = await db.operation.findUnique({ where: { id: operationId } })
       if (op?.status === 'pending') await markProgressing(db, op)
+      // Parks the job until `at`; a job whose keys a Redis flush removed cannot be parked, which
+      // is no failure of the operation: the dispatcher re-creates the job when it is due.
+      const delayUntil = async (at: number): Promise<never> => {
+        try {
+          await job.moveToDelayed(at, token)
+        } catch (error) {
+          if (!isLostJobError(error)) throw error
+          log({ level: 'info', msg: 'job lost with Redis data; the dispatcher re-creates it', jobId: job.id })
+        }
+        throw new DelayedError()
+      }
       try {
         const result = await runOperation(db, operationId, definitions, {
           workerId,
           leaseMs,
           maxAttempts: options.maxAttempts,
+          retryHorizonMs: options.retryHorizonMs,
+          retryBaseDelayMs: options.retryBaseDelayMs,
+          retryMaxDelayMs: options.retryMaxDelayMs,
           classify: classifyError,
         })
-        if (result.state === 'busy') {
-          await job.moveToDelayed(Date.now() + result.retryAfterMs, token)
-          throw new DelayedError()
-        }
+        // Busy: another worker holds it, or its next attempt is not due yet (this job fired early).
+        if (result.state === 'busy') await delayUntil(Date.now() + result.retryAfterMs)
         if (result.state === 'finished')
           log({ msg: 'operation finished', operationId, outcome: result.outcome })
       } catch (error) {
         // Another worker took the operation over; it carries on, this job has nothing left to do.
         if (error instanceof LeaseLost) return
+        // A step waits for its next attempt: the job sleeps in BullMQ's delayed set until then,
+        // instead of failing into the queue's own (shorter) backoff.
+        if (error instanceof RetryLater && error.retryAt) await delayUntil(error.retryAt.getTime())
         throw error
       }
     },
@@ -131,7 +163,15 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       settings: { backoffStrategy: (attemptsMade: number) => backoffDelay(attemptsMade) },
     },
   )
-  worker.on('error', (error) => log({ msg: 'worker error', error: String(error) }))
+  worker.on('error', (error) => {
+    if (isLostJobError(error))
+      log({
+        level: 'info',
+        msg: 'job lost with Redis data; the dispatcher re-creates it',
+        detail: String(error),
+      })
+    else log({ level: 'error', msg: 'worker error', error: String(error) })
+  })
 
   const dispatchOnce = async (): Promise<number> => {
     const due = await db.$queryRaw<{ id: string }[]>`

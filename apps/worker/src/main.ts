@@ -5,8 +5,12 @@ import { startEngine } from './engine.ts'
 
 const config = loadWorkerConfig()
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.concurrency + 4 })
-const log = (event: Record<string, unknown>) =>
-  console.log(JSON.stringify({ time: new Date().toISOString(), ...event }))
+// One JSON line per event; errors go to stderr, everything else (expected conditions too) to stdout.
+const log = (event: Record<string, unknown>) => {
+  const line = JSON.stringify({ time: new Date().toISOString(), level: 'info', ...event })
+  if (event.level === 'error') console.error(line)
+  else console.log(line)
+}
 
 const { masterKey, development } = masterKeyFromSettings(config)
 if (development) {
@@ -27,6 +31,9 @@ const engine = await startEngine({
   leaseMs: config.leaseMs,
   healthIntervalMs: config.healthIntervalMs,
   catalogueIntervalMs: config.catalogueIntervalMs,
+  retryHorizonMs: config.retryHorizonMs,
+  retryMaxDelayMs: config.retryMaxDelayMs,
+  repairGraceMs: config.repairGraceMs,
   log,
 })
 log({ msg: 'worker ready', workerId: engine.workerId, concurrency: config.concurrency })

@@ -8,6 +8,8 @@ import {
   type OperationDefinitions,
   type Outcome,
   RetryLater,
+  type RunnerOptions,
+  type RunResult,
   runOperation,
   type StepHandler,
 } from '../../../packages/jobs/src/index.ts'
@@ -90,10 +92,54 @@ async function anOperation(stepNames: string[]): Promise<Operation> {
 }
 
 const read = (id: string) => db.operation.findUniqueOrThrow({ where: { id } })
+
+/** Short pauses between attempts, so a test waits milliseconds for a step's next attempt. */
+const quick = { retryBaseDelayMs: 20, retryMaxDelayMs: 50 }
+const withHorizon = (retryHorizonMs: number): RunnerOptions => ({
+  workerId: 'w1',
+  classify,
+  retryHorizonMs,
+  ...quick,
+})
+
+/**
+ * Runs the operation once its next attempt is due, as the engine's delayed job does: a run that
+ * comes early is told busy (the lease runs until the next attempt) and comes back when told.
+ */
+async function runWhenDue(
+  id: string,
+  definitions: OperationDefinitions,
+  options: RunnerOptions,
+): Promise<Exclude<RunResult, { state: 'busy' }>> {
+  for (;;) {
+    const result = await runOperation(db, id, definitions, options)
+    if (result.state !== 'busy') return result
+    await new Promise((r) => setTimeout(r, result.retryAfterMs))
+  }
+}
+
+/** Runs the operation, every due attempt, until it finishes; returns how many runs threw RetryLater. */
+async function runToEnd(id: string, definitions: OperationDefinitions, options: RunnerOptions) {
+  let retries = 0
+  for (;;) {
+    try {
+      return { result: await runWhenDue(id, definitions, options), retries }
+    } catch (error) {
+      if (!(error instanceof RetryLater)) throw error
+      retries++
+    }
+  }
+}
 const stepsOf = (op: Operation) => op.steps as unknown as OperationStep[]
 const ok =
   (message: string): StepHandler =>
   async () => ({ message })
+/** A step that always fails retryably: an outage that does not end. */
+const failing =
+  (code: string, message: string): StepHandler =>
+  async () => {
+    throw new TestError('retryable', code, message)
+  }
 
 describe('runOperation', () => {
   it('runs every step in order, checkpoints each, finishes once, and does nothing for a finished operation', async () => {
@@ -141,30 +187,39 @@ describe('runOperation', () => {
       three: ok('did three'),
     })
 
-    const first = runOperation(db, op.id, h.definitions, { workerId: 'w1', classify })
+    const first = runOperation(db, op.id, h.definitions, { workerId: 'w1', classify, ...quick })
     await expect(first).rejects.toBeInstanceOf(RetryLater)
     await expect(first).rejects.toThrow('the backend hiccupped')
+    const retryAt = ((await first.catch((e) => e)) as RetryLater).retryAt!
     const mid = await read(op.id)
     expect(mid.status).toBe('running')
     expect(mid.attempts).toBe(1)
     const midSteps = stepsOf(mid)
     expect(midSteps[0]).toMatchObject({ name: 'one', status: 'succeeded', message: 'did one' })
     expect(midSteps[1]!.status).not.toBe('succeeded')
-    expect(midSteps[1]!.message).toBe('attempt 1 failed (ERR_FLAKY): the backend hiccupped; retrying')
+    expect(midSteps[1]!.message).toMatch(
+      /^Waiting for the backend \(ERR_FLAKY: the backend hiccupped\); attempt 1 failed, next at \d\d:\d\d:\d\dZ, gives up at \d\d:\d\d:\d\dZ\.$/,
+    )
+    expect(midSteps[1]!.retry).toMatchObject({
+      attempts: 1,
+      nextAttemptAt: retryAt.toISOString(),
+      lastError: { code: 'ERR_FLAKY', message: 'the backend hiccupped' },
+    })
     expect(midSteps[2]).toMatchObject({ name: 'three', status: 'pending' })
     expect(mid.progress).toBe(33)
-    // The lease is given back, so the retry can start at once, on any worker.
-    expect(mid.leaseUntil!.getTime()).toBeLessThanOrEqual(Date.now())
+    // The lease is given back, but runs until the next attempt: any worker may take it then.
+    expect(mid.leaseOwner).toBeNull()
+    expect(mid.leaseUntil!.getTime()).toBe(retryAt.getTime())
     expect(h.finished).toHaveLength(0)
 
-    const second = await runOperation(db, op.id, h.definitions, { workerId: 'w2', classify })
+    const second = await runWhenDue(op.id, h.definitions, { workerId: 'w2', classify, ...quick })
     expect(second).toEqual({ state: 'finished', outcome: 'succeeded' })
     // Step one's handler ran once: its checkpoint was kept.
     expect(h.calls).toEqual(['one', 'two', 'two', 'three'])
     const done = await read(op.id)
     expect(done.attempts).toBe(1) // one failure
     expect(stepsOf(done)[0]!.finishedAt).toBe(midSteps[0]!.finishedAt)
-    expect(stepsOf(done)[1]).toMatchObject({ status: 'succeeded', message: 'did two' })
+    expect(stepsOf(done)[1]).toMatchObject({ status: 'succeeded', message: 'did two', retry: null })
     expect(h.finished).toEqual([{ status: 'succeeded' }])
   })
 
@@ -307,18 +362,13 @@ describe('runOperation', () => {
     expect((await read(op.id)).error).toMatchObject({ code: 'ERR_CAPACITY', reason: 'platform', status: 503 })
   })
 
-  it('gives up on a retryable failure once maxAttempts runs are spent: reason platform, "Gave up after"', async () => {
+  it('gives up on a retryable failure once the optional maxAttempts are spent: reason platform, "Gave up after"', async () => {
     const op = await anOperation(['one', 'two'])
-    const h = harness({
-      one: async () => {
-        throw new TestError('retryable', 'ERR_TRANSIENT', 'still flaky')
-      },
-      two: ok('did two'),
-    })
-    const options = { workerId: 'w1', maxAttempts: 2, classify }
+    const h = harness({ one: failing('ERR_TRANSIENT', 'still flaky'), two: ok('did two') })
+    const options = { workerId: 'w1', maxAttempts: 2, classify, ...quick }
     await expect(runOperation(db, op.id, h.definitions, options)).rejects.toBeInstanceOf(RetryLater)
     expect((await read(op.id)).status).toBe('running')
-    expect(await runOperation(db, op.id, h.definitions, options)).toEqual({
+    expect(await runWhenDue(op.id, h.definitions, options)).toEqual({
       state: 'finished',
       outcome: 'failed',
     })
@@ -326,14 +376,142 @@ describe('runOperation', () => {
     expect(row.status).toBe('failed')
     expect(row.attempts).toBe(2)
     expect(row.error).toMatchObject({ code: 'ERR_TRANSIENT', reason: 'platform', status: 503, step: 'one' })
-    expect((row.error as { detail: string }).detail).toBe('Gave up after 2 attempts: still flaky')
+    expect((row.error as { detail: string }).detail).toMatch(
+      /^Gave up after 2 attempts over \d+ m?s: still flaky$/,
+    )
     expect(stepsOf(row).map((s) => [s.name, s.status])).toEqual([
       ['one', 'failed'],
       ['two', 'skipped'],
     ])
     expect(stepsOf(row)[0]!.message).toMatch(/^Gave up after 2 attempts/)
+    expect(stepsOf(row)[0]!.retry).toBeNull()
     expect(h.calls).toEqual(['one', 'one'])
     expect(h.finished).toHaveLength(1)
+  })
+
+  it('retries a step past the old 8 attempts while within the horizon: it succeeds on attempt 12', async () => {
+    const op = await anOperation(['one', 'two'])
+    let failures = 11
+    const h = harness({
+      one: async () => {
+        if (failures-- > 0) throw new TestError('retryable', 'ERR_UNAVAILABLE', 'Ironic is unreachable')
+        return { message: 'did one' }
+      },
+      two: ok('did two'),
+    })
+    const { result, retries } = await runToEnd(op.id, h.definitions, withHorizon(60_000))
+    expect(result).toEqual({ state: 'finished', outcome: 'succeeded' })
+    expect(retries).toBe(11)
+    expect(h.calls).toEqual([...Array(12).fill('one'), 'two'])
+    const row = await read(op.id)
+    expect(row.attempts).toBe(11) // failed runs in total
+    expect(stepsOf(row)[0]).toMatchObject({ status: 'succeeded', message: 'did one', retry: null })
+  })
+
+  it('gives each step its own horizon: a streak ends when its step succeeds', async () => {
+    const op = await anOperation(['one', 'two'])
+    // Each step fails for 1 s, under the 1.5 s horizon; together they fail for longer than it.
+    const failFor = (ms: number): StepHandler => {
+      let first: number | undefined
+      return async () => {
+        first ??= Date.now()
+        if (Date.now() - first < ms) throw new TestError('retryable', 'ERR_TRANSIENT', 'not yet')
+        return { message: 'done' }
+      }
+    }
+    const h = harness({ one: failFor(1000), two: failFor(1000) })
+    const started = Date.now()
+    let sinceOfTwo: string | undefined
+    const options = withHorizon(1500)
+    let result: RunResult | undefined
+    while (!result) {
+      try {
+        result = await runWhenDue(op.id, h.definitions, options)
+      } catch (error) {
+        if (!(error instanceof RetryLater)) throw error
+        sinceOfTwo ??= stepsOf(await read(op.id))[1]!.retry?.since
+      }
+    }
+    expect(result).toEqual({ state: 'finished', outcome: 'succeeded' })
+    expect(Date.now() - started).toBeGreaterThan(1500)
+    const steps = stepsOf(await read(op.id))
+    // Step two's streak began after step one had succeeded.
+    expect(Date.parse(sinceOfTwo!)).toBeGreaterThanOrEqual(Date.parse(steps[0]!.finishedAt!))
+    expect(steps.map((s) => [s.status, s.retry])).toEqual([
+      ['succeeded', null],
+      ['succeeded', null],
+    ])
+  })
+
+  it('gives up once a step has been failing for longer than the horizon: "Gave up after N attempts over …"', async () => {
+    const op = await anOperation(['one', 'two'])
+    const h = harness({ one: failing('ERR_UNAVAILABLE', 'Ironic is unreachable'), two: ok('did two') })
+    const started = Date.now()
+    const { result, retries } = await runToEnd(op.id, h.definitions, withHorizon(500))
+    expect(result).toEqual({ state: 'finished', outcome: 'failed' })
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500)
+    const row = await read(op.id)
+    expect(row.attempts).toBe(retries + 1)
+    expect(row.error).toMatchObject({ code: 'ERR_UNAVAILABLE', reason: 'platform', status: 503, step: 'one' })
+    // The last attempt falls on the horizon: the streak lasted at least 500 ms.
+    expect((row.error as { detail: string }).detail).toMatch(
+      new RegExp(`^Gave up after ${retries + 1} attempts over (5\\d\\d ms|\\d+ s): Ironic is unreachable$`),
+    )
+    expect(stepsOf(row).map((s) => [s.name, s.status, s.retry ?? null])).toEqual([
+      ['one', 'failed', null],
+      ['two', 'skipped', null],
+    ])
+  })
+
+  it('fails at once on a user error after retryable failures, ending the retry streak', async () => {
+    const op = await anOperation(['one'])
+    let calls = 0
+    const h = harness({
+      one: async () => {
+        if (++calls <= 2) throw new TestError('retryable', 'ERR_TRANSIENT', 'hiccup')
+        throw new TestError('user', 'ERR_INVALID_REQUEST', 'machine class m9 does not exist')
+      },
+    })
+    const { result, retries } = await runToEnd(op.id, h.definitions, { workerId: 'w1', classify, ...quick })
+    expect(result).toEqual({ state: 'finished', outcome: 'failed' })
+    expect(retries).toBe(2)
+    const row = await read(op.id)
+    expect(row.attempts).toBe(2)
+    expect(row.error).toMatchObject({ code: 'ERR_INVALID_REQUEST', reason: 'user', status: 422 })
+    expect(stepsOf(row)[0]).toMatchObject({
+      status: 'failed',
+      message: 'machine class m9 does not exist',
+      retry: null,
+    })
+  })
+
+  it('keeps a waiting operation until its next attempt: an early run is told busy, any worker takes it then', async () => {
+    const op = await anOperation(['one'])
+    let failures = 1
+    const h = harness({
+      one: async () => {
+        if (failures-- > 0) throw new TestError('retryable', 'ERR_TRANSIENT', 'hiccup')
+        return { message: 'did one' }
+      },
+    })
+    const slow = { classify, retryBaseDelayMs: 800, retryMaxDelayMs: 800 }
+    const failed = await runOperation(db, op.id, h.definitions, { workerId: 'w1', ...slow }).catch((e) => e)
+    expect(failed).toBeInstanceOf(RetryLater)
+    const retryAt = (failed as RetryLater).retryAt!
+    // Full jitter: between half and all of the delay.
+    expect(retryAt.getTime()).toBeGreaterThanOrEqual(Date.now() + 100)
+    const early = await runOperation(db, op.id, h.definitions, { workerId: 'w2', ...slow })
+    expect(early.state).toBe('busy')
+    if (early.state === 'busy') {
+      expect(early.retryAfterMs).toBeGreaterThan(0)
+      expect(Date.now() + early.retryAfterMs).toBeGreaterThanOrEqual(retryAt.getTime())
+    }
+    expect(h.calls).toEqual(['one'])
+    expect(await runWhenDue(op.id, h.definitions, { workerId: 'w2', ...slow })).toEqual({
+      state: 'finished',
+      outcome: 'succeeded',
+    })
+    expect(h.calls).toEqual(['one', 'one'])
   })
 
   it('classifies anything unknown as retryable, so a plain Error is retried, not failed', async () => {
@@ -345,13 +523,12 @@ describe('runOperation', () => {
         return { message: 'did one' }
       },
     })
-    await expect(runOperation(db, op.id, h.definitions, { workerId: 'w1', classify })).rejects.toBeInstanceOf(
-      RetryLater,
+    const options = { workerId: 'w1', classify, ...quick }
+    await expect(runOperation(db, op.id, h.definitions, options)).rejects.toBeInstanceOf(RetryLater)
+    expect(stepsOf(await read(op.id))[0]!.message).toMatch(
+      /^Waiting for a transient failure to clear \(ERR_INTERNAL: Error: socket hang up\); attempt 1 failed/,
     )
-    expect(stepsOf(await read(op.id))[0]!.message).toBe(
-      'attempt 1 failed (ERR_INTERNAL): Error: socket hang up; retrying',
-    )
-    expect(await runOperation(db, op.id, h.definitions, { workerId: 'w1', classify })).toEqual({
+    expect(await runWhenDue(op.id, h.definitions, options)).toEqual({
       state: 'finished',
       outcome: 'succeeded',
     })

@@ -21,6 +21,13 @@ export interface StepBody {
   startedAt: string | null
   finishedAt: string | null
   message: string
+  retry?: {
+    attempts: number
+    since: string
+    nextAttemptAt: string
+    giveUpAt: string
+    lastError: { code: string; message: string }
+  } | null
 }
 
 export interface OperationBody {

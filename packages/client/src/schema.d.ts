@@ -2340,6 +2340,34 @@ export interface components {
              */
             updatedAt: string;
         };
+        /** @description A step waiting to retry a retryable failure (a backend outage): it keeps trying, with growing pauses, until `giveUpAt`. */
+        StepRetry: {
+            /** @description Failed attempts since the step last succeeded. */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When the first of these failures happened.
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            since: string;
+            /**
+             * Format: date-time
+             * @description When the step is tried again.
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            nextAttemptAt: string;
+            /**
+             * Format: date-time
+             * @description A failure after this time fails the operation (the worker’s retry horizon).
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            giveUpAt: string;
+            lastError: {
+                /** @example ERR_UNAVAILABLE */
+                code: string;
+                message: string;
+            };
+        };
         /**
          * @description Asynchronous work on a resource; watch it to completion.
          * @example {
@@ -2381,7 +2409,17 @@ export interface components {
          *           "status": "running",
          *           "startedAt": "2026-11-21T10:00:04.731Z",
          *           "finishedAt": null,
-         *           "message": ""
+         *           "message": "Waiting for the backend (ERR_UNAVAILABLE: Ironic is unreachable at https://ironic.example.org:6385); attempt 2 failed, next at 10:00:07Z, gives up at 10:30:04Z.",
+         *           "retry": {
+         *             "attempts": 2,
+         *             "since": "2026-11-21T10:00:04.735Z",
+         *             "nextAttemptAt": "2026-11-21T10:00:07.120Z",
+         *             "giveUpAt": "2026-11-21T10:30:04.735Z",
+         *             "lastError": {
+         *               "code": "ERR_UNAVAILABLE",
+         *               "message": "Ironic is unreachable at https://ironic.example.org:6385"
+         *             }
+         *           }
          *         },
          *         {
          *           "name": "install-addons",
@@ -2429,6 +2467,8 @@ export interface components {
                 startedAt: string | null;
                 finishedAt: string | null;
                 message: string;
+                /** @description Present while the step waits to retry; null or absent otherwise. */
+                retry?: components["schemas"]["StepRetry"] | null;
             }[];
             error: components["schemas"]["Problem"] | null;
             project: string;
@@ -3427,7 +3467,17 @@ export interface components {
          *               "status": "running",
          *               "startedAt": "2026-11-21T10:00:04.731Z",
          *               "finishedAt": null,
-         *               "message": ""
+         *               "message": "Waiting for the backend (ERR_UNAVAILABLE: Ironic is unreachable at https://ironic.example.org:6385); attempt 2 failed, next at 10:00:07Z, gives up at 10:30:04Z.",
+         *               "retry": {
+         *                 "attempts": 2,
+         *                 "since": "2026-11-21T10:00:04.735Z",
+         *                 "nextAttemptAt": "2026-11-21T10:00:07.120Z",
+         *                 "giveUpAt": "2026-11-21T10:30:04.735Z",
+         *                 "lastError": {
+         *                   "code": "ERR_UNAVAILABLE",
+         *                   "message": "Ironic is unreachable at https://ironic.example.org:6385"
+         *                 }
+         *               }
          *             },
          *             {
          *               "name": "install-addons",

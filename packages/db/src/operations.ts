@@ -196,7 +196,9 @@ export async function retryOperation(tx: Tx, actor: Actor, id: string): Promise<
     data: { activeOperationId: id, revision: { increment: 1 } },
   })
   const steps = (op.steps as unknown as OperationStep[]).map((s) =>
-    s.status === 'succeeded' ? s : { ...s, status: 'pending' as const, finishedAt: null, message: '' },
+    s.status === 'succeeded'
+      ? s
+      : { ...s, status: 'pending' as const, finishedAt: null, message: '', retry: null },
   )
   const updated = await tx.operation.update({
     where: { id },

@@ -15,6 +15,20 @@ export interface OperationStep {
   startedAt: string | null
   finishedAt: string | null
   message: string
+  /** Present while the step waits to retry a retryable failure; null (or absent) otherwise. */
+  retry?: StepRetry | null
+}
+
+/** A step's current streak of retryable failures: what failed last, and when it tries next or gives up. */
+export interface StepRetry {
+  /** Failed attempts in this streak (a success ends the streak). */
+  attempts: number
+  /** When the streak's first failure happened (ISO 8601). */
+  since: string
+  nextAttemptAt: string
+  /** `since` plus the retry horizon: a failure after this is final. */
+  giveUpAt: string
+  lastError: { code: string; message: string }
 }
 
 /** Every operation kind and its ordered steps. The worker runs them; the API only creates them. */

@@ -27,8 +27,9 @@ export const jobCatalogue = {
     queue: queueNames.operations,
     payload: Type.Object({ operationId: Type.String({ format: 'uuid' }) }, { additionalProperties: false }),
     options: {
-      // Retryable failures (driver faults, a database restart) come back with backoff; the step
-      // runner fails the operation itself once its own attempt budget is spent.
+      // A failed step waits in the delayed set until its next attempt (the step runner sets the
+      // time and fails the operation past its retry horizon); this backoff serves only failures
+      // without a time of their own, such as PostgreSQL being down.
       attempts: 1000,
       backoff: { type: 'kiln' },
       removeOnComplete: { age: 3600, count: 10_000 },

@@ -1,5 +1,6 @@
 import { type Database, isDatabaseUnavailable, type Operation, type Prisma, type Tx } from '@kiln/db'
-import { isTerminal, type OperationStep, type QueuedOperationKind } from '@kiln/domain'
+import { isTerminal, type OperationStep, type QueuedOperationKind, type StepRetry } from '@kiln/domain'
+import { backoffDelay } from './catalogue.ts'
 
 export type ErrorClass = 'retryable' | 'user' | 'platform'
 
@@ -52,7 +53,12 @@ export type OperationDefinitions = Record<QueuedOperationKind, OperationDefiniti
 
 /** The job should run again later (transient failure); nothing was lost. */
 export class RetryLater extends Error {
-  constructor(message: string, cause: unknown) {
+  constructor(
+    message: string,
+    cause: unknown,
+    /** When the step's next attempt is due; absent: as soon as the queue's own backoff allows. */
+    readonly retryAt?: Date,
+  ) {
     super(message, { cause })
     this.name = 'RetryLater'
   }
@@ -75,8 +81,16 @@ export interface RunnerOptions {
   workerId: string
   /** How long a lease lasts without a heartbeat. */
   leaseMs?: number
-  /** Retryable failures of one operation before the next one becomes final. */
+  /**
+   * Retryable failures of one step, in one streak, before the next one is final. Undefined: only
+   * the horizon limits retries (tests set it to make a step give up fast).
+   */
   maxAttempts?: number
+  /** How long a step may keep failing retryably, without a success between, before it gives up. */
+  retryHorizonMs?: number
+  /** The first retry's delay (jittered); it doubles per attempt up to retryMaxDelayMs. */
+  retryBaseDelayMs?: number
+  retryMaxDelayMs?: number
   classify(error: unknown): ClassifiedError
 }
 
@@ -88,6 +102,35 @@ function progressOf(steps: OperationStep[]): number {
 }
 
 const json = (v: unknown) => v as Prisma.InputJsonValue
+
+export const retryDefaults = { horizonMs: 30 * 60_000, baseDelayMs: 1000, maxDelayMs: 30_000 }
+
+/** "13:22:05Z": the time of day of a retry, short enough to read in a step message. */
+const clock = (iso: string) => `${iso.slice(11, 19)}Z`
+
+/** "850 ms", "42 s", "30 min", "2 h 5 min". */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`
+  if (ms < 60_000) return `${Math.round(ms / 1000)} s`
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min`
+  const minutes = Math.round(ms / 60_000)
+  return `${Math.floor(minutes / 60)} h${minutes % 60 ? ` ${minutes % 60} min` : ''}`
+}
+
+/** What a step waiting on a retryable failure is waiting for, in words. */
+function waitingFor(code: string): string {
+  if (code.startsWith('ERR_ADDON_')) return "the cluster's API server"
+  if (code === 'ERR_INTERNAL') return 'a transient failure to clear'
+  return 'the backend'
+}
+
+export function retryMessage(retry: StepRetry): string {
+  const { code, message } = retry.lastError
+  return (
+    `Waiting for ${waitingFor(code)} (${code}: ${message}); attempt ${retry.attempts} failed, ` +
+    `next at ${clock(retry.nextAttemptAt)}, gives up at ${clock(retry.giveUpAt)}.`
+  )
+}
 
 /**
  * Runs an operation's steps in order, from the first that has not succeeded. Each step's result
@@ -101,7 +144,10 @@ export async function runOperation(
   options: RunnerOptions,
 ): Promise<RunResult> {
   const leaseMs = options.leaseMs ?? 15_000
-  const maxAttempts = options.maxAttempts ?? 8
+  const { maxAttempts } = options
+  const horizonMs = options.retryHorizonMs ?? retryDefaults.horizonMs
+  const baseDelayMs = options.retryBaseDelayMs ?? retryDefaults.baseDelayMs
+  const maxDelayMs = options.retryMaxDelayMs ?? retryDefaults.maxDelayMs
   const { workerId } = options
 
   const before = await db.operation.findUnique({ where: { id: operationId } })
@@ -227,7 +273,7 @@ export async function runOperation(
       if (lost) throw new LeaseLost(operationId)
       if (cancelRequested) {
         // The step marked running never started: it is skipped with the rest.
-        steps[i] = { ...step, status: 'pending', startedAt: null }
+        steps[i] = { ...step, status: 'pending', startedAt: null, retry: null }
         return await finish(op, steps, { status: 'cancelled' })
       }
       const handler = definition.steps[step.name]
@@ -235,11 +281,13 @@ export async function runOperation(
       try {
         const result = await handler({ db, operation: op })
         if (lost) throw new LeaseLost(operationId)
+        // A success ends the step's failure streak: the next failure starts a fresh horizon.
         steps[i] = {
           ...step,
           status: result?.skipped ? 'skipped' : 'succeeded',
           finishedAt: new Date().toISOString(),
           message: result?.message ?? '',
+          retry: null,
         }
       } catch (error) {
         if (error instanceof LeaseLost || error instanceof RetryLater) throw error
@@ -247,18 +295,50 @@ export async function runOperation(
         const c = options.classify(error)
         // Attempts count failures, not runs: a worker killed mid-step costs no attempt.
         const failures = op.attempts + 1
-        if (c.errorClass === 'retryable' && failures < maxAttempts) {
-          steps[i] = { ...step, message: `attempt ${failures} failed (${c.code}): ${c.message}; retrying` }
-          // Give the lease back so the retry, on any worker, can start at once.
-          await fenced({ steps: json(steps), leaseUntil: new Date(0), attempts: failures })
-          throw new RetryLater(c.message, error)
+        const now = Date.now()
+        const streak = step.retry ?? null
+        const attempts = (streak?.attempts ?? 0) + 1
+        const since = streak ? Date.parse(streak.since) : now
+        const giveUpAt = since + horizonMs
+        const withinBudget = now < giveUpAt && (maxAttempts === undefined || attempts < maxAttempts)
+        if (c.errorClass === 'retryable' && withinBudget) {
+          // The last attempt falls on the horizon rather than past it.
+          const nextAttemptAt = Math.min(giveUpAt, now + backoffDelay(attempts - 1, baseDelayMs, maxDelayMs))
+          const retry: StepRetry = {
+            attempts,
+            since: new Date(since).toISOString(),
+            nextAttemptAt: new Date(nextAttemptAt).toISOString(),
+            giveUpAt: new Date(giveUpAt).toISOString(),
+            lastError: { code: c.code, message: c.message },
+          }
+          steps[i] = { ...step, message: retryMessage(retry), retry }
+          // The lease is given back but runs until the next attempt: the dispatcher leaves the
+          // operation alone meanwhile, any worker's delayed job may take it then, and after a Redis
+          // flush the dispatcher re-creates the job once that time has come.
+          await fenced({
+            steps: json(steps),
+            leaseOwner: null,
+            leaseUntil: new Date(nextAttemptAt),
+            attempts: failures,
+          })
+          throw new RetryLater(c.message, error, new Date(nextAttemptAt))
         }
-        // A retryable failure that ran out of attempts is final now: the platform team must look.
+        // A retryable failure past its horizon (or attempt cap) is final now: the platform team must look.
         const final: ClassifiedError =
           c.errorClass === 'retryable'
-            ? { ...c, errorClass: 'platform', message: `Gave up after ${failures} attempts: ${c.message}` }
+            ? {
+                ...c,
+                errorClass: 'platform',
+                message: `Gave up after ${attempts} attempts over ${formatDuration(now - since)}: ${c.message}`,
+              }
             : c
-        steps[i] = { ...step, status: 'failed', finishedAt: new Date().toISOString(), message: final.message }
+        steps[i] = {
+          ...step,
+          status: 'failed',
+          finishedAt: new Date().toISOString(),
+          message: final.message,
+          retry: null,
+        }
         return await finish(
           op,
           steps,
