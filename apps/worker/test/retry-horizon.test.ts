@@ -116,6 +116,27 @@ describe('retries over a time horizon', () => {
     expect(done.steps.every((s) => !s.retry)).toBe(true)
   })
 
+  it('a cancel of an operation waiting for its next attempt is honoured at once, not when the backoff ends', async () => {
+    await startEngine({ retryBaseDelayMs: 20_000, retryMaxDelayMs: 20_000, retryHorizonMs: 600_000 })
+    const outage = await anOutage('impatient')
+    const accepted = await createCluster(stack.app, { name: 'impatient', template: outage.template })
+    const waiting = await eventually(
+      'a step waiting to retry',
+      async () => retryingStep(await getOperation(stack.app, accepted.id)),
+      20_000,
+      25,
+    )
+    // The next attempt is 10–20 s away.
+    expect(Date.parse(waiting.retry!.nextAttemptAt) - Date.now()).toBeGreaterThan(5_000)
+    const asked = Date.now()
+    const res = await stack.app.inject({ method: 'POST', url: `/v1/operations/${accepted.id}/cancel` })
+    expect(res.statusCode, res.body).toBe(200)
+    const done = await waitForOperation(stack.app, accepted.id, 20_000)
+    expect(done.status).toBe('cancelled')
+    expect(Date.now() - asked).toBeLessThan(5_000)
+    await outage.recover()
+  })
+
   it('keeps retrying past the old 8 attempts within the horizon: the step succeeds on attempt 12', async () => {
     await startEngine({ retryBaseDelayMs: 300, retryMaxDelayMs: 300, retryHorizonMs: 60_000 })
     const outage = await anOutage('patient')

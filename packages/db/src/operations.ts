@@ -139,7 +139,13 @@ export async function cancelOperation(tx: Tx, actor: Actor, id: string): Promise
     updated = await finishPendingAsCancelled(tx, op)
     await releaseCancelledCluster(tx, actor, op)
   } else {
-    updated = await tx.operation.update({ where: { id }, data: { cancelRequested: true } })
+    // An operation waiting for its next attempt (no worker holds it) is due now: the cancel is
+    // honoured at once, not when the backoff would have tried again.
+    const waiting = op.leaseOwner === null && op.leaseUntil !== null && op.leaseUntil > new Date()
+    updated = await tx.operation.update({
+      where: { id },
+      data: { cancelRequested: true, ...(waiting ? { leaseUntil: new Date() } : {}) },
+    })
   }
   await recordAudit(tx, actor, {
     projectId: op.projectId,

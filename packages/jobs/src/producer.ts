@@ -46,6 +46,9 @@ export class JobProducer {
     const existing = await queue.getJob(def.jobId(payload as never))
     if (existing) {
       const state = await existing.getState()
+      // Asked to run it means it is due: a job delayed for a later attempt runs now (its runner
+      // answers "busy" and delays it again if the operation is not due after all).
+      if (state === 'delayed') await existing.promote().catch(() => undefined)
       if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return 'exists'
       await existing.remove().catch(() => undefined)
     }

@@ -99,11 +99,17 @@ export function registerOperationRoutes(app: KilnApp, deps: RouteDeps) {
         response: { 200: ref(OperationSchema), ...problemResponses(404, 409) },
       },
     },
-    async (request, reply) =>
-      respondOnce(db, request, reply, async (tx) => {
+    async (request, reply) => {
+      let running: string | undefined
+      const sent = await respondOnce(db, request, reply, async (tx) => {
         const op = await cancelOperation(tx, actorOf(request), request.params.operation)
+        if (op.status === 'running') running = op.id
         return { statusCode: 200, body: operationView(op, await projectName(op.projectId)), headers: {} }
-      }),
+      })
+      // Committed: a job delayed until the next attempt is run now, and finds the cancel.
+      if (running) deps.dispatch(running)
+      return sent
+    },
   )
 
   app.get(
