@@ -992,6 +992,74 @@ export const NodeGroupSchema = named(
   ),
 )
 
+export const MachinePhaseRef = ref(
+  named(
+    'MachinePhase',
+    StringEnum(['Reserved', 'Allocating', 'Allocated', 'Running', 'Draining', 'Releasing'], {
+      description:
+        'Where a machine is in its life. `Reserved`: recorded and counted against the backend’s capacity, the backend not yet asked. `Allocating`: the backend is being asked for it (a retry adopts it by name). `Allocated`: the backend handed it out; not yet a node. `Running`: a node of the cluster. `Draining`: leaving the cluster. `Releasing`: being given back to the backend.',
+    }),
+  ),
+)
+export const MachineHealthRef = ref(
+  named(
+    'MachineHealth',
+    StringEnum(['Healthy', 'Unhealthy', 'Missing', 'Unknown'], {
+      description:
+        'What the health checker last saw. `Missing`: the backend does not know the machine; `Unknown`: the backend did not answer.',
+    }),
+  ),
+)
+
+export const MachineSchema = named(
+  'Machine',
+  Type.Object(
+    {
+      name: Type.String({ description: 'Kiln’s deterministic name for it, which the backend knows it by.' }),
+      role: StringEnum(['control-plane', 'worker']),
+      nodeGroup: Type.Union([Type.String(), Type.Null()], {
+        description: 'The node group’s name; null for control-plane machines.',
+      }),
+      machineClass: Type.String(),
+      zone: Type.Union([Type.String(), Type.Null()]),
+      phase: MachinePhaseRef,
+      externalId: Type.Union([Type.String(), Type.Null()], {
+        description: 'The backend’s id for it; null until the backend hands it out.',
+      }),
+      kubernetesVersion: Type.String(),
+      health: Type.Union([MachineHealthRef, Type.Null()], { description: 'Null until first observed.' }),
+      healthReason: Type.Union([Type.String(), Type.Null()]),
+      unhealthySince: Type.Union([Timestamp, Type.Null()], {
+        description: 'Since when it has been unhealthy without a break; null while healthy.',
+      }),
+      observedAt: Type.Union([Timestamp, Type.Null()], { description: 'When its health was last observed.' }),
+      createdAt: Timestamp,
+    },
+    {
+      additionalProperties: false,
+      description:
+        'A machine a cluster holds: reserved at its backend, being allocated, allocated, running as a node, or on its way out.',
+      examples: [
+        {
+          name: 'k-0b7c2a3e-ng-workers-0-4f1d8b',
+          role: 'worker',
+          nodeGroup: 'workers',
+          machineClass: 'm1.large',
+          zone: 'zone-a',
+          phase: 'Running',
+          externalId: 'sim/zone-a-r01/m1.large/1',
+          kubernetesVersion: '1.31.4',
+          health: 'Healthy',
+          healthReason: null,
+          unhealthySince: null,
+          observedAt: '2026-11-21T10:05:00.000Z',
+          createdAt: clusterCreatedAt,
+        },
+      ],
+    },
+  ),
+)
+
 export const ClusterStatusSchema = named(
   'ClusterStatus',
   Type.Object(
@@ -1536,6 +1604,11 @@ export const NodeGroupListSchema = Page(
   'NodeGroupList',
   ref(NodeGroupSchema),
   'A page of a cluster’s node groups, oldest first.',
+)
+export const MachineListSchema = Page(
+  'MachineList',
+  ref(MachineSchema),
+  'A page of the machines a cluster holds: control plane first, then by node group and position.',
 )
 export const CertificateAuthorityListSchema = Page(
   'CertificateAuthorityList',

@@ -4,6 +4,7 @@ import type {
   ClusterRow,
   ClusterTemplate,
   KubernetesVersion,
+  Machine,
   MachineClass,
   NodeGroup,
   Operation,
@@ -24,6 +25,7 @@ import type {
   ClusterSchema,
   KubernetesVersionSchema,
   MachineClassSchema,
+  MachineSchema,
   NodeGroupPlanSchema,
   NodeGroupSchema,
   OperationSchema,
@@ -209,5 +211,23 @@ export function operationView(op: Operation, projectName: string): Type.Static<t
     startedAt: isoOrNull(op.startedAt),
     finishedAt: isoOrNull(op.finishedAt),
     updatedAt: iso(op.updatedAt),
+  }
+}
+
+export function machineView(m: Machine, nodeGroup: string | null): Type.Static<typeof MachineSchema> {
+  return {
+    name: m.name,
+    role: m.role === 'control-plane' ? 'control-plane' : 'worker',
+    nodeGroup,
+    machineClass: m.machineClass,
+    zone: m.zone,
+    phase: m.phase as Type.Static<typeof MachineSchema>['phase'],
+    externalId: m.externalId,
+    kubernetesVersion: m.kubernetesVersion,
+    health: m.health as Type.Static<typeof MachineSchema>['health'],
+    healthReason: m.healthReason,
+    unhealthySince: isoOrNull(m.unhealthySince),
+    observedAt: isoOrNull(m.observedAt),
+    createdAt: iso(m.createdAt),
   }
 }

@@ -6,6 +6,7 @@ import {
   type Database,
   deleteClusterSecretsBefore,
   getClusterSecret,
+  holdsMachines,
   insertClusterSecretIfAbsent,
   listClusterSecretGenerations,
   type Operation,
@@ -102,6 +103,7 @@ async function markRotation(
   condition: Omit<Condition, 'lastTransitionTime'>,
   audit: { action: string; data: Prisma.InputJsonValue },
 ) {
+  const held = await holdsMachines(tx, clusterId)
   await transitionCluster(tx, systemActor(op), op.projectId, clusterId, {
     apply: (cluster) => {
       const status = cluster.status as unknown as ClusterStatus
@@ -111,7 +113,7 @@ async function markRotation(
           status: {
             ...status,
             conditions,
-            phase: derivePhase(conditions, status.observedGeneration),
+            phase: derivePhase(conditions, status.observedGeneration, held || Boolean(status.endpoint)),
           } as unknown as Prisma.InputJsonValue,
         },
         audit,
@@ -266,6 +268,7 @@ export async function distributeClusterCaBundle(
  */
 export async function finishCaRotation(tx: Tx, op: Operation, outcome: Outcome) {
   if (!op.clusterId) return
+  const held = await holdsMachines(tx, op.clusterId)
   await transitionCluster(tx, systemActor(op), op.projectId, op.clusterId, {
     apply: (cluster) => {
       const status = cluster.status as unknown as ClusterStatus
@@ -288,7 +291,7 @@ export async function finishCaRotation(tx: Tx, op: Operation, outcome: Outcome) 
       const next = {
         ...status,
         conditions,
-        phase: derivePhase(conditions, status.observedGeneration),
+        phase: derivePhase(conditions, status.observedGeneration, held || Boolean(status.endpoint)),
         message:
           outcome.status === 'failed'
             ? `${op.kind} failed: ${outcome.error.detail}`

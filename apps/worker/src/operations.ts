@@ -2,6 +2,7 @@ import {
   type Actor,
   type Database,
   deleteClusterSecrets,
+  holdsMachines,
   loadBuiltParts,
   type Machine,
   type NodeGroup,
@@ -36,13 +37,14 @@ import {
 } from './cluster-pki.ts'
 import type { DriverCache } from './driver-cache.ts'
 import {
-  allocateRecordedMachines,
-  capacityNeeds,
+  allocateReservedMachines,
+  type CapacityScope,
   checkCapacity,
   type GroupPlan,
-  recordMissingMachines,
   refOf,
   releaseMachines,
+  reserveAndAllocate,
+  reserveMachines,
 } from './machines.ts'
 
 export interface EngineDeps {
@@ -125,12 +127,13 @@ async function updateClusterStatus(
 ) {
   // A cluster that is gone (a finished delete) has no status left to change.
   if (!op.clusterId) return
+  const held = await holdsMachines(tx, op.clusterId)
   await transitionCluster(tx, systemActor(op), op.projectId, op.clusterId, {
     apply: (cluster) => {
       const now = new Date()
       const current = cluster.status as unknown as ClusterStatus
       const next = { ...current, ...change(current, now, cluster) }
-      next.phase = derivePhase(next.conditions, next.observedGeneration)
+      next.phase = derivePhase(next.conditions, next.observedGeneration, held || Boolean(next.endpoint))
       // Free the cluster only if this operation still holds it (a delete may have taken over).
       const release = releaseCluster && cluster.activeOperationId === op.id ? { activeOperationId: null } : {}
       return {
@@ -266,18 +269,24 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     }),
   )
 
-  const reserveCapacity = scoped(async (s) => {
-    const needs = (await Promise.all(s.plans.map((plan) => capacityNeeds(db, s.cluster.id, plan)))).flat()
-    const total = await checkCapacity(s.driver, needs)
+  /** The cluster's side of its backend's capacity (see `reserveMachines`). */
+  const capacityOf = (s: OperationScope): CapacityScope => ({
+    db,
+    driver: s.driver,
+    backendId: s.cluster.template.backend.id,
+    cluster: s.ref,
+  })
+
+  const reserveCapacity = scoped(async (s, op) => {
+    const total = await reserveMachines(capacityOf(s), s.plans, s.spec.kubernetesVersion, op.id)
     return {
-      message: total === 0 ? 'Nothing new to allocate.' : `Capacity for ${total} machines is available.`,
+      message: total === 0 ? 'Nothing new to allocate.' : `${total} machines reserved.`,
     }
   })
 
+  // Reserves again first: a retry after a failed allocation (which kept nothing) starts here.
   const allocateMachines = scoped(async (s, op) => {
-    for (const plan of s.plans)
-      await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion, op.id)
-    const n = await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
+    const n = await reserveAndAllocate(capacityOf(s), s.plans, s.spec.kubernetesVersion, op.id)
     return { message: `${n} machines allocated.` }
   })
 
@@ -312,9 +321,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         const failed = machines.filter((m) => error.failedMachines.includes(m.name))
         if (failed.length === 0) throw error
         await releaseMachines(db, s.driver, s.ref, failed)
-        for (const plan of s.plans)
-          await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion, operationId)
-        await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
+        await reserveAndAllocate(capacityOf(s), s.plans, s.spec.kubernetesVersion, operationId)
       }
     }
   }
@@ -586,7 +593,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
       role: plan.nodeGroup ? 'worker' : 'control-plane',
     }
     for (;;) {
-      await allocateRecordedMachines(db, s.driver, s.ref, [plan])
+      await allocateReservedMachines(capacityOf(s), [plan])
       await startMachines(s, operationId, plan.nodeGroup ? 'worker' : 'control-plane', () =>
         db.machine.findMany({ where: { ...where, phase: 'Allocated' } }),
       )
@@ -600,10 +607,9 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
       }
       const batch = Math.min(outdated.length, Math.max(1, surge > 0 ? surge : unavailable))
       if (surge === 0) await releaseMachines(db, s.driver, s.ref, outdated.slice(0, batch))
-      await recordMissingMachines(
-        db,
-        s.cluster.id,
-        { ...plan, count: plan.count + (surge > 0 ? batch : 0) },
+      await reserveMachines(
+        capacityOf(s),
+        [{ ...plan, count: plan.count + (surge > 0 ? batch : 0) }],
         target,
         operationId,
       )
@@ -619,7 +625,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
           count: p.nodeGroup ? Math.min(p.nodeGroup.maxSurge, p.count) : 1,
         }))
         await checkCapacity(
-          s.driver,
+          capacityOf(s),
           needs.filter((n) => n.count > 0),
         )
         return { message: 'Capacity for surge machines is available.' }
@@ -679,9 +685,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         const replaced = machines.filter((m) => broken.has(m.name))
         const recovered = machines.filter((m) => !broken.has(m.name))
         await releaseMachines(db, s.driver, s.ref, replaced)
-        for (const plan of s.plans)
-          await recordMissingMachines(db, s.cluster.id, plan, s.spec.kubernetesVersion, op.id)
-        await allocateRecordedMachines(db, s.driver, s.ref, s.plans)
+        await reserveAndAllocate(capacityOf(s), s.plans, s.spec.kubernetesVersion, op.id)
         const allocated = (role: 'control-plane' | 'worker') => () =>
           db.machine.findMany({ where: { clusterId: s.cluster.id, phase: 'Allocated', role } })
         await startMachines(s, op.id, 'control-plane', allocated('control-plane'))

@@ -182,7 +182,7 @@ describe('GPU template', () => {
 describe('not enough capacity', () => {
   let cluster: ClusterBody
 
-  it('fails at reserve-capacity with ERR_CAPACITY (platform), leaves the cluster Degraded and free, allocates nothing', async () => {
+  it('fails at reserve-capacity with ERR_CAPACITY (platform), leaves the cluster Failed and free, allocates nothing', async () => {
     const before = await sim.inventory()
     // 40 m1.large in the whole data centre (2 zones × 2 racks × 10); this asks for 1 + 50.
     const accepted = await createCluster(stack.app, {
@@ -200,7 +200,7 @@ describe('not enough capacity', () => {
     expect(op.progress).toBeLessThan(100)
 
     cluster = (await stack.app.inject({ method: 'GET', url: clusterUrl('huge') })).json()
-    expect(cluster.status.phase).toBe('Degraded')
+    expect(cluster.status.phase).toBe('Failed')
     expect(conditionOf(cluster, 'Ready')).toMatchObject({ status: 'False', reason: 'ERR_CAPACITY' })
     expect(conditionOf(cluster, 'Progressing')?.status).toBe('False')
     expect(cluster.activeOperationId).toBeNull()

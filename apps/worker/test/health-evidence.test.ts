@@ -145,6 +145,8 @@ describe('a backend that does not answer', () => {
     const victim = before.find((m) => m.role === 'worker')!
     await sim.killMachine(victim.name)
     await sim.startOutage()
+    // Other driver instances (the engine's) re-read the outage at most every 250 ms.
+    await sleep(300)
     try {
       for (let i = 0; i < 3; i++) expect(await stack.engine!.observeOnce()).toBe(0)
       const during = await getCluster(stack.app, 'evidence')
@@ -232,7 +234,9 @@ describe('a backend that does not answer', () => {
         100,
       )
       expect(waiting.status).toBe('running')
-      expect(waiting.steps[0]!.message, waiting.steps[0]!.message).toContain('nothing is replaced until it can')
+      expect(waiting.steps[0]!.message, waiting.steps[0]!.message).toContain(
+        'nothing is replaced until it can',
+      )
       expect((await stack.db.machine.findUniqueOrThrow({ where: { id: victim.id } })).phase).toBe('Running')
       expect(await simulatorNames(sim, cluster.id)).toContain(victim.name)
     } finally {

@@ -149,6 +149,13 @@ export async function startOperation(
   return res.json() as OperationBody
 }
 
+/** `POST /v1/operations/{id}/retry`, which must be accepted (202); returns the operation. */
+export async function retryOperation(app: KilnApp, id: string): Promise<OperationBody> {
+  const res = await app.inject({ method: 'POST', url: `/v1/operations/${id}/retry` })
+  expect(res.statusCode, res.body).toBe(202)
+  return res.json() as OperationBody
+}
+
 export async function getOperation(app: KilnApp, id: string): Promise<OperationBody> {
   const res = await app.inject({ method: 'GET', url: `/v1/operations/${id}` })
   expect(res.statusCode, res.body).toBe(200)

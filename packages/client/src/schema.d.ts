@@ -452,6 +452,26 @@ export interface paths {
         patch: operations["updateCluster"];
         trace?: never;
     };
+    "/v1/projects/{project}/clusters/{cluster}/machines": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the machines a cluster holds
+         * @description Every machine the cluster holds at its backend, whatever its phase: reserved (counted against the backend’s capacity, not yet handed out), being allocated, allocated, running as a node, draining or being released, with what the health checker last saw. A create that failed holds none. Control plane first, then by node group and position.
+         */
+        get: operations["listClusterMachines"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{project}/clusters/{cluster}/upgrades": {
         parameters: {
             query?: never;
@@ -1016,10 +1036,10 @@ export interface components {
          */
         NodeGroupRole: "worker" | "ingress" | "infra";
         /**
-         * @description A summary for people, derived from the conditions; code reads the conditions.
+         * @description A summary for people, derived from the conditions; code reads the conditions. `Pending`: accepted, the create has not started. `Provisioning`: the create is running. `Ready`: built as the spec asks and healthy. `Updating`: a change is running (or a built cluster waits for one). `Degraded`: built (or holding machines), but not ready: unhealthy machines, or a change that failed or was cancelled (see Ready and SpecApplied). `Failed`: the create failed or was cancelled before building anything; nothing is held (no machines, no endpoint): retry the create operation or delete the cluster. `Deleting`: a delete was asked for.
          * @enum {string}
          */
-        ClusterPhase: "Pending" | "Provisioning" | "Ready" | "Updating" | "Degraded" | "Deleting";
+        ClusterPhase: "Pending" | "Provisioning" | "Ready" | "Updating" | "Degraded" | "Failed" | "Deleting";
         /** @enum {string} */
         OperationStatus: "pending" | "running" | "succeeded" | "failed" | "cancelled";
         /** @enum {string} */
@@ -2053,6 +2073,60 @@ export interface components {
              * @example 2026-11-21T10:00:00.000Z
              */
             updatedAt: string;
+        };
+        /**
+         * @description Where a machine is in its life. `Reserved`: recorded and counted against the backend’s capacity, the backend not yet asked. `Allocating`: the backend is being asked for it (a retry adopts it by name). `Allocated`: the backend handed it out; not yet a node. `Running`: a node of the cluster. `Draining`: leaving the cluster. `Releasing`: being given back to the backend.
+         * @enum {string}
+         */
+        MachinePhase: "Reserved" | "Allocating" | "Allocated" | "Running" | "Draining" | "Releasing";
+        /**
+         * @description What the health checker last saw. `Missing`: the backend does not know the machine; `Unknown`: the backend did not answer.
+         * @enum {string}
+         */
+        MachineHealth: "Healthy" | "Unhealthy" | "Missing" | "Unknown";
+        /**
+         * @description A machine a cluster holds: reserved at its backend, being allocated, allocated, running as a node, or on its way out.
+         * @example {
+         *       "name": "k-0b7c2a3e-ng-workers-0-4f1d8b",
+         *       "role": "worker",
+         *       "nodeGroup": "workers",
+         *       "machineClass": "m1.large",
+         *       "zone": "zone-a",
+         *       "phase": "Running",
+         *       "externalId": "sim/zone-a-r01/m1.large/1",
+         *       "kubernetesVersion": "1.31.4",
+         *       "health": "Healthy",
+         *       "healthReason": null,
+         *       "unhealthySince": null,
+         *       "observedAt": "2026-11-21T10:05:00.000Z",
+         *       "createdAt": "2026-11-21T10:00:00.000Z"
+         *     }
+         */
+        Machine: {
+            /** @description Kiln’s deterministic name for it, which the backend knows it by. */
+            name: string;
+            /** @enum {string} */
+            role: "control-plane" | "worker";
+            /** @description The node group’s name; null for control-plane machines. */
+            nodeGroup: string | null;
+            machineClass: string;
+            zone: string | null;
+            phase: components["schemas"]["MachinePhase"];
+            /** @description The backend’s id for it; null until the backend hands it out. */
+            externalId: string | null;
+            kubernetesVersion: string;
+            /** @description Null until first observed. */
+            health: components["schemas"]["MachineHealth"] | null;
+            healthReason: string | null;
+            /** @description Since when it has been unhealthy without a break; null while healthy. */
+            unhealthySince: string | null;
+            /** @description When its health was last observed. */
+            observedAt: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-21T10:00:00.000Z
+             */
+            createdAt: string;
         };
         /**
          * @description What was last observed.
@@ -3774,6 +3848,34 @@ export interface components {
          */
         NodeGroupList: {
             items: components["schemas"]["NodeGroup"][];
+            /** @description Pass as ?cursor= for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description A page of the machines a cluster holds: control plane first, then by node group and position.
+         * @example {
+         *       "items": [
+         *         {
+         *           "name": "k-0b7c2a3e-ng-workers-0-4f1d8b",
+         *           "role": "worker",
+         *           "nodeGroup": "workers",
+         *           "machineClass": "m1.large",
+         *           "zone": "zone-a",
+         *           "phase": "Running",
+         *           "externalId": "sim/zone-a-r01/m1.large/1",
+         *           "kubernetesVersion": "1.31.4",
+         *           "health": "Healthy",
+         *           "healthReason": null,
+         *           "unhealthySince": null,
+         *           "observedAt": "2026-11-21T10:05:00.000Z",
+         *           "createdAt": "2026-11-21T10:00:00.000Z"
+         *         }
+         *       ],
+         *       "nextCursor": null
+         *     }
+         */
+        MachineList: {
+            items: components["schemas"]["Machine"][];
             /** @description Pass as ?cursor= for the next page; null on the last page. */
             nextCursor: string | null;
         };
@@ -5886,6 +5988,48 @@ export interface operations {
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["UnexpectedError"];
+        };
+    };
+    listClusterMachines: {
+        parameters: {
+            query?: {
+                /** @description At most this many items. */
+                limit?: number;
+                /** @description The `nextCursor` of the previous page of the same list (another list’s is 422). */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Project name or id. */
+                project: string;
+                /** @description Cluster name or id. */
+                cluster: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the machines a cluster holds: control plane first, then by node group and position. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MachineList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableContent"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];

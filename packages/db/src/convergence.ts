@@ -59,6 +59,14 @@ export async function loadBuiltParts(
 }
 
 /**
+ * Whether a cluster holds machines (reserved, allocated or running). A create that ended holding
+ * none and no endpoint shows `Failed` rather than `Degraded` (see `derivePhase`).
+ */
+export async function holdsMachines(db: Queryable, clusterId: string): Promise<boolean> {
+  return (await db.machine.count({ where: { clusterId } })) > 0
+}
+
+/**
  * Ends a pending operation's hold on its cluster when it is cancelled before any step ran: the
  * cluster is freed and says, as after any cancel, whether its spec is built.
  */
@@ -67,6 +75,7 @@ export async function releaseCancelledCluster(tx: Tx, actor: Actor, op: Operatio
   const held = await tx.cluster.count({ where: { id: op.clusterId, activeOperationId: op.id } })
   const parts = await loadBuiltParts(tx, op.clusterId)
   if (held === 0 || !parts) return
+  const holds = await holdsMachines(tx, op.clusterId)
   const end: OperationEnd = { operationId: op.id, status: 'cancelled', reason: 'Cancelled' }
   await transitionCluster(tx, actor, op.projectId, op.clusterId, {
     apply: (cluster) => {
@@ -80,7 +89,7 @@ export async function releaseCancelledCluster(tx: Tx, actor: Actor, op: Operatio
       const next: ClusterStatus = {
         ...status,
         conditions,
-        phase: derivePhase(conditions, status.observedGeneration),
+        phase: derivePhase(conditions, status.observedGeneration, holds || Boolean(status.endpoint)),
         message: `${op.kind} cancelled`,
       }
       // No audit row of its own: the cancel that caused it has one.

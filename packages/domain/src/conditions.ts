@@ -20,9 +20,10 @@ export const Condition = Type.Object(
 export type Condition = Type.Static<typeof Condition>
 
 export const ClusterPhase = StringEnum(
-  ['Pending', 'Provisioning', 'Ready', 'Updating', 'Degraded', 'Deleting'],
+  ['Pending', 'Provisioning', 'Ready', 'Updating', 'Degraded', 'Failed', 'Deleting'],
   {
-    description: 'A summary for people, derived from the conditions; code reads the conditions.',
+    description:
+      'A summary for people, derived from the conditions; code reads the conditions. `Pending`: accepted, the create has not started. `Provisioning`: the create is running. `Ready`: built as the spec asks and healthy. `Updating`: a change is running (or a built cluster waits for one). `Degraded`: built (or holding machines), but not ready: unhealthy machines, or a change that failed or was cancelled (see Ready and SpecApplied). `Failed`: the create failed or was cancelled before building anything; nothing is held (no machines, no endpoint): retry the create operation or delete the cluster. `Deleting`: a delete was asked for.',
   },
 )
 export type ClusterPhase = Type.Static<typeof ClusterPhase>
@@ -52,16 +53,25 @@ export function setCondition(
 }
 
 /**
- * The phase people see, derived from conditions (code reads the conditions). There is no terminal
- * "Failed": a failure is `Ready=False` with a reason, and a retry or repair moves the cluster on.
- * `observedGeneration` 0 means the cluster was never built.
+ * The phase people see, derived from conditions (code reads the conditions). A failure is
+ * `Ready=False` with a reason, and a retry or repair moves the cluster on; none is terminal.
+ * `observedGeneration` 0 means the cluster was never built. `holdsAnything` (machines, reserved or
+ * allocated, or an endpoint) tells a create that ended before building anything (`Failed`) from a
+ * broken or half-built cluster (`Degraded`); a caller that does not know leaves it out.
  */
-export function derivePhase(conditions: Condition[], observedGeneration: number): ClusterPhase {
+export function derivePhase(
+  conditions: Condition[],
+  observedGeneration: number,
+  holdsAnything = true,
+): ClusterPhase {
   const is = (type: string, status: Condition['status']) =>
     conditions.some((c) => c.type === type && c.status === status)
   if (is('Deleting', 'True')) return 'Deleting'
   if (is('Progressing', 'True')) return observedGeneration === 0 ? 'Provisioning' : 'Updating'
   if (is('Ready', 'True')) return 'Ready'
+  // Progressing=False at generation 0: a create ran (or was cancelled) and built nothing.
+  if (observedGeneration === 0 && !holdsAnything && (is('Ready', 'False') || is('Progressing', 'False')))
+    return 'Failed'
   if (is('Ready', 'False')) return 'Degraded'
   return observedGeneration === 0 ? 'Pending' : 'Updating'
 }

@@ -17,7 +17,14 @@ const cond = (type: string, status: Condition['status'], reason = 'Test'): Condi
 })
 
 describe('derivePhase', () => {
-  const cases: { name: string; conditions: Condition[]; generation: number; phase: ClusterPhase }[] = [
+  const cases: {
+    name: string
+    conditions: Condition[]
+    generation: number
+    /** Whether the cluster holds machines or an endpoint; derivePhase assumes so when not told. */
+    holds?: boolean
+    phase: ClusterPhase
+  }[] = [
     { name: 'nothing observed, no conditions', conditions: [], generation: 0, phase: 'Pending' },
     {
       name: 'nothing observed, creation running',
@@ -26,10 +33,46 @@ describe('derivePhase', () => {
       phase: 'Provisioning',
     },
     {
-      // A create that failed: a condition with a reason, not a terminal phase.
-      name: 'never built, Ready False',
+      // A create that failed half-way, holding machines: broken, not merely failed.
+      name: 'never built, Ready False, holding machines',
       conditions: [cond('Ready', 'False')],
       generation: 0,
+      phase: 'Degraded',
+    },
+    {
+      name: 'never built, Ready False, holding nothing',
+      conditions: [cond('Ready', 'False'), cond('Progressing', 'False')],
+      generation: 0,
+      holds: false,
+      phase: 'Failed',
+    },
+    {
+      // A pending create cancelled before any step ran.
+      name: 'never built, Ready Unknown, create ended, holding nothing',
+      conditions: [cond('Ready', 'Unknown'), cond('Progressing', 'False')],
+      generation: 0,
+      holds: false,
+      phase: 'Failed',
+    },
+    {
+      name: 'never built, holding nothing, create not started',
+      conditions: [cond('Ready', 'Unknown')],
+      generation: 0,
+      holds: false,
+      phase: 'Pending',
+    },
+    {
+      name: 'holding nothing, retry running',
+      conditions: [cond('Ready', 'False'), cond('Progressing', 'True')],
+      generation: 0,
+      holds: false,
+      phase: 'Provisioning',
+    },
+    {
+      name: 'built once, holding nothing: still Degraded',
+      conditions: [cond('Ready', 'False'), cond('Progressing', 'False')],
+      generation: 2,
+      holds: false,
       phase: 'Degraded',
     },
     {
@@ -94,8 +137,8 @@ describe('derivePhase', () => {
       phase: 'Ready',
     },
   ]
-  it.each(cases)('$name → $phase', ({ conditions, generation, phase }) => {
-    expect(derivePhase(conditions, generation)).toBe(phase)
+  it.each(cases)('$name → $phase', ({ conditions, generation, holds, phase }) => {
+    expect(derivePhase(conditions, generation, holds)).toBe(phase)
   })
 })
 

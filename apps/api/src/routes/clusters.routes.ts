@@ -2,6 +2,7 @@ import {
   checkProjectQuota,
   createCluster,
   etagOf,
+  findCluster,
   findClusterInProject,
   findProject,
   listClusters,
@@ -28,13 +29,14 @@ import {
   ClusterSchema,
   FeatureOverridesSchema,
   ListQuery,
+  MachineListSchema,
   named,
   OperationSchema,
   ref,
   UpgradeTargetListSchema,
 } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
-import { clusterSpecView, clusterView, plannedNodeGroupView, templateView } from '../views.ts'
+import { clusterSpecView, clusterView, machineView, plannedNodeGroupView, templateView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
 import { quotaCheckView } from './quotas.routes.ts'
 
@@ -314,6 +316,40 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
         { timeout: 20_000 },
       )
       return sendAccepted(deps, reply, operation, project.name)
+    },
+  )
+
+  app.get(
+    '/v1/projects/:project/clusters/:cluster/machines',
+    {
+      config: { permission: 'clusters:read' },
+      schema: {
+        operationId: 'listClusterMachines',
+        summary: 'List the machines a cluster holds',
+        description:
+          'Every machine the cluster holds at its backend, whatever its phase: reserved (counted against the backend’s capacity, not yet handed out), being allocated, allocated, running as a node, draining or being released, with what the health checker last saw. A create that failed holds none. Control plane first, then by node group and position.',
+        tags: ['clusters'],
+        params: ClusterParams,
+        querystring: Type.Object(ListQuery, { additionalProperties: false }),
+        response: {
+          200: ref(MachineListSchema),
+          ...problemResponses(404),
+        },
+      },
+    },
+    async (request) => {
+      const project = await findProject(db, request.params.project)
+      const cluster = await findCluster(db, project.id, request.params.cluster)
+      const groups = new Map(cluster.nodeGroups.map((ng) => [ng.id, ng.name]))
+      const groupOf = (m: { nodeGroupId: string | null }) =>
+        m.nodeGroupId ? (groups.get(m.nodeGroupId) ?? null) : null
+      const machines = await db.machine.findMany({ where: { clusterId: cluster.id } })
+      const page = pageInMemory(
+        machines,
+        (m) => [m.role === 'control-plane' ? 0 : 1, groupOf(m) ?? '', m.ordinal, m.name],
+        request.query,
+      )
+      return { items: page.items.map((m) => machineView(m, groupOf(m))), nextCursor: page.nextCursor }
     },
   )
 

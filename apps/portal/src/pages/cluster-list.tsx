@@ -14,6 +14,7 @@ const phaseSet: Record<ClusterPhase, true> = {
   Ready: true,
   Updating: true,
   Degraded: true,
+  Failed: true,
   Deleting: true,
 }
 export const clusterPhases = Object.keys(phaseSet) as ClusterPhase[]
