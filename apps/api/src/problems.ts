@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { isDatabaseUnavailable, isUniqueViolation } from '@kiln/db'
+import { isDatabaseUnavailable, isForeignKeyViolation, isUniqueViolation } from '@kiln/db'
 import { DomainError, ErrorCode, pointerSegment } from '@kiln/domain'
 import Ajv, { type Options as AjvOptions, type ErrorObject } from 'ajv'
 import addFormats from 'ajv-formats'
@@ -212,6 +212,20 @@ export function toProblem(
         ErrorCode.conflict,
         domainProblemTypes[ErrorCode.conflict].title,
         'The request collides with something that already exists; read it again and retry.',
+      ),
+      headers: {},
+    }
+  }
+  if (isForeignKeyViolation(error)) {
+    // What the request names was there when it was read and removed by a concurrent request before
+    // the write: the same answer as arriving a moment later, not a server fault.
+    return {
+      body: problem(
+        request,
+        409,
+        ErrorCode.conflict,
+        domainProblemTypes[ErrorCode.conflict].title,
+        'Something this request refers to was removed by another request meanwhile; read it again and retry.',
       ),
       headers: {},
     }

@@ -112,3 +112,24 @@ describe('concurrent publications of one template name', () => {
     expect(answers.map((r) => (r.json() as { version: number }).version).sort()).toEqual([1, 2, 3, 4, 5])
   })
 })
+
+describe('a row removed between the read that found it and the write that refers to it', () => {
+  it('answers 409 conflict, not 500', async () => {
+    // Deterministically what a concurrent delete does: the insert refers to a row that is gone by
+    // then. A trigger in this test's own database points the new cluster at a project that is gone.
+    await api.db.$executeRawUnsafe(`
+      CREATE FUNCTION kiln_test_vanish() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN NEW."projectId" := gen_random_uuid(); RETURN NEW; END $$`)
+    await api.db.$executeRawUnsafe(`
+      CREATE TRIGGER kiln_test_vanish BEFORE INSERT ON "Cluster" FOR EACH ROW
+      WHEN (NEW.name = 'vanished') EXECUTE FUNCTION kiln_test_vanish()`)
+    try {
+      const res = await post('/v1/projects/team-a/clusters', { name: 'vanished', template: 'k8s-1.31' })
+      expectProblem(res, 409)
+      expect((res.json() as { detail: string }).detail).toMatch(/removed by another request meanwhile/)
+    } finally {
+      await api.db.$executeRawUnsafe('DROP TRIGGER kiln_test_vanish ON "Cluster"')
+      await api.db.$executeRawUnsafe('DROP FUNCTION kiln_test_vanish()')
+    }
+  })
+})

@@ -56,3 +56,12 @@ export function isUniqueViolation(error: unknown): boolean {
   const codes = codesOf(error)
   return codes.includes('P2002') || codes.includes('23505') || codes.includes('UniqueConstraintViolation')
 }
+
+/**
+ * True for a foreign-key violation (Prisma P2003 or SQLSTATE 23503): a row this write refers to was
+ * removed by a concurrent request between the read that found it and the insert.
+ */
+export function isForeignKeyViolation(error: unknown): boolean {
+  const codes = codesOf(error)
+  return codes.includes('P2003') || codes.includes('23503') || codes.includes('ForeignKeyConstraintViolation')
+}
