@@ -202,30 +202,19 @@ export function toProblem(
       headers: {},
     }
   }
-  if (isUniqueViolation(error)) {
-    // Writers check names before they insert and runTransaction retries a lost race, so this is a
-    // write that still collides: a conflict, not a server fault.
+  if (isUniqueViolation(error) || isForeignKeyViolation(error)) {
+    // A write that still collides (writers check names before they insert and runTransaction
+    // retries a lost race), or one whose referent a concurrent request removed after it was read:
+    // the answer a moment later would be the same conflict, not a server fault.
     return {
       body: problem(
         request,
         409,
         ErrorCode.conflict,
         domainProblemTypes[ErrorCode.conflict].title,
-        'The request collides with something that already exists; read it again and retry.',
-      ),
-      headers: {},
-    }
-  }
-  if (isForeignKeyViolation(error)) {
-    // What the request names was there when it was read and removed by a concurrent request before
-    // the write: the same answer as arriving a moment later, not a server fault.
-    return {
-      body: problem(
-        request,
-        409,
-        ErrorCode.conflict,
-        domainProblemTypes[ErrorCode.conflict].title,
-        'Something this request refers to was removed by another request meanwhile; read it again and retry.',
+        isUniqueViolation(error)
+          ? 'The request collides with something that already exists; read it again and retry.'
+          : 'Something this request refers to was removed by another request meanwhile; read it again and retry.',
       ),
       headers: {},
     }
