@@ -325,3 +325,34 @@ describe('deleting a node group', () => {
     expectProblem(await app.inject({ method: 'DELETE', url: group('shrinker', 'nope') }), 404)
   })
 })
+
+describe('deleting a node group with If-Match', () => {
+  it('a stale ETag → 412 and the group stays; the current one → 202', async () => {
+    await anIdleCluster(app, 'team-a', 'guarded')
+    const e1 = (await app.inject({ method: 'GET', url: group('guarded', 'workers') })).headers.etag as string
+    const patched = await app.inject({
+      method: 'PATCH',
+      url: group('guarded', 'workers'),
+      payload: { labels: { tier: 'gold' } },
+    })
+    expect(patched.statusCode, patched.body).toBe(200)
+    const e2 = patched.headers.etag as string
+
+    const stale = await app.inject({
+      method: 'DELETE',
+      url: group('guarded', 'workers'),
+      headers: { 'if-match': e1 },
+    })
+    expect(expectProblem(stale, 412)['currentETag']).toBe(e2)
+    const cluster: Json = await getJson(app, '/v1/projects/team-a/clusters/guarded')
+    expect(cluster.activeOperationId).toBeNull()
+
+    const res = await app.inject({
+      method: 'DELETE',
+      url: group('guarded', 'workers'),
+      headers: { 'if-match': e2 },
+    })
+    expect(res.statusCode, res.body).toBe(202)
+    expect((res.json() as OperationBody).kind).toBe('nodegroup.delete')
+  })
+})

@@ -267,6 +267,7 @@ describe('openapi/kiln.v1.yaml', () => {
         .sort(),
     ).toEqual([
       'deleteCluster',
+      'deleteNodeGroup',
       'setProjectQuota',
       'updateCluster',
       'updateKubernetesVersion',

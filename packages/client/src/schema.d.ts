@@ -552,7 +552,7 @@ export interface paths {
         post?: never;
         /**
          * Delete a node group
-         * @description Answers 202 with the operation that drains and releases its machines. Takes no body: any body is 400.
+         * @description Answers 202 with the operation that drains and releases its machines. With If-Match, a node group changed since that ETag is not deleted (412). Takes no body: any body is 400.
          */
         delete: operations["deleteNodeGroup"];
         options?: never;
@@ -6260,7 +6260,10 @@ export interface operations {
     deleteNodeGroup: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description An `ETag` from an earlier answer: the change applies only if the resource is still at that revision (else 412 `precondition-failed`). Without it, the change applies to whatever is current. */
+                "if-match"?: components["parameters"]["IfMatch"];
+            };
             path: {
                 /** @description Project name or id. */
                 project: string;
@@ -6292,6 +6295,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];

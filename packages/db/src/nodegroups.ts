@@ -109,6 +109,17 @@ const nodeGroupResource = (ng: NodeGroup) => ({ kind: 'nodegroup', id: ng.id, na
 export type NodeGroupPatch = Partial<Omit<NodeGroupInput, 'name' | 'machineClass' | 'count'>>
 
 /** Changes a node group's bounds, labels, taints, zones or rollout settings (not its size: see resize). */
+/** If-Match: a node group changed since the caller read it is not changed (412). */
+function assertNodeGroupRevision(current: NodeGroup, expectedRevision: number | undefined) {
+  if (expectedRevision !== undefined && expectedRevision !== current.revision) {
+    throw new DomainError(
+      ErrorCode.preconditionFailed,
+      `Node group '${current.name}' changed since you read it (revision ${current.revision}).`,
+      { extensions: { currentETag: etagOf(current.revision) } },
+    )
+  }
+}
+
 export async function patchNodeGroup(
   tx: Tx,
   actor: Actor,
@@ -120,13 +131,7 @@ export async function patchNodeGroup(
 ): Promise<NodeGroup> {
   const cluster = await lockLiveCluster(tx, projectId, clusterRef)
   const current = findNodeGroup(cluster, ref)
-  if (expectedRevision !== undefined && expectedRevision !== current.revision) {
-    throw new DomainError(
-      ErrorCode.preconditionFailed,
-      `Node group '${current.name}' changed since you read it (revision ${current.revision}).`,
-      { extensions: { currentETag: etagOf(current.revision) } },
-    )
-  }
+  assertNodeGroupRevision(current, expectedRevision)
   if (patch.features !== undefined) {
     throw invalidSpec([
       {
@@ -271,9 +276,11 @@ export async function deleteNodeGroup(
   projectId: string,
   clusterRef: string,
   ref: string,
+  expectedRevision?: number,
 ): Promise<Operation> {
   const cluster = await lockLiveCluster(tx, projectId, clusterRef)
   const current = findNodeGroup(cluster, ref)
+  assertNodeGroupRevision(current, expectedRevision)
   const operation = await startClusterOperation(
     tx,
     actor,

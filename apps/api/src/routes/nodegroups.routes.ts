@@ -229,10 +229,13 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
         operationId: 'deleteNodeGroup',
         summary: 'Delete a node group',
         description:
-          'Answers 202 with the operation that drains and releases its machines. Takes no body: any body is 400.',
+          'Answers 202 with the operation that drains and releases its machines. With If-Match, a node group changed since that ETag is not deleted (412). Takes no body: any body is 400.',
         tags: ['nodegroups'],
         params: NodeGroupParams,
-        response: { 202: ref(OperationSchema), ...problemResponses(404, 409) },
+        headers: Type.Object({
+          'if-match': Type.Optional(Type.String({ description: 'An ETag from a GET of the node group.' })),
+        }),
+        response: { 202: ref(OperationSchema), ...problemResponses(404, 409, 412) },
       },
       preValidation: refuseBody,
     },
@@ -240,7 +243,14 @@ export function registerNodeGroupRoutes(app: KilnApp, deps: RouteDeps) {
       const project = await findProject(db, request.params.project)
       const operation = await db.$transaction(
         (tx) =>
-          deleteNodeGroup(tx, actorOf(request), project.id, request.params.cluster, request.params.nodegroup),
+          deleteNodeGroup(
+            tx,
+            actorOf(request),
+            project.id,
+            request.params.cluster,
+            request.params.nodegroup,
+            expectedRevision(request),
+          ),
         { timeout: 20_000 },
       )
       return sendAccepted(deps, reply, operation, project.name)
