@@ -65,6 +65,20 @@ export class DriverCache {
     void closing.finally(() => this.closing.delete(closing))
   }
 
+  /**
+   * Forgets the drivers of backends that no longer exist (a platform admin deleted them): each is
+   * closed once no step uses it, so a deleted backend keeps no connection pool open.
+   */
+  retainOnly(backendIds: Iterable<string>) {
+    const keep = new Set(backendIds)
+    for (const [id, entry] of this.current) {
+      if (keep.has(id)) continue
+      this.current.delete(id)
+      entry.retired = true
+      if (entry.borrowers === 0) this.close(entry)
+    }
+  }
+
   /** At shutdown, after the last step: closes every driver, in use or not. */
   async closeAll() {
     for (const entry of this.current.values()) this.close(entry)

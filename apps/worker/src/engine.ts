@@ -247,6 +247,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     )
   }
   const syncCatalogueOnce = async () => {
+    drivers.retainOnly((await db.backend.findMany({ select: { id: true } })).map((b) => b.id))
     const results = await syncMachineClasses(db, drivers)
     for (const r of results.filter((x) => x.conflicts.length > 0))
       log({ msg: 'machine classes named by another backend', backend: r.backend, conflicts: r.conflicts })

@@ -72,4 +72,38 @@ describe('DriverCache', () => {
     await cache.closeAll()
     expect(close).toHaveBeenCalledOnce()
   })
+
+  it('closes the driver of a deleted backend, after the step that still uses it', async () => {
+    const cache = new DriverCache('postgresql://unused')
+    const row = backend('2026-11-22T08:00:00Z')
+    const other = {
+      ...backend('2026-11-22T08:00:00Z', 'https://ironic-c.test:6385'),
+      id: 'b7c1d2e3-0000-4000-8000-000000000001',
+    }
+    const kept = await driverOf(cache, other)
+    const closeKept = vi.spyOn(kept, 'close')
+    let release!: () => void
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const step = cache.use(row, async (driver) => {
+      await held
+      return driver
+    })
+    const gone = await driverOf(cache, row)
+    const closeGone = vi.spyOn(gone, 'close')
+
+    cache.retainOnly([other.id])
+    expect(closeGone).not.toHaveBeenCalled()
+    release()
+    expect(await step).toBe(gone)
+    expect(closeGone).toHaveBeenCalledOnce()
+    expect(closeKept).not.toHaveBeenCalled()
+    expect(await driverOf(cache, other)).toBe(kept)
+
+    cache.retainOnly([])
+    expect(closeKept).toHaveBeenCalledOnce()
+    await cache.closeAll()
+    expect(closeGone).toHaveBeenCalledOnce()
+  })
 })
