@@ -183,6 +183,98 @@ export const problemTypes = {
     status: 404,
     description: 'The server has no OIDC issuer configured, so there is no portal login.',
   },
+  // An operation that fails stores a problem in its `error`, typed by the step's failure code
+  // (`ERR_CAPACITY` → `err-capacity`); `reason` there says whose move it is.
+  'err-capacity': {
+    title: 'The backend has no room',
+    status: 503,
+    description:
+      'The backend has too few free machines of a class in a zone for what the change needs, counting what other clusters have reserved there; nothing is held. The platform team adds capacity, or you ask for less (fewer machines, another class or zone); then retry the operation.',
+  },
+  'err-unavailable': {
+    title: 'The backend did not answer',
+    status: 503,
+    description:
+      'The backend (Ironic, the simulated data centre) could not be reached for longer than the retry horizon (`KILN_RETRY_HORIZON_SECONDS`); the step retried all along, and what runs was left alone. Retry the operation once the backend answers.',
+  },
+  'err-transient': {
+    title: 'A transient failure did not clear',
+    status: 503,
+    description:
+      'A step kept failing for a passing reason (a conflict, a lost answer, a machine still coming up) for longer than the retry horizon. The step message names the last failure; retry the operation, or ask the platform team if it persists.',
+  },
+  'err-provision-failed': {
+    title: 'Machines would not come up',
+    status: 503,
+    description:
+      'The backend failed to provision machines (for example a deploy failed) and replacements failed too, for longer than the retry horizon. Failed hardware is kept out of the pool; the platform team checks it. Retry the operation.',
+  },
+  'err-invalid-request': {
+    title: 'The backend refused the request',
+    status: 422,
+    description:
+      'The backend refused what Kiln asked for as it is (credentials it does not accept, a spec it cannot build, a cluster or node group that no longer exists). Retrying unchanged gets the same answer: change the spec or the backend configuration.',
+  },
+  'err-not-supported': {
+    title: 'The backend cannot do this',
+    status: 422,
+    description:
+      'The backend does not support what the change asks for. Choose a template on a backend that does.',
+  },
+  'err-internal': {
+    title: 'An unexpected failure did not clear',
+    status: 503,
+    description:
+      'A step failed for an unexpected reason for longer than the retry horizon. Report the operation id to the platform team; retry the operation once they have looked.',
+  },
+  'err-addon-unreachable': {
+    title: 'The cluster’s API server did not answer',
+    status: 503,
+    description:
+      'Installing add-ons needs the cluster’s Kubernetes API server, which could not be reached (refused, reset, timed out) for longer than the retry horizon. Retry the operation once the control plane answers.',
+  },
+  'err-addon-tls': {
+    title: 'TLS to the cluster failed',
+    status: 503,
+    description:
+      'The cluster’s API server certificate did not verify against the cluster CA (or Kiln’s own client key is unusable). The platform team checks the endpoint and the cluster’s certificate authorities.',
+  },
+  'err-addon-unauthorized': {
+    title: 'The cluster refused Kiln’s credentials',
+    status: 503,
+    description:
+      'The cluster’s API server answered 401 or 403 to Kiln’s administrative credentials. The platform team checks the cluster’s certificate authorities (for example after a CA rotation).',
+  },
+  'err-addon-conflict': {
+    title: 'Another writer held an add-on object',
+    status: 503,
+    description:
+      'An add-on object was being changed by another writer (or its namespace was terminating) for longer than the retry horizon. Retry the operation.',
+  },
+  'err-addon-throttled': {
+    title: 'The cluster throttled Kiln',
+    status: 503,
+    description:
+      'The cluster’s API server kept answering 429 for longer than the retry horizon. Retry the operation later.',
+  },
+  'err-addon-server-error': {
+    title: 'The cluster’s API server failed',
+    status: 503,
+    description:
+      'The cluster’s API server kept answering 5xx for longer than the retry horizon. Retry the operation once it is healthy.',
+  },
+  'err-addon-rejected': {
+    title: 'The cluster refused an add-on object',
+    status: 503,
+    description:
+      'The cluster’s API server refused one of Kiln’s add-on manifests (validation, an unknown kind). The step message names the object; the platform team fixes the add-on or the cluster.',
+  },
+  'err-addon-invalid-request': {
+    title: 'The add-on objects are unusable',
+    status: 503,
+    description:
+      'The desired add-on objects or the cluster’s kubeconfig could not be used before anything was sent. The platform team checks the template’s features and the cluster’s credentials.',
+  },
 } as const satisfies Record<string, ProblemType>
 
 export type ProblemSlug = keyof typeof problemTypes

@@ -96,6 +96,14 @@ export interface RunnerOptions {
 
 const statusFor: Record<ErrorClass, number> = { user: 422, platform: 503, retryable: 503 }
 
+/** The problem `type` and status an operation that failed with `error` stores (registered in the API). */
+export function operationProblemType(error: ClassifiedError): { type: string; status: number } {
+  return {
+    type: `https://kiln.dev/problems/${error.code.toLowerCase().replace(/_/g, '-')}`,
+    status: statusFor[error.errorClass],
+  }
+}
+
 function progressOf(steps: OperationStep[]): number {
   const done = steps.filter((s) => s.status === 'succeeded' || s.status === 'skipped').length
   return steps.length === 0 ? 100 : Math.round((done / steps.length) * 100)
@@ -346,9 +354,9 @@ export async function runOperation(
             status: 'failed',
             step: step.name,
             error: {
-              type: `https://kiln.dev/problems/${final.code.toLowerCase().replace(/_/g, '-')}`,
+              type: operationProblemType(final).type,
               title: `Step ${step.name} failed`,
-              status: statusFor[final.errorClass],
+              status: operationProblemType(final).status,
               detail: final.message,
               instance: `/v1/operations/${operationId}`,
               requestId: operationId,
