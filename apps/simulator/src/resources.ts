@@ -1,3 +1,5 @@
+import { type CrdSchema, schemaOf } from './crd-schema.ts'
+
 // The resource types a simulated API server serves: the built-in ones below, plus whatever the
 // cluster's CustomResourceDefinitions declare. Discovery, routing and storage all read this table,
 // so a type added here is served, listed in discovery and stored without further code.
@@ -19,6 +21,10 @@ export interface ResourceType {
   readOnly?: boolean
   /** Additional printer columns of a CRD version, for `kubectl get`. */
   printerColumns?: PrinterColumn[]
+  /** A CRD version's structural schema, compiled on first use (custom resources only). */
+  schema?: () => CrdSchema | undefined
+  /** The version a CRD's objects are stored in; each served version only changes apiVersion (conversion None). */
+  storageVersion?: string
 }
 
 export interface PrinterColumn {
@@ -123,9 +129,26 @@ interface CrdVersion {
   storage?: unknown
   subresources?: { status?: unknown; scale?: unknown }
   additionalPrinterColumns?: unknown
+  schema?: { openAPIV3Schema?: unknown }
 }
 
-/** The resource types one CustomResourceDefinition serves (one per served version). */
+/** Kubernetes' version priority: GA before beta before alpha, higher numbers first, others last by name. */
+function byVersionPriority(a: string, b: string): number {
+  const rank = (v: string) => {
+    const m = /^v(\d+)(?:(alpha|beta)(\d+))?$/.exec(v)
+    if (!m) return undefined
+    return [m[2] === undefined ? 2 : m[2] === 'beta' ? 1 : 0, Number(m[1]), Number(m[3] ?? 0)]
+  }
+  const [ra, rb] = [rank(a), rank(b)]
+  if (!ra || !rb) return ra ? -1 : rb ? 1 : a.localeCompare(b)
+  for (let i = 0; i < 3; i++) if (ra[i] !== rb[i]) return rb[i]! - ra[i]!
+  return 0
+}
+
+/**
+ * The resource types one CustomResourceDefinition serves (one per served version), in version
+ * priority, so discovery prefers the version kube-apiserver would (v1beta2 over v1beta1).
+ */
 export function resourcesOfCrd(crd: Record<string, unknown>): ResourceType[] {
   const spec = (crd.spec ?? {}) as {
     group?: unknown
@@ -144,6 +167,8 @@ export function resourcesOfCrd(crd: Record<string, unknown>): ResourceType[] {
   if (typeof spec.group !== 'string' || typeof names.plural !== 'string' || typeof names.kind !== 'string')
     return []
   const versions = Array.isArray(spec.versions) ? (spec.versions as CrdVersion[]) : []
+  const storage = versions.find((v) => v.storage === true)?.name
+  const meta = (crd.metadata ?? {}) as { uid?: unknown; resourceVersion?: unknown; name?: unknown }
   const strings = (v: unknown) =>
     Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string') : undefined
   return versions
@@ -167,7 +192,17 @@ export function resourcesOfCrd(crd: Record<string, unknown>): ResourceType[] {
             (c) => typeof c?.name === 'string' && typeof c?.jsonPath === 'string',
           )
         : undefined,
+      storageVersion: typeof storage === 'string' ? storage : (v.name as string),
+      schema: () => {
+        const raw = v.schema?.openAPIV3Schema
+        if (raw === undefined) return undefined
+        return schemaOf(
+          `${String(meta.uid ?? meta.name)}/${String(meta.resourceVersion)}/${v.name as string}`,
+          raw,
+        )
+      },
     }))
+    .sort((a, b) => byVersionPriority(a.version, b.version))
 }
 
 /** Every type a cluster serves: the built-ins, then its CRDs' (a CRD cannot shadow a built-in). */

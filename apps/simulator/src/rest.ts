@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Database } from '@kiln/db'
 import { parse as parseYaml } from 'yaml'
 import { authorize, type Caller } from './authorization.ts'
+import type { FieldCause } from './crd-schema.ts'
 import {
   aggregatedContentType,
   aggregatedDiscovery,
@@ -276,7 +277,8 @@ const invalid = (
   new ApiError(
     422,
     'Invalid',
-    `${kindQualified(t)} "${name}" is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`,
+    // apimachinery's aggregate: one error as is, several in brackets.
+    `${kindQualified(t)} "${name}" is invalid: ${causes.length === 1 ? '' : '['}${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}${causes.length === 1 ? '' : ']'}`,
     {
       name,
       group: t.group,
@@ -512,8 +514,37 @@ async function controllerPods(
   return workloads.flat().flatMap((w) => podsOf(w, nodes))
 }
 
+/**
+ * A custom resource as the requested version serves it: stored in the CRD's storage version, and
+ * with conversion strategy None only apiVersion differs, as in Kubernetes.
+ */
+function servedAs(type: ResourceType, object: KubeObject): KubeObject {
+  const apiVersion = groupVersionOf(type)
+  return object.apiVersion === apiVersion ? object : { ...object, apiVersion }
+}
+
+/**
+ * A custom resource's schema applied to a write: unknown fields pruned, defaults filled in, then
+ * validated against the requested version's schema; stored in the storage version.
+ */
+function conformToSchema(
+  type: ResourceType,
+  object: KubeObject,
+): { object: KubeObject; causes: FieldCause[] } {
+  const schema = type.schema?.()
+  let conformed = servedAs(type, object)
+  let causes: FieldCause[] = []
+  if (schema) {
+    conformed = schema.normalize(conformed)
+    causes = schema.validate(conformed)
+  }
+  const apiVersion = groupVersionOf({ group: type.group, version: type.storageVersion! })
+  return { object: { ...conformed, apiVersion }, causes }
+}
+
 /** What the cluster's controllers would have filled in: workload status, CRD and namespace status. */
 async function decorate(scope: ReadScope, type: ResourceType, object: KubeObject): Promise<KubeObject> {
+  if (type.storageVersion) return servedAs(type, object)
   if (workloadKinds.has(type.kind) && type.group === 'apps') {
     const pods = podsOf(object, await scope.schedulable())
     return { ...object, status: workloadStatus(object, pods) }
@@ -705,7 +736,7 @@ async function watch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
     if (closed || version <= lastSent) return
     lastSent = Math.max(lastSent, version)
     if (!matches(object)) return
-    const shown = kind === 'DELETED' ? object : await decorate(scope, type, object)
+    const shown = kind === 'DELETED' ? servedAs(type, object) : await decorate(scope, type, object)
     const body = asTable ? table(type, [shown], String(version), includeObject) : shown
     res.write(`${JSON.stringify({ type: kind, object: body })}\n`)
   }
@@ -805,7 +836,7 @@ const specOf = (o: KubeObject) => {
 const nameRule = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
 
 /** The checks and defaults of kube-apiserver's registry that clients notice. */
-function validate(type: ResourceType, object: KubeObject) {
+function validate(type: ResourceType, object: KubeObject, schemaCauses: FieldCause[] = []) {
   const name = object.metadata.name
   const causes: { field: string; message: string; reason?: string }[] = []
   // RBAC objects only need to be valid path segments (system:coredns); the rest DNS subdomains.
@@ -843,6 +874,8 @@ function validate(type: ResourceType, object: KubeObject) {
         message: `Invalid value: "${name}": must be spec.names.plural+"."+spec.group`,
       })
   }
+  // A custom resource's schema causes follow the metadata ones, as kube-apiserver lists them.
+  causes.push(...schemaCauses)
   if (causes.length > 0) throw invalid(type, name, causes)
 }
 
@@ -947,6 +980,7 @@ function prepare(
 ): KubeObject {
   const now = rfc3339(new Date())
   let object: KubeObject = { ...next, metadata: { ...next.metadata } }
+  let schemaCauses: FieldCause[] = []
   // The server's own metadata: what the client sent is ignored (managedFields are kept for apply).
   for (const key of unmanagedMetadata)
     if (key !== 'managedFields' && key !== 'name' && key !== 'namespace') delete object.metadata[key]
@@ -956,6 +990,8 @@ function prepare(
     object.metadata.generation = live.metadata.generation
     if (subresource === 'status') object = { ...live, status: next.status, metadata: { ...live.metadata } }
     else if (type.subresources?.status) object.status = live.status
+    // Pruned and defaulted before comparing, so an unknown field sent does not bump generation.
+    if (type.storageVersion) ({ object, causes: schemaCauses } = conformToSchema(type, object))
     if (specOf(object) !== specOf(live) && live.metadata.generation !== undefined)
       object.metadata.generation = Number(live.metadata.generation) + 1
   } else {
@@ -964,9 +1000,10 @@ function prepare(
     if (object.spec !== undefined || type.group === 'apps') object.metadata.generation = 1
     if (type.subresources?.status && type.resource !== 'namespaces') delete object.status
     object = withDefaults(type, object)
+    if (type.storageVersion) ({ object, causes: schemaCauses } = conformToSchema(type, object))
   }
-  if (!live) validate(type, object)
-  else if (subresource !== 'status') validate(type, object)
+  if (!live || subresource !== 'status') validate(type, object, schemaCauses)
+  else if (schemaCauses.length > 0) throw invalid(type, object.metadata.name, schemaCauses)
   if (manager !== undefined) {
     const { resourceVersion: _r, ...before } = (live?.metadata ?? {}) as Record<string, unknown>
     object = recordUpdate(
@@ -1185,7 +1222,9 @@ async function patch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
     target,
     async (live) => {
       if (isApply) {
-        const applied = identify(type, { ...target, subresource: undefined }, body)
+        // Fields a custom resource's schema prunes are not owned by the applier either.
+        const identified = identify(type, { ...target, subresource: undefined }, body)
+        const applied = type.schema?.()?.prune(identified) ?? identified
         if (!live) {
           const fresh = prepare(type, undefined, applied, undefined, undefined)
           try {
@@ -1216,7 +1255,8 @@ async function patch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
         return sameObject(live, next) ? 'unchanged' : next
       }
       if (body === undefined) throw new ApiError(400, 'BadRequest', 'the patch is empty')
-      const patched = patchWith(live!)
+      // A custom resource is patched as the requested version serves it.
+      const patched = patchWith(type.storageVersion ? servedAs(type, live!) : live!)
       const next = prepare(
         type,
         live,

@@ -1,5 +1,4 @@
 import { readFile, writeFile } from 'node:fs/promises'
-import https from 'node:https'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse, stringify } from 'yaml'
@@ -65,45 +64,6 @@ beforeAll(async () => {
   const ns = await c.kubectl(['create', 'namespace', 'shop'])
   expect(ns.stderr).toBe('')
 }, 90_000)
-
-/** A request as any client sends it, with the admin kubeconfig's credentials and server name. */
-async function raw(method: string, path: string, headers: Record<string, string>, body?: string) {
-  const config = parse(await readFile(c.kubeconfig, 'utf8')) as {
-    clusters: { cluster: Record<string, string> }[]
-    users: { user: Record<string, string> }[]
-  }
-  const cluster = config.clusters[0]!.cluster
-  const user = config.users[0]!.user
-  const url = new URL(path, cluster.server)
-  return new Promise<{ status: number; type: string; body: Record<string, unknown> }>((resolve, reject) => {
-    const req = https.request(
-      {
-        method,
-        host: url.hostname,
-        port: url.port,
-        path: `${url.pathname}${url.search}`,
-        servername: cluster['tls-server-name'],
-        ca: Buffer.from(cluster['certificate-authority-data']!, 'base64'),
-        cert: Buffer.from(user['client-certificate-data']!, 'base64'),
-        key: Buffer.from(user['client-key-data']!, 'base64'),
-        headers,
-      },
-      (res) => {
-        let text = ''
-        res.on('data', (chunk) => (text += chunk))
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            type: String(res.headers['content-type']),
-            body: JSON.parse(text),
-          }),
-        )
-      },
-    )
-    req.on('error', reject)
-    req.end(body)
-  })
-}
 
 afterAll(async () => {
   await c?.close()
@@ -293,12 +253,7 @@ spec:
     expect(applied.stdout.trim()).toBe(
       'customresourcedefinition.apiextensions.k8s.io/widgets.example.com serverside-applied',
     )
-    const established = await c.kubectl([
-      'wait',
-      '--for=condition=Established',
-      'crd/widgets.example.com',
-      '--timeout=10s',
-    ])
+    const established = await c.waitEstablished('widgets.example.com')
     expect(established.stdout).toMatch(/condition met/)
 
     expect((await c.kubectl(['apply', '--server-side', '-f', '-'], widget('large'))).stderr).toBe('')
@@ -398,7 +353,7 @@ spec:
   })
 
   it('answers aggregated discovery when asked for it, and the legacy documents otherwise', async () => {
-    const get = (path: string, accept: string) => raw('GET', path, { accept })
+    const get = (path: string, accept: string) => c.request('GET', path, { accept })
     const aggregated = await get(
       '/apis',
       'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json',
@@ -416,7 +371,7 @@ spec:
   it('takes an apply body written in YAML, as its media type allows', async () => {
     const path = '/api/v1/namespaces/shop/configmaps/from-yaml?fieldManager=yaml-client'
     const headers = { 'content-type': 'application/apply-patch+yaml', accept: 'application/json' }
-    const applied = await raw(
+    const applied = await c.request(
       'PATCH',
       path,
       headers,
@@ -424,7 +379,7 @@ spec:
     )
     expect(applied.status).toBe(201)
     expect(applied.body.data).toEqual({ greeting: 'hello' })
-    const broken = await raw('PATCH', path, headers, 'data: [unclosed\n')
+    const broken = await c.request('PATCH', path, headers, 'data: [unclosed\n')
     expect(broken.status).toBe(400)
     expect(broken.body).toMatchObject({ kind: 'Status', reason: 'BadRequest' })
   })

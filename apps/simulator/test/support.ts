@@ -1,7 +1,9 @@
 import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import https from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { parse } from 'yaml'
 import {
   startTestStack,
   type TestStack,
@@ -23,6 +25,12 @@ export interface KubectlResult {
   stderr: string
 }
 
+export interface RawResponse {
+  status: number
+  type: string
+  body: Record<string, unknown>
+}
+
 export interface SimulatedCluster {
   stack: TestStack
   server: ApiServer
@@ -31,6 +39,10 @@ export interface SimulatedCluster {
   kubeconfig: string
   /** Runs the real kubectl against the cluster; never throws on a non-zero exit. */
   kubectl(args: string[], input?: string): Promise<KubectlResult>
+  /** Waits (up to 10 s) for a CRD to be Established, as `kubectl wait` does. */
+  waitEstablished(crd: string): Promise<KubectlResult>
+  /** A request as any client sends it, with the admin kubeconfig's credentials and server name. */
+  request(method: string, path: string, headers: Record<string, string>, body?: string): Promise<RawResponse>
   /** Starts `kubectl` and resolves once its output matches, returning what it printed so far. */
   kubectlUntil(args: string[], until: RegExp, timeoutMs?: number): { done: Promise<string>; stop(): void }
   /** Restarts the simulated API server on the same database and port. */
@@ -76,7 +88,20 @@ export async function startSimulatedCluster(
   const dir = await mkdtemp(join(tmpdir(), 'kiln-kubectl-'))
   const kubeconfig = join(dir, 'kubeconfig.yaml')
   await writeFile(kubeconfig, issued.json<{ kubeconfig: string }>().kubeconfig, { mode: 0o600 })
+  const config = parse(issued.json<{ kubeconfig: string }>().kubeconfig) as {
+    clusters: { cluster: Record<string, string> }[]
+    users: { user: Record<string, string> }[]
+  }
   const base = ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'cache'), '--request-timeout', '20s']
+
+  const kubectl = (args: string[], input?: string) =>
+    new Promise<KubectlResult>((resolve) => {
+      const child = execFile('kubectl', [...base, ...args], { timeout: 30_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      )
+      if (input !== undefined) child.stdin?.end(input)
+      else child.stdin?.end()
+    })
 
   return {
     stack,
@@ -86,14 +111,41 @@ export async function startSimulatedCluster(
     clusterId: cluster.id,
     dir,
     kubeconfig,
-    kubectl: (args, input) =>
-      new Promise((resolve) => {
-        const child = execFile('kubectl', [...base, ...args], { timeout: 30_000 }, (error, stdout, stderr) =>
-          resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    kubectl,
+    waitEstablished: (crd) => kubectl(['wait', '--for=condition=Established', `crd/${crd}`, '--timeout=10s']),
+    request: (method, path, headers, body) => {
+      const cluster = config.clusters[0]!.cluster
+      const user = config.users[0]!.user
+      const url = new URL(path, cluster.server)
+      return new Promise<RawResponse>((resolve, reject) => {
+        const req = https.request(
+          {
+            method,
+            host: url.hostname,
+            port: url.port,
+            path: `${url.pathname}${url.search}`,
+            servername: cluster['tls-server-name'],
+            ca: Buffer.from(cluster['certificate-authority-data']!, 'base64'),
+            cert: Buffer.from(user['client-certificate-data']!, 'base64'),
+            key: Buffer.from(user['client-key-data']!, 'base64'),
+            headers,
+          },
+          (res) => {
+            let text = ''
+            res.on('data', (chunk) => (text += chunk))
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                type: String(res.headers['content-type']),
+                body: JSON.parse(text),
+              }),
+            )
+          },
         )
-        if (input !== undefined) child.stdin?.end(input)
-        else child.stdin?.end()
-      }),
+        req.on('error', reject)
+        req.end(body)
+      })
+    },
     kubectlUntil(args, until, timeoutMs = 20_000) {
       const child = spawn('kubectl', [...base, ...args])
       let output = ''
