@@ -136,6 +136,15 @@ describe('openapi/kiln.v1.yaml', () => {
     expect(declaredTags.size).toBeGreaterThan(0)
   })
 
+  it('every parameter says what it is for', () => {
+    const undescribed = operations.flatMap(({ op }) =>
+      (op.parameters ?? [])
+        .filter((p) => !p.$ref && !p.description)
+        .map((p) => `${op.operationId} ${p.in} ${p.name}`),
+    )
+    expect(undescribed).toEqual([])
+  })
+
   it('every operationId is present and unique', () => {
     const seen = new Map<string, string>()
     const problems: string[] = []

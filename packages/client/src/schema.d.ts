@@ -5782,7 +5782,8 @@ export interface operations {
                 cursor?: string;
                 /** @description key=value; repeat for several. */
                 label?: string[];
-                phase?: components["schemas"]["ClusterPhase"];
+                /** @description Only clusters in this phase. */
+                phase?: "Pending" | "Provisioning" | "Ready" | "Updating" | "Degraded" | "Failed" | "Deleting";
                 /** @description Template name. */
                 template?: string;
             };
@@ -6674,7 +6675,8 @@ export interface operations {
                 cursor?: string;
                 /** @description Cluster name or id. */
                 cluster?: string;
-                status?: components["schemas"]["OperationStatus"];
+                /** @description Only operations with this status. */
+                status?: "pending" | "running" | "succeeded" | "failed" | "cancelled";
             };
             header?: never;
             path: {

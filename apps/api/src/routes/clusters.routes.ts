@@ -13,7 +13,7 @@ import {
   requestClusterDeletion,
   upgradeCluster,
 } from '@kiln/db'
-import { LabelPatch, type Labels, newestVersionFirst, operationCatalogue } from '@kiln/domain'
+import { ClusterPhase, LabelPatch, type Labels, newestVersionFirst, operationCatalogue } from '@kiln/domain'
 import Type from 'typebox'
 import { acceptOnce, sendAccepted } from '../accepted.ts'
 import { actorOf } from '../auth.ts'
@@ -24,7 +24,6 @@ import type { KilnApp, RouteDeps } from '../route-deps.ts'
 import {
   ClusterCreateSchema,
   ClusterListSchema,
-  ClusterPhaseRef,
   ClusterPlanSchema,
   ClusterSchema,
   FeatureOverridesSchema,
@@ -199,7 +198,8 @@ export function registerClusterRoutes(app: KilnApp, deps: RouteDeps) {
             label: Type.Optional(
               Type.Array(Type.String({ maxLength: 317 }), { description: 'key=value; repeat for several.' }),
             ),
-            phase: Type.Optional({ ...ClusterPhaseRef, description: 'Only clusters in this phase.' }),
+            // Inline, not a $ref: a query parameter's description would be dropped beside one.
+            phase: Type.Optional({ ...ClusterPhase, description: 'Only clusters in this phase.' }),
             template: Type.Optional(Type.String({ maxLength: 63, description: 'Template name.' })),
           },
           { additionalProperties: false },

@@ -6,13 +6,13 @@ import {
   listOperations,
   retryOperation,
 } from '@kiln/db'
-import { isTerminal } from '@kiln/domain'
+import { isTerminal, OperationStatus } from '@kiln/domain'
 import Type from 'typebox'
 import { acceptOnce } from '../accepted.ts'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
 import type { KilnApp, RouteDeps } from '../route-deps.ts'
-import { ListQuery, OperationListSchema, OperationSchema, OperationStatusRef, ref } from '../schemas.ts'
+import { ListQuery, OperationListSchema, OperationSchema, ref } from '../schemas.ts'
 import { problemResponses } from '../shared-answers.ts'
 import { operationView } from '../views.ts'
 import { ProjectParams } from './projects.routes.ts'
@@ -128,7 +128,7 @@ export function registerOperationRoutes(app: KilnApp, deps: RouteDeps) {
             ...ListQuery,
             cluster: Type.Optional(Type.String({ maxLength: 63, description: 'Cluster name or id.' })),
             status: Type.Optional({
-              ...OperationStatusRef,
+              ...OperationStatus,
               description: 'Only operations with this status.',
             }),
           },
