@@ -107,6 +107,9 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   const drivers = new DriverCache(options.databaseUrl)
   const definitions = buildOperationDefinitions({ db, drivers, masterKey: options.masterKey })
   const producer = new JobProducer({ connection: options.connection, prefix: options.prefix })
+  /** Expected after a Redis flush: an informative line, not an error. */
+  const logLostJob = (context: Record<string, unknown>) =>
+    log({ level: 'info', msg: 'job lost with Redis data; the dispatcher re-creates it', ...context })
   const leaseMs = options.leaseMs ?? 15_000
 
   const worker = new Worker(
@@ -127,7 +130,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
           await job.moveToDelayed(at, token)
         } catch (error) {
           if (!isLostJobError(error)) throw error
-          log({ level: 'info', msg: 'job lost with Redis data; the dispatcher re-creates it', jobId: job.id })
+          logLostJob({ jobId: job.id })
         }
         throw new DelayedError()
       }
@@ -164,12 +167,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     },
   )
   worker.on('error', (error) => {
-    if (isLostJobError(error))
-      log({
-        level: 'info',
-        msg: 'job lost with Redis data; the dispatcher re-creates it',
-        detail: String(error),
-      })
+    if (isLostJobError(error)) logLostJob({ detail: String(error) })
     else log({ level: 'error', msg: 'worker error', error: String(error) })
   })
 

@@ -14,8 +14,8 @@ import {
   setCondition,
   setReady,
 } from '@kiln/domain'
-import type { ObservedMachine, ObservedState } from '@kiln/drivers'
-import type { JobProducer } from '@kiln/jobs'
+import { type ObservedMachine, type ObservedState, reportedBroken } from '@kiln/drivers'
+import { clockOf, type JobProducer } from '@kiln/jobs'
 import type { DriverCache } from './driver-cache.ts'
 
 export interface HealthOptions {
@@ -46,9 +46,6 @@ interface MachineRow {
   unhealthySince: Date | null
 }
 
-/** Whether what the backend said of a machine is evidence enough to replace it once `due`. */
-const positivelyUnhealthy = (m: ObservedMachine) => m.health === 'Unhealthy' || m.health === 'Missing'
-
 /**
  * The health checker's view of one machine. A machine the backend could not report on keeps the
  * evidence it had: "unknown" neither starts nor ends a grace period.
@@ -71,8 +68,6 @@ function evidenceFor(row: MachineRow, seen: ObservedMachine | undefined, now: Da
     row.unhealthySince?.getTime() !== unhealthySince?.getTime()
   return { row, observed, unhealthySince, changed }
 }
-
-const clock = (d: Date) => `${d.toISOString().slice(11, 19)}Z`
 
 /**
  * Observes every idle, built cluster and repairs what is positively broken. The rules (issue 20):
@@ -128,7 +123,7 @@ export function healthChecker(deps: HealthDeps) {
       const seen = new Map(observed.machines.map((m) => [m.name, m]))
       const evidence = live.map((row) => evidenceFor(row, seen.get(row.name), now))
       const unknown = evidence.filter((e) => e.observed.health === 'Unknown')
-      const sick = evidence.filter((e) => positivelyUnhealthy(e.observed))
+      const sick = evidence.filter((e) => reportedBroken(e.observed))
       const due = sick.filter(
         (e) =>
           e.observed.health === 'Missing' ||
@@ -189,17 +184,15 @@ export function healthChecker(deps: HealthDeps) {
             const describe = (e: (typeof sick)[number]) =>
               due.includes(e)
                 ? `${e.row.name}: ${e.observed.reason}`
-                : `${e.row.name}: ${e.observed.reason} (replaced at ${clock(new Date((e.unhealthySince ?? now).getTime() + options.repairGraceMs))} unless it recovers)`
+                : `${e.row.name}: ${e.observed.reason} (replaced at ${clockOf(new Date((e.unhealthySince ?? now).getTime() + options.repairGraceMs).toISOString())} unless it recovers)`
             const parts = [
               ...sick.map(describe),
               ...unreleased.map((m) => `${m.name}: a release that did not finish`),
             ]
+            // Nothing broken, only a release to finish.
+            const releasePending = sick.length === 0 && unreleased.length > 0
             const reason =
-              sick.length > budget
-                ? 'RepairBlocked'
-                : sick.length === 0 && unreleased.length > 0
-                  ? 'ReleasePending'
-                  : 'MachinesUnhealthy'
+              sick.length > budget ? 'RepairBlocked' : releasePending ? 'ReleasePending' : 'MachinesUnhealthy'
             next = setReady(
               setCondition(
                 next,
@@ -208,11 +201,11 @@ export function healthChecker(deps: HealthDeps) {
               ),
               {
                 status: 'False',
-                reason: sick.length === 0 && unreleased.length > 0 ? 'ReleasePending' : 'MachinesUnhealthy',
+                reason: releasePending ? 'ReleasePending' : 'MachinesUnhealthy',
                 message:
                   sick.length > 0
                     ? `${sick.length} unhealthy`
-                    : unreleased.length > 0
+                    : releasePending
                       ? `${unreleased.length} machines half released`
                       : 'The control plane is not reachable',
               },

@@ -22,7 +22,13 @@ import {
   settleOperation,
   type Taint,
 } from '@kiln/domain'
-import { type ClusterEndpoint, type ClusterRef, type Driver, DriverError } from '@kiln/drivers'
+import {
+  type ClusterEndpoint,
+  type ClusterRef,
+  type Driver,
+  DriverError,
+  reportedBroken,
+} from '@kiln/drivers'
 import type { OperationDefinition, OperationDefinitions, Outcome, StepHandler } from '@kiln/jobs'
 import type { MasterKey } from '@kiln/pki'
 import { installAddons } from './addons.ts'
@@ -677,11 +683,7 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
             'ERR_UNAVAILABLE',
             `The backend cannot report on ${unknown.map((m) => `${m.name} (${m.reason})`).join(', ')}; nothing is replaced until it can.`,
           )
-        const broken = new Set(
-          observed.machines
-            .filter((m) => m.health === 'Unhealthy' || m.health === 'Missing')
-            .map((m) => m.name),
-        )
+        const broken = new Set(observed.machines.filter(reportedBroken).map((m) => m.name))
         const replaced = machines.filter((m) => broken.has(m.name))
         const recovered = machines.filter((m) => !broken.has(m.name))
         await releaseMachines(db, s.driver, s.ref, replaced)

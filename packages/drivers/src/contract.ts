@@ -104,6 +104,9 @@ export interface ObservedMachine {
   definite?: boolean
 }
 
+/** What the backend positively reports broken or gone: evidence for repair (`Unknown` never is). */
+export const reportedBroken = (m: ObservedMachine) => m.health === 'Unhealthy' || m.health === 'Missing'
+
 export interface ObservedState {
   /**
    * The cluster's control plane answers, as far as the backend can tell. Not evidence when

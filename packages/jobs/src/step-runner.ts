@@ -113,8 +113,8 @@ const json = (v: unknown) => v as Prisma.InputJsonValue
 
 export const retryDefaults = { horizonMs: 30 * 60_000, baseDelayMs: 1000, maxDelayMs: 30_000 }
 
-/** "13:22:05Z": the time of day of a retry, short enough to read in a step message. */
-const clock = (iso: string) => `${iso.slice(11, 19)}Z`
+/** "13:22:05Z": the time of day of a retry or repair, short enough to read in a message. */
+export const clockOf = (iso: string) => `${iso.slice(11, 19)}Z`
 
 /** "850 ms", "42 s", "30 min", "2 h 5 min". */
 export function formatDuration(ms: number): string {
@@ -136,7 +136,7 @@ export function retryMessage(retry: StepRetry): string {
   const { code, message } = retry.lastError
   return (
     `Waiting for ${waitingFor(code)} (${code}: ${message}); attempt ${retry.attempts} failed, ` +
-    `next at ${clock(retry.nextAttemptAt)}, gives up at ${clock(retry.giveUpAt)}.`
+    `next at ${clockOf(retry.nextAttemptAt)}, gives up at ${clockOf(retry.giveUpAt)}.`
   )
 }
 
@@ -347,6 +347,7 @@ export async function runOperation(
           message: final.message,
           retry: null,
         }
+        const problem = operationProblemType(final)
         return await finish(
           op,
           steps,
@@ -354,9 +355,9 @@ export async function runOperation(
             status: 'failed',
             step: step.name,
             error: {
-              type: operationProblemType(final).type,
+              type: problem.type,
               title: `Step ${step.name} failed`,
-              status: operationProblemType(final).status,
+              status: problem.status,
               detail: final.message,
               instance: `/v1/operations/${operationId}`,
               requestId: operationId,
