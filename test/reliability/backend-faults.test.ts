@@ -12,6 +12,7 @@ import {
   clusterUrl,
   conditionOf,
   createCluster,
+  createReady,
   getCluster,
   getOperation,
   machineRows,
@@ -40,16 +41,6 @@ const repairsOf = (clusterId: string) =>
 const prefixOf = (clusterId: string) => `k-${clusterId.slice(0, 8)}`
 const allocationLookups = /^GET \/v1\/allocations\/k-/
 
-async function ready(name: string, template: string) {
-  const op = await waitForOperation(
-    stack.app,
-    (await createCluster(stack.app, { name, template })).id,
-    180_000,
-  )
-  expect(op.status, JSON.stringify(op.steps)).toBe('succeeded')
-  return getCluster(stack.app, name)
-}
-
 async function deleted(name: string) {
   const op = await waitForOperation(
     stack.app,
@@ -76,7 +67,7 @@ beforeAll(async () => {
   await stack.engine!.syncCatalogueOnce()
   await anIronicTemplate(stack.db, rack, { name: 'metal-2', controlPlane: 1, workers: 1 })
   await anIronicTemplate(stack.db, rack, { name: 'metal-3', controlPlane: 1, workers: 2 })
-  await ready('idle', 'metal-2')
+  await createReady(stack.app, 'idle', 'metal-2', 180_000)
 }, 300_000)
 
 afterAll(async () => {

@@ -6,7 +6,7 @@ import {
   aSimulatedBackend,
   type ClusterBody,
   conditionOf,
-  createCluster,
+  createReady,
   eventually,
   expectBooksAgree,
   getCluster,
@@ -48,12 +48,7 @@ beforeAll(async () => {
   stack = await startTestStack({ engine: { healthIntervalMs: 0, repairGraceMs: graceMs } })
   await aSimulatedBackend(stack.db, 'sim', config, { name: 'k8s-1.31' })
   sim = simulatorFor(stack, 'sim', config)
-  const created = await waitForOperation(
-    stack.app,
-    (await createCluster(stack.app, { name: 'evidence', template: 'k8s-1.31' })).id,
-  )
-  expect(created.status, JSON.stringify(created.steps)).toBe('succeeded')
-  cluster = await getCluster(stack.app, 'evidence')
+  cluster = await createReady(stack.app, 'evidence', 'k8s-1.31')
 }, 60_000)
 
 afterAll(async () => {

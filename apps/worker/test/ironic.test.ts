@@ -20,6 +20,7 @@ import { startEngine } from '../src/engine.ts'
 import {
   clusterUrl,
   createCluster,
+  createReady,
   getCluster,
   machineRows,
   PROJECT,
@@ -68,17 +69,6 @@ afterAll(async () => {
     )
   admin.close()
 })
-
-/** Creates a cluster through the API and waits until the create succeeded. */
-async function createReady(name: string, template: string) {
-  const created = await waitForOperation(
-    stack.app,
-    (await createCluster(stack.app, { name, template })).id,
-    60_000,
-  )
-  expect(created.status, JSON.stringify(created.steps)).toBe('succeeded')
-  return getCluster(stack.app, name)
-}
 
 // Every node a cluster takes walks Ironic's deploy and every release its cleaning: seconds alone, and
 // minutes when the shared Ironic serves many test runs at once.
@@ -149,7 +139,7 @@ describe('clusters on Ironic', { timeout: 180_000 }, () => {
   })
 
   it('creates, resizes and deletes a cluster: nodes active with kubeadm join config, then back to available', async () => {
-    const cluster = await createReady('metal-one', 'metal-1.31')
+    const cluster = await createReady(stack.app, 'metal-one', 'metal-1.31', 60_000)
     expect(cluster.status.phase).toBe('Ready')
     const prefix = `k-${cluster.id.slice(0, 8)}`
 
@@ -331,7 +321,7 @@ describe('clusters on Ironic', { timeout: 180_000 }, () => {
   })
 
   it('repairs a machine whose node went into maintenance: another node takes its place', async () => {
-    const cluster = await createReady('metal-repair', 'metal-small')
+    const cluster = await createReady(stack.app, 'metal-repair', 'metal-small', 60_000)
     const worker = (await machineRows(stack.db, cluster.id)).find((m) => m.role === 'worker')!
     await admin.request('PUT', `v1/nodes/${worker.externalId}/maintenance`, { reason: 'ECC errors' })
 

@@ -217,14 +217,21 @@ export async function expectBooksAgree(db: Database, sim: SimulatorDriver, clust
   return rows
 }
 
+/** Creates a cluster through the API, waits until the create succeeded, and reads the cluster. */
+export async function createReady(
+  app: KilnApp,
+  name: string,
+  template: string,
+  timeoutMs?: number,
+): Promise<ClusterBody> {
+  const created = await waitForOperation(app, (await createCluster(app, { name, template })).id, timeoutMs)
+  expect(created.status, JSON.stringify(created.steps)).toBe('succeeded')
+  return getCluster(app, name)
+}
+
 /** An engine test stack on the test data centre with one cluster of template k8s-1.31, created and Ready. */
 export async function startStackWithCluster(name: string): Promise<{ stack: TestStack; clusterId: string }> {
   const stack = await startTestStack({ engine: {} })
   await aSimulatedBackend(stack.db, 'sim', testDataCentre(), { name: 'k8s-1.31' })
-  const op = await waitForOperation(
-    stack.app,
-    (await createCluster(stack.app, { name, template: 'k8s-1.31' })).id,
-  )
-  expect(op.status, JSON.stringify(op.steps)).toBe('succeeded')
-  return { stack, clusterId: (await getCluster(stack.app, name)).id }
+  return { stack, clusterId: (await createReady(stack.app, name, 'k8s-1.31')).id }
 }
