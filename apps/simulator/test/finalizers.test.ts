@@ -229,6 +229,31 @@ describe('deleting an object with finalizers', () => {
     expect((await c.request('GET', gizmo('cog'), json)).status).toBe(404)
   })
 
+  it('releases an object when the manager of its finalizer applies without it (server-side apply)', async () => {
+    const applied = (finalizers: string[]) =>
+      c.kubectl(
+        ['apply', '--server-side', '--field-manager=cluster-controller', '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'example.com/v1',
+          kind: 'Gizmo',
+          metadata: { name: 'axle', namespace: 'fin', finalizers },
+          spec: { size: 1 },
+        }),
+      )
+    expect((await applied(['cluster.cluster.x-k8s.io'])).stderr).toBe('')
+    expect((await c.kubectl(['delete', 'gizmo', 'axle', '-n', 'fin', '--wait=false'])).stderr).toBe('')
+    const refused = await applied(['cluster.cluster.x-k8s.io', 'machine.cluster.x-k8s.io'])
+    expect(refused.stderr).toMatch(/found new finalizers \[\]string\{"machine\.cluster\.x-k8s\.io"\}/)
+    expect((await c.request('GET', gizmo('axle'), json)).status).toBe(200)
+    // kubectl sees the deletionTimestamp and warns, as against a real cluster.
+    const released = await applied([])
+    expect(released.code).toBe(0)
+    expect(released.stderr.trim()).toBe(
+      'Warning: Detected changes to resource axle which is currently being deleted.',
+    )
+    expect((await c.request('GET', gizmo('axle'), json)).status).toBe(404)
+  })
+
   it('shows a watch MODIFIED when marked, then DELETED when released', async () => {
     const manifest = {
       apiVersion: 'v1',
