@@ -135,6 +135,23 @@ describe('the manifests, against the shared design', () => {
     for (const name of Object.keys(variables)) expect(patched, name).toContain(name)
   })
 
+  it('are what docs/capi.md tells a platform team: its variable table and the files it links', () => {
+    const guide = readFileSync(file('docs/capi.md'), 'utf8')
+    const documented = Object.fromEntries(
+      [...guide.matchAll(/^\| `(\w+)` \| (yes|no) \|/gm)].map(([, name, required]) => [
+        name,
+        required === 'yes',
+      ]),
+    )
+    expect(documented).toEqual(
+      Object.fromEntries(
+        clusterClass.spec.variables.map((v: { name: string; required: boolean }) => [v.name, v.required]),
+      ),
+    )
+    for (const [, link] of guide.matchAll(/\]\((\.\.\/[^)]+)\)/g))
+      expect(() => readFileSync(file(`docs/${link}`)), link).not.toThrow()
+  })
+
   it('grant Kiln’s account the design’s rules and nothing else', () => {
     const role = named(documents(rbacFile), 'Role', 'kiln')
     const grants = (role.rules ?? []).flatMap((r) =>
