@@ -269,11 +269,9 @@ const notFound = (t: ResourceType, name: string) =>
     kind: t.resource,
   })
 
-const invalid = (
-  t: ResourceType,
-  name: string,
-  causes: { field: string; message: string; reason?: string }[],
-) =>
+type Cause = { field: string; message: string; reason?: string }
+
+const invalid = (t: ResourceType, name: string, causes: Cause[]) =>
   new ApiError(
     422,
     'Invalid',
@@ -836,9 +834,9 @@ const specOf = (o: KubeObject) => {
 const nameRule = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
 
 /** The checks and defaults of kube-apiserver's registry that clients notice. */
-function validate(type: ResourceType, object: KubeObject, schemaCauses: FieldCause[] = []) {
+function validate(type: ResourceType, object: KubeObject, moreCauses: Cause[] = []) {
   const name = object.metadata.name
-  const causes: { field: string; message: string; reason?: string }[] = []
+  const causes: Cause[] = []
   // RBAC objects only need to be valid path segments (system:coredns); the rest DNS subdomains.
   const validName =
     type.group === 'rbac.authorization.k8s.io'
@@ -875,7 +873,7 @@ function validate(type: ResourceType, object: KubeObject, schemaCauses: FieldCau
       })
   }
   // A custom resource's schema causes follow the metadata ones, as kube-apiserver lists them.
-  causes.push(...schemaCauses)
+  causes.push(...moreCauses)
   if (causes.length > 0) throw invalid(type, name, causes)
 }
 
@@ -970,6 +968,24 @@ function identify(type: ResourceType, target: Target, body: unknown): KubeObject
   return { ...body, apiVersion, kind, metadata } as unknown as KubeObject
 }
 
+const finalizersOf = (object: KubeObject): string[] =>
+  Array.isArray(object.metadata.finalizers) ? (object.metadata.finalizers as string[]) : []
+
+/** apimachinery's ValidateNoNewFinalizers: an object being deleted may only lose finalizers. */
+function noNewFinalizers(live: KubeObject, next: KubeObject): Cause[] {
+  const had = new Set(finalizersOf(live))
+  const added = [...new Set(finalizersOf(next).filter((f) => !had.has(f)))].sort()
+  if (added.length === 0) return []
+  return [
+    {
+      field: 'metadata.finalizers',
+      // Go's %#v of the []string, as kube-apiserver prints it.
+      message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`,
+      reason: 'FieldValueForbidden',
+    },
+  ]
+}
+
 /** Writes a new or changed object: keeps system fields, bumps generation, tracks field owners. */
 function prepare(
   type: ResourceType,
@@ -984,10 +1000,18 @@ function prepare(
   // The server's own metadata: what the client sent is ignored (managedFields are kept for apply).
   for (const key of unmanagedMetadata)
     if (key !== 'managedFields' && key !== 'name' && key !== 'namespace') delete object.metadata[key]
+  // Only DELETE marks an object as being deleted: clients can neither set nor clear the mark.
+  delete object.metadata.deletionGracePeriodSeconds
+  let metadataCauses: Cause[] = []
   if (live) {
     object.metadata.uid = live.metadata.uid
     object.metadata.creationTimestamp = live.metadata.creationTimestamp
     object.metadata.generation = live.metadata.generation
+    if (live.metadata.deletionTimestamp !== undefined) {
+      object.metadata.deletionTimestamp = live.metadata.deletionTimestamp
+      object.metadata.deletionGracePeriodSeconds = live.metadata.deletionGracePeriodSeconds
+      metadataCauses = noNewFinalizers(live, object)
+    }
     if (subresource === 'status') object = { ...live, status: next.status, metadata: { ...live.metadata } }
     else if (type.subresources?.status) object.status = live.status
     // Pruned and defaulted before comparing, so an unknown field sent does not bump generation.
@@ -1002,7 +1026,7 @@ function prepare(
     object = withDefaults(type, object)
     if (type.storageVersion) ({ object, causes: schemaCauses } = conformToSchema(type, object))
   }
-  if (!live || subresource !== 'status') validate(type, object, schemaCauses)
+  if (!live || subresource !== 'status') validate(type, object, [...metadataCauses, ...schemaCauses])
   else if (schemaCauses.length > 0) throw invalid(type, object.metadata.name, schemaCauses)
   if (manager !== undefined) {
     const { resourceVersion: _r, ...before } = (live?.metadata ?? {}) as Record<string, unknown>
@@ -1099,8 +1123,12 @@ async function readModifyWrite(
         if (type.namespaced) await requireNamespace(ctx, namespace)
         return { object: await ctx.store.create(ctx.cluster.id, type, next), created: true }
       }
+      // An object being deleted goes once a write leaves it without finalizers.
+      const remove = live.metadata.deletionTimestamp !== undefined && finalizersOf(next).length === 0
       return {
-        object: await ctx.store.update(ctx.cluster.id, type, next, String(live.metadata.resourceVersion)),
+        object: await ctx.store.update(ctx.cluster.id, type, next, String(live.metadata.resourceVersion), {
+          remove,
+        }),
         created: false,
       }
     } catch (error) {
@@ -1295,6 +1323,12 @@ function conflictOf(error: unknown, type: ResourceType, name: string) {
   })
 }
 
+/**
+ * DeleteOptions as read. `propagationPolicy` and `gracePeriodSeconds` (body or query) are accepted
+ * and ignored: there is no garbage collector to delete dependents (nor to hold an owner with the
+ * `foregroundDeletion` or `orphan` finalizers) and no kubelet to wait for, so every object goes at
+ * once unless its own finalizers hold it.
+ */
 async function deleteOptions(req: IncomingMessage) {
   const body = await readObject(req)
   return (isRecord(body) ? body : {}) as {
@@ -1303,6 +1337,25 @@ async function deleteOptions(req: IncomingMessage) {
   }
 }
 
+/** What DELETE does to an object with finalizers: marks it, for its finalizers' controllers to see. */
+function markedForDeletion(live: KubeObject): KubeObject {
+  const { generation } = live.metadata
+  return {
+    ...live,
+    metadata: {
+      ...live.metadata,
+      deletionTimestamp: rfc3339(new Date()),
+      deletionGracePeriodSeconds: 0,
+      ...(typeof generation === 'number' && generation > 0 ? { generation: generation + 1 } : {}),
+    },
+  }
+}
+
+/**
+ * Deletes an object, or (with finalizers) marks it as being deleted; a marked object is answered
+ * as it is. `expectedVersion` is the version the caller checked preconditions against; without
+ * it a concurrent write is retried on the fresh object. Namespaces go at once with their contents.
+ */
 async function removeObject(
   ctx: RestContext,
   type: ResourceType,
@@ -1310,7 +1363,7 @@ async function removeObject(
   name: string,
   isDryRun: boolean,
   expectedVersion?: string,
-) {
+): Promise<KubeObject> {
   if (type.resource === 'namespaces' && protectedNamespaces.has(name))
     throw new ApiError(
       403,
@@ -1318,17 +1371,30 @@ async function removeObject(
       `namespaces "${name}" is forbidden: this namespace may not be deleted`,
       { name, kind: 'namespaces' },
     )
-  if (isDryRun) {
+  for (let attempt = 0; ; attempt++) {
     const live = await ctx.store.get(ctx.cluster.id, type, namespace, name)
     if (!live) throw notFound(type, name)
-    return live
+    const version = String(live.metadata.resourceVersion)
+    if (expectedVersion !== undefined && version !== expectedVersion)
+      stored(new StoreConflict('Conflict'), type, name)
+    const held = type.resource !== 'namespaces' && finalizersOf(live).length > 0
+    if (held && live.metadata.deletionTimestamp !== undefined) return live
+    if (isDryRun) return held ? markedForDeletion(live) : live
+    try {
+      if (held) return await ctx.store.update(ctx.cluster.id, type, markedForDeletion(live), version)
+      const deleted = await ctx.store.remove(ctx.cluster.id, type, namespace, name, version)
+      if (type.resource === 'namespaces')
+        await ctx.store.removeNamespaceContents(
+          ctx.cluster.id,
+          await typesOf(ctx.store, ctx.cluster.id),
+          name,
+        )
+      return deleted
+    } catch (error) {
+      if (error instanceof StoreConflict && expectedVersion === undefined && attempt < 5) continue
+      stored(error, type, name)
+    }
   }
-  const deleted = await ctx.store
-    .remove(ctx.cluster.id, type, namespace, name, expectedVersion)
-    .catch((e) => stored(e, type, name))
-  if (type.resource === 'namespaces')
-    await ctx.store.removeNamespaceContents(ctx.cluster.id, await typesOf(ctx.store, ctx.cluster.id), name)
-  return deleted
 }
 
 async function remove(req: IncomingMessage, res: ServerResponse, ctx: RestContext, target: Target, url: URL) {

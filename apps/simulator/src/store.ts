@@ -192,17 +192,22 @@ export class ObjectStore {
     return withVersion(rows[0])
   }
 
-  /** Replaces a live object; with `expectedVersion`, only if nobody changed it since. */
+  /**
+   * Replaces a live object; with `expectedVersion`, only if nobody changed it since. With `remove`,
+   * the object is written as its tombstone in the same step: the last update of an object being
+   * deleted (its finalizers emptied) is one DELETED event, as in Kubernetes.
+   */
   async update(
     clusterId: string,
     type: ResourceType,
     object: KubeObject,
     expectedVersion?: string,
+    options: { remove?: boolean } = {},
   ): Promise<KubeObject> {
     const namespace = type.namespaced ? String(object.metadata.namespace ?? '') : ''
     const { rows } = await this.pool.query<Row>(
       `UPDATE simulator.kube_objects
-       SET resource_version = nextval('simulator.kube_resource_version'), body = $6
+       SET resource_version = nextval('simulator.kube_resource_version'), body = $6, deleted = $8
        WHERE cluster_id = $1 AND api_group = $2 AND resource = $3 AND namespace = $4 AND name = $5
          AND NOT deleted AND ($7::bigint IS NULL OR resource_version = $7::bigint)
        RETURNING namespace, name, resource_version, created_version, deleted, body`,
@@ -214,13 +219,14 @@ export class ObjectStore {
         object.metadata.name,
         bodyOf(object),
         expectedVersion ?? null,
+        options.remove ?? false,
       ],
     )
     if (!rows[0]) {
       const exists = await this.get(clusterId, type, namespace, object.metadata.name)
       throw new StoreConflict(exists ? 'Conflict' : 'NotFound')
     }
-    this.emit(clusterId, type, 'MODIFIED', rows[0])
+    this.emit(clusterId, type, options.remove ? 'DELETED' : 'MODIFIED', rows[0])
     return withVersion(rows[0])
   }
 
