@@ -1245,10 +1245,15 @@ async function patch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
     )
   }
 
+  // A resourceVersion in the patch is a precondition, as kube-apiserver makes it: the writer's
+  // optimistic concurrency (any patch type, server-side apply included).
+  const wanted = isRecord(body) && isRecord(body.metadata) ? body.metadata.resourceVersion : undefined
   const { object, created } = await readModifyWrite(
     ctx,
     target,
     async (live) => {
+      if (wanted !== undefined && wanted !== null && live && String(wanted) !== live.metadata.resourceVersion)
+        stored(new StoreConflict('Conflict'), type, target.name!)
       if (isApply) {
         // Fields a custom resource's schema prunes are not owned by the applier either.
         const identified = identify(type, { ...target, subresource: undefined }, body)

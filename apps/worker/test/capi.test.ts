@@ -1,9 +1,9 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type ManagementCluster, startManagementCluster } from '../../simulator/test/capi-support.ts'
 import { aKubernetesVersion, aTemplate } from '../../../test/support/builders.ts'
 import type { TestStack } from '../../../test/support/engine.ts'
+import { type ManagementCluster, startManagementCluster } from '../../simulator/test/capi-support.ts'
 import {
   clusterUrl,
   createReady,
@@ -13,6 +13,9 @@ import {
   startOperation,
   waitForOperation,
 } from './support.ts'
+
+// biome-ignore lint/suspicious/noExplicitAny: kubectl's JSON output, read field by field
+type Json = any
 
 // Clusters on a Cluster API backend through the API and the engine, as they run on the simulator
 // and on Ironic: create → the real kubectl with the issued kubeconfig → resize → node groups →
@@ -27,11 +30,15 @@ let stack: TestStack
 const kubectlJson = async (args: string[]) => {
   const result = await management.mgmt.kubectl([...args, '-n', namespace, '-o', 'json'])
   expect(result.code, result.stderr).toBe(0)
-  return JSON.parse(result.stdout) as { items: Record<string, any>[] } & Record<string, any>
+  return JSON.parse(result.stdout) as Json
 }
 
 const run = async (method: 'POST' | 'PATCH' | 'DELETE', url: string, payload?: Record<string, unknown>) => {
-  const op = await waitForOperation(stack.app, (await startOperation(stack.app, method, url, payload)).id, 90_000)
+  const op = await waitForOperation(
+    stack.app,
+    (await startOperation(stack.app, method, url, payload)).id,
+    90_000,
+  )
   expect(op.status, JSON.stringify(op.steps)).toBe('succeeded')
   return op as OperationBody
 }
@@ -90,18 +97,23 @@ describe('clusters on a Cluster API backend', { timeout: 180_000 }, () => {
   })
 
   it('creates a cluster whose kubeconfig works with the real kubectl, then changes and deletes it leaving nothing behind', async () => {
-    const created = await createReady(stack.app, 'web', 'cloud-1.31', 120_000)
+    await createReady(stack.app, 'web', 'cloud-1.31', 120_000)
     const cluster = await getCluster(stack.app, 'web')
     expect(cluster.status.phase).toBe('Ready')
-    const [capiCluster] = (await kubectlJson(['get', 'clusters.cluster.x-k8s.io', '-l', `kiln.dev/cluster-id=${cluster.id}`])).items
+    const [capiCluster] = (
+      await kubectlJson(['get', 'clusters.cluster.x-k8s.io', '-l', `kiln.dev/cluster-id=${cluster.id}`])
+    ).items
     expect(capiCluster!.spec.paused).toBe(false)
     expect(capiCluster!.spec.topology.controlPlane.replicas).toBe(1)
     const mds = capiCluster!.spec.topology.workers.machineDeployments
     expect(mds.reduce((n: number, md: { replicas: number }) => n + md.replicas, 0)).toBe(2)
-    expect(created.steps.map((s) => s.status)).not.toContain('failed')
 
     // The user's path: a kubeconfig from Kiln, the real kubectl, every node Ready.
-    const issued = await stack.app.inject({ method: 'POST', url: `${clusterUrl('web')}/kubeconfig`, payload: {} })
+    const issued = await stack.app.inject({
+      method: 'POST',
+      url: `${clusterUrl('web')}/kubeconfig`,
+      payload: {},
+    })
     expect(issued.statusCode, issued.body).toBe(201)
     const kubeconfig = join(management.mgmt.dir, 'web.kubeconfig')
     await writeFile(kubeconfig, issued.json<{ kubeconfig: string }>().kubeconfig, { mode: 0o600 })
@@ -118,12 +130,19 @@ describe('clusters on a Cluster API backend', { timeout: 180_000 }, () => {
     const three = await workers()
     expect(three).toHaveLength(3)
     const replicas = async () =>
-      (await kubectlJson(['get', 'machinedeployments.cluster.x-k8s.io', '-l', `cluster.x-k8s.io/cluster-name=${capiCluster!.metadata.name}`])).items.reduce(
-        (n: number, md: Record<string, any>) => n + md.spec.replicas,
-        0,
-      )
+      (
+        await kubectlJson([
+          'get',
+          'machinedeployments.cluster.x-k8s.io',
+          '-l',
+          `cluster.x-k8s.io/cluster-name=${capiCluster!.metadata.name}`,
+        ])
+      ).items.reduce((n: number, md: Json) => n + md.spec.replicas, 0)
     expect(await replicas()).toBe(3)
-    await run('POST', `${clusterUrl('web')}/nodegroups/workers/resize`, { count: 2, machinesToRemove: [three[1]] })
+    await run('POST', `${clusterUrl('web')}/nodegroups/workers/resize`, {
+      count: 2,
+      machinesToRemove: [three[1]],
+    })
     expect(await workers()).toEqual(three.filter((n) => n !== three[1]))
     expect(await replicas()).toBe(2)
 
@@ -137,15 +156,24 @@ describe('clusters on a Cluster API backend', { timeout: 180_000 }, () => {
     })
     const topology = async () =>
       (await kubectlJson(['get', 'clusters.cluster.x-k8s.io', capiCluster!.metadata.name])).spec.topology
-    expect((await topology()).workers.machineDeployments.map((md: { class: string }) => md.class)).toContain('m1.large')
+    expect((await topology()).workers.machineDeployments.map((md: { class: string }) => md.class)).toContain(
+      'm1.large',
+    )
     const checks = async () =>
-      (await kubectlJson(['get', 'machinehealthchecks.cluster.x-k8s.io', '-l', `kiln.dev/cluster-id=${cluster.id}`])).items.map(
-        (m: Record<string, any>) => m.metadata.name as string,
-      )
-    expect((await checks()).some((n) => n.includes('batch'))).toBe(true)
+      (
+        await kubectlJson([
+          'get',
+          'machinehealthchecks.cluster.x-k8s.io',
+          '-l',
+          `kiln.dev/cluster-id=${cluster.id}`,
+        ])
+      ).items.map((m: Json) => m.metadata.name as string)
+    expect((await checks()).some((n: string) => n.includes('batch'))).toBe(true)
     await run('DELETE', `${clusterUrl('web')}/nodegroups/batch`)
-    expect((await topology()).workers.machineDeployments.map((md: { class: string }) => md.class)).not.toContain('m1.large')
-    expect((await checks()).some((n) => n.includes('batch'))).toBe(false)
+    expect(
+      (await topology()).workers.machineDeployments.map((md: { class: string }) => md.class),
+    ).not.toContain('m1.large')
+    expect((await checks()).some((n: string) => n.includes('batch'))).toBe(false)
 
     // Features: add-ons are applied to the workload cluster as on any backend.
     const features = await stack.app.inject({
@@ -154,16 +182,27 @@ describe('clusters on a Cluster API backend', { timeout: 180_000 }, () => {
       payload: { features: { metricsServer: { enabled: true } } },
     })
     expect(features.statusCode, features.body).toBe(202)
-    expect((await waitForOperation(stack.app, features.json<OperationBody>().id, 90_000)).status).toBe('succeeded')
+    expect((await waitForOperation(stack.app, features.json<OperationBody>().id, 90_000)).status).toBe(
+      'succeeded',
+    )
 
     // Upgrade: Cluster API rolls the control plane, then the workers; Kiln follows.
     const upgrade = await run('POST', `${clusterUrl('web')}/upgrade`, { template: 'cloud-1.32' })
     const steps = Object.fromEntries(upgrade.steps.map((s) => [s.name, s.message]))
     expect(steps['upgrade-control-plane']).toMatch(/v1\.32\.1; the backend rolled it/)
-    const machines = (await kubectlJson(['get', 'machines.cluster.x-k8s.io', '-l', `cluster.x-k8s.io/cluster-name=${capiCluster!.metadata.name}`])).items
+    const machines = (
+      await kubectlJson([
+        'get',
+        'machines.cluster.x-k8s.io',
+        '-l',
+        `cluster.x-k8s.io/cluster-name=${capiCluster!.metadata.name}`,
+      ])
+    ).items
     expect(machines).toHaveLength(3)
-    expect(new Set(machines.map((m) => m.spec.version))).toEqual(new Set(['v1.32.1']))
-    expect(new Set((await machineRows(stack.db, cluster.id)).map((m) => m.kubernetesVersion))).toEqual(new Set(['1.32.1']))
+    expect(new Set(machines.map((m: Json) => m.spec.version))).toEqual(new Set(['v1.32.1']))
+    expect(new Set((await machineRows(stack.db, cluster.id)).map((m) => m.kubernetesVersion))).toEqual(
+      new Set(['1.32.1']),
+    )
     expect((await getCluster(stack.app, 'web')).status.phase).toBe('Ready')
 
     // Delete: the Cluster goes through Cluster API's finalizers; nothing Kiln wrote is left.
@@ -183,8 +222,17 @@ describe('clusters on a Cluster API backend', { timeout: 180_000 }, () => {
       'kubeadmconfigs.bootstrap.cluster.x-k8s.io',
       'machinehealthchecks.cluster.x-k8s.io',
     ])
-      expect((await kubectlJson(['get', kind])).items.map((o) => o.metadata.name), kind).toEqual([])
-    for (const selector of ['app.kubernetes.io/managed-by=kiln', `cluster.x-k8s.io/cluster-name=${capiCluster!.metadata.name}`])
-      expect((await kubectlJson(['get', 'secrets', '-l', selector])).items.map((o) => o.metadata.name), selector).toEqual([])
+      expect(
+        (await kubectlJson(['get', kind])).items.map((o: Json) => o.metadata.name),
+        kind,
+      ).toEqual([])
+    for (const selector of [
+      'app.kubernetes.io/managed-by=kiln',
+      `cluster.x-k8s.io/cluster-name=${capiCluster!.metadata.name}`,
+    ])
+      expect(
+        (await kubectlJson(['get', 'secrets', '-l', selector])).items.map((o: Json) => o.metadata.name),
+        selector,
+      ).toEqual([])
   })
 })

@@ -12,6 +12,9 @@ import { describeDriverConformance } from '../src/conformance.ts'
 import type { BootstrapMaterial, ClusterRef, MachineSpec } from '../src/contract.ts'
 import { DriverError } from '../src/contract.ts'
 
+// biome-ignore lint/suspicious/noExplicitAny: kubectl's JSON output, read field by field
+type Json = any
+
 // The capi driver against a Cluster API management cluster: a simulated API server holding the
 // official CRDs (every object the driver writes is validated against them) and the stand-in for
 // Cluster API's controllers, reached over TLS through a TCP proxy that can refuse (an outage).
@@ -60,7 +63,7 @@ afterAll(async () => {
 
 const capacity = 3
 
-/** A namespace of its own, with the simulated ClusterClass and a quota share of `capacity` m1.medium per zone. */
+/** A namespace of its own, with the simulated ClusterClass and a quota share of `capacity` c1.medium per zone. */
 async function freshBackend(): Promise<CapiConfig> {
   const namespace = `capi-${randomUUID().slice(0, 8)}`
   await management.namespace(namespace)
@@ -87,7 +90,7 @@ describeDriverConformance('capi', async () => {
   return {
     driver: make(),
     makeDriver: make,
-    machineClass: 'm1.medium',
+    machineClass: 'c1.medium',
     zone: 'az-1',
     capacity,
     bootstrapMaterial: async () => material,
@@ -106,12 +109,12 @@ describe('capi driver: what it writes on the management cluster', () => {
   const kubectlJson = async (args: string[]) => {
     const result = await management.mgmt.kubectl([...args, '-o', 'json'])
     expect(result.code, result.stderr).toBe(0)
-    return JSON.parse(result.stdout) as Record<string, any>
+    return JSON.parse(result.stdout) as Json
   }
 
   const spec = (name: string, overrides: Partial<MachineSpec> = {}): MachineSpec => ({
     name,
-    machineClass: 'm1.medium',
+    machineClass: 'c1.medium',
     zone: 'az-1',
     role: 'worker',
     kubernetesVersion: '1.31.0',
@@ -121,7 +124,7 @@ describe('capi driver: what it writes on the management cluster', () => {
     ...overrides,
   })
 
-  it('creates a paused Cluster with a topology, writes Kiln\'s CAs, unpauses, and runs machines as nodes', async () => {
+  it("creates a paused Cluster with a topology, writes Kiln's CAs, unpauses, and runs machines as nodes", async () => {
     const config = await freshBackend()
     const driver = new CapiDriver(`capi-${config.namespace}`, config)
     const cluster: ClusterRef = {
@@ -137,7 +140,13 @@ describe('capi driver: what it writes on the management cluster', () => {
         spec('w-0'),
         spec('w-1'),
       ])
-      const paused = await kubectlJson(['get', 'clusters.cluster.x-k8s.io', name, ...ns])
+      const paused = await kubectlJson([
+        'get',
+        'clusters.cluster.x-k8s.io',
+        name,
+        '--show-managed-fields',
+        ...ns,
+      ])
       expect(paused.spec.paused).toBe(true)
       expect(paused.metadata.labels).toMatchObject({
         'app.kubernetes.io/managed-by': 'kiln',
@@ -188,7 +197,12 @@ describe('capi driver: what it writes on the management cluster', () => {
       expect(observed.controlPlaneReachable).toBe(true)
       expect(observed.machines.map((m) => m.health)).toEqual(['Healthy', 'Healthy', 'Healthy'])
 
-      const mhc = await kubectlJson(['get', 'machinehealthchecks.cluster.x-k8s.io', `${name}-web-az-1`, ...ns])
+      const mhc = await kubectlJson([
+        'get',
+        'machinehealthchecks.cluster.x-k8s.io',
+        `${name}-web-az-1`,
+        ...ns,
+      ])
       expect(mhc.spec).toMatchObject({
         clusterName: name,
         selector: { matchLabels: { 'topology.cluster.x-k8s.io/deployment-name': 'web-az-1' } },
@@ -205,15 +219,30 @@ describe('capi driver: what it writes on the management cluster', () => {
       const kept = slots['w-1'].m as string
       await driver.releaseMachines(cluster, ['w-0'])
       await expect
-        .poll(async () => (await kubectlJson(['get', 'machines.cluster.x-k8s.io', ...ns])).items.map((m: any) => m.metadata.name), {
-          timeout: 15_000,
-        })
+        .poll(
+          async () =>
+            (await kubectlJson(['get', 'machines.cluster.x-k8s.io', ...ns])).items.map(
+              (m: Json) => m.metadata.name,
+            ),
+          {
+            timeout: 15_000,
+          },
+        )
         .not.toContain(doomed)
-      expect((await kubectlJson(['get', 'machines.cluster.x-k8s.io', ...ns])).items.map((m: any) => m.metadata.name)).toContain(kept)
+      expect(
+        (await kubectlJson(['get', 'machines.cluster.x-k8s.io', ...ns])).items.map(
+          (m: Json) => m.metadata.name,
+        ),
+      ).toContain(kept)
 
       // The last name released: the Cluster goes through Cluster API's finalizers, then Kiln's secrets and checks.
       await driver.releaseMachines(cluster, ['cp-0', 'w-1'])
-      for (const kind of ['clusters.cluster.x-k8s.io', 'machines.cluster.x-k8s.io', 'machinehealthchecks.cluster.x-k8s.io', 'secrets'])
+      for (const kind of [
+        'clusters.cluster.x-k8s.io',
+        'machines.cluster.x-k8s.io',
+        'machinehealthchecks.cluster.x-k8s.io',
+        'secrets',
+      ])
         expect((await kubectlJson(['get', kind, '-l', 'kiln.dev/cluster-id', ...ns])).items, kind).toEqual([])
       expect((await kubectlJson(['get', 'machines.cluster.x-k8s.io', ...ns])).items).toEqual([])
     } finally {
@@ -239,7 +268,7 @@ describe('capi driver: what it writes on the management cluster', () => {
       while (!progress.done) progress = await driver.rollOut(cluster, '1.32.0', 'workers')
       expect(progress.message).toBe('web-az-1 1/1 on v1.32.0')
       const machines = (await kubectlJson(['get', 'machines.cluster.x-k8s.io', '-n', config.namespace])).items
-      expect(machines.map((m: any) => m.spec.version)).toEqual(['v1.32.0', 'v1.32.0'])
+      expect(machines.map((m: Json) => m.spec.version)).toEqual(['v1.32.0', 'v1.32.0'])
       // The slots followed the replacements: both names are healthy nodes again.
       const observed = await driver.observe(cluster, ['cp-0', 'w-0'])
       expect(observed.machines.map((m) => m.health)).toEqual(['Healthy', 'Healthy'])
@@ -254,21 +283,32 @@ describe('capi driver: what it writes on the management cluster', () => {
     const driver = new CapiDriver(`capi-${config.namespace}`, config)
     const cluster: ClusterRef = { id: randomUUID(), name: 'quota', bootstrapMaterial: async () => material }
     try {
-      const [cp] = await driver.ensureMachines(cluster, [spec('cp-0', { role: 'control-plane', labels: {}, taints: [] })])
+      const [cp] = await driver.ensureMachines(cluster, [
+        spec('cp-0', { role: 'control-plane', labels: {}, taints: [] }),
+      ])
       await driver.bootstrap(cluster, [cp!])
       management.standIn.setQuota('m1.large', 'az-2', 0)
-      const [big] = await driver.ensureMachines(cluster, [spec('big-0', { machineClass: 'm1.large', zone: 'az-2' })])
+      const [big] = await driver.ensureMachines(cluster, [
+        spec('big-0', { machineClass: 'c1.large', zone: 'az-2' }),
+      ])
       const quota = await driver.joinMachines(cluster, [big!]).catch((e: unknown) => e)
       expect(quota).toBeInstanceOf(DriverError)
       expect((quota as DriverError).code).toBe('ERR_CAPACITY')
-      expect((quota as DriverError).message).toMatch(/m1\.large.*az-2.*Quota exceeded/s)
+      expect((quota as DriverError).message).toMatch(/c1\.large.*az-2.*Quota exceeded/s)
       await driver.releaseMachines(cluster, ['big-0'])
 
       const [w] = await driver.ensureMachines(cluster, [spec('w-0')])
       await driver.joinMachines(cluster, [w!])
       const slots = JSON.parse(
-        (await kubectlJson(['get', 'clusters.cluster.x-k8s.io', driver.clusterName(cluster), '-n', config.namespace]))
-          .metadata.annotations['kiln.dev/machines'],
+        (
+          await kubectlJson([
+            'get',
+            'clusters.cluster.x-k8s.io',
+            driver.clusterName(cluster),
+            '-n',
+            config.namespace,
+          ])
+        ).metadata.annotations['kiln.dev/machines'],
       )
       management.standIn.failMachine(slots['w-0'].m, 'InstanceError', 'the server went into ERROR state')
       await expect
@@ -300,7 +340,13 @@ describe('capi driver: what it writes on the management cluster', () => {
     expect((error as DriverError).code).toBe('ERR_INVALID_REQUEST')
     expect((error as DriverError).message).toMatch(/Kiln did not create it/)
     await driver.releaseMachines(cluster, ['w-0']).catch(() => undefined)
-    const still = await kubectlJson(['get', 'clusters.cluster.x-k8s.io', driver.clusterName(cluster), '-n', config.namespace])
+    const still = await kubectlJson([
+      'get',
+      'clusters.cluster.x-k8s.io',
+      driver.clusterName(cluster),
+      '-n',
+      config.namespace,
+    ])
     expect(still.metadata.annotations?.['kiln.dev/machines']).toBeUndefined()
     await driver.close()
   }, 60_000)

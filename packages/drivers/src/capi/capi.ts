@@ -239,9 +239,19 @@ export class CapiDriver implements Driver {
   }
 
   /** Deletes an object; one already gone is fine. */
-  private remove(apiVersion: string, kind: string, name: string) {
+  private remove(apiVersion: string, kind: string, name: string, resourceVersion?: string) {
     return this.call(`deleting ${kind} ${this.namespace}/${name}`, (api) =>
-      api.delete({ apiVersion, kind, metadata: { name, namespace: this.namespace } }).catch(absent),
+      api
+        .delete(
+          { apiVersion, kind, metadata: { name, namespace: this.namespace } },
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          resourceVersion ? { preconditions: { resourceVersion } } : undefined,
+        )
+        .catch(absent),
     )
   }
 
@@ -522,6 +532,11 @@ export class CapiDriver implements Driver {
     }
     const version = machines[0]!.kubernetesVersion
     await this.mutate(cluster, async (live, slots) => {
+      if (live?.metadata?.deletionTimestamp)
+        throw new DriverError(
+          'ERR_TRANSIENT',
+          `Cluster ${this.namespace}/${this.clusterName(cluster)} is being deleted by Cluster API; machines are asked for again once it is gone.`,
+        )
       const fresh = Object.entries(wanted).filter(([name]) => !slots[name])
       const changedGroups = [...groups.values()].some((md) => {
         const current = live?.spec?.topology?.workers?.machineDeployments?.find((m) => m.name === md.name)
@@ -606,10 +621,20 @@ export class CapiDriver implements Driver {
       const live = await this.readCluster(cluster)
       if (!live) break
       if (!live.metadata?.deletionTimestamp) {
-        // A paused Cluster is not reconciled, so not deleted either: let Cluster API act first.
-        if (live.spec?.paused)
-          await this.write(live, this.intent(cluster, live, slotsOf(live), { paused: false }))
-        await this.remove(capiVersion, 'Cluster', name)
+        // Another worker wants machines in it again: it stays.
+        if (Object.keys(slotsOf(live)).length > 0) return
+        try {
+          // A paused Cluster is not reconciled, so not deleted either: let Cluster API act first.
+          if (live.spec?.paused) {
+            await this.write(live, this.intent(cluster, live, {}, { paused: false }))
+            continue
+          }
+          // Only the Cluster read empty: a slot added meanwhile fails the precondition.
+          await this.remove(capiVersion, 'Cluster', name, live.metadata?.resourceVersion)
+        } catch (error) {
+          // Changed by another worker meanwhile: look again.
+          if (!(error instanceof DriverError && error.code === 'ERR_TRANSIENT')) throw error
+        }
       }
       if (Date.now() > deadline)
         throw new DriverError(
