@@ -68,7 +68,9 @@ beforeAll(async () => {
   })
   expect(res.statusCode, res.body).toBe(201)
   const synced = await stack.engine!.syncCatalogueOnce()
-  expect(synced.find((s) => s.backend === 'cloud')).toMatchObject({ error: undefined, conflicts: [] })
+  const cloud = synced.find((s) => s.backend === 'cloud')
+  expect(cloud?.error).toBeUndefined()
+  expect(cloud?.conflicts).toEqual([])
   const backend = await stack.db.backend.findUniqueOrThrow({ where: { name: 'cloud' } })
   await aKubernetesVersion(stack.db, '1.32.1')
   const shape = {
@@ -138,13 +140,13 @@ describe('clusters on a Cluster API backend', { timeout: 180_000 }, () => {
           `cluster.x-k8s.io/cluster-name=${capiCluster!.metadata.name}`,
         ])
       ).items.reduce((n: number, md: Json) => n + md.spec.replicas, 0)
-    expect(await replicas()).toBe(3)
+    await expect.poll(replicas, { timeout: 10_000 }).toBe(3)
     await run('POST', `${clusterUrl('web')}/nodegroups/workers/resize`, {
       count: 2,
       machinesToRemove: [three[1]],
     })
     expect(await workers()).toEqual(three.filter((n) => n !== three[1]))
-    expect(await replicas()).toBe(2)
+    await expect.poll(replicas, { timeout: 10_000 }).toBe(2)
 
     // A node group added becomes a MachineDeployment with its MachineHealthCheck; removed, both go.
     await run('POST', `${clusterUrl('web')}/nodegroups`, {
@@ -189,7 +191,7 @@ describe('clusters on a Cluster API backend', { timeout: 180_000 }, () => {
     // Upgrade: Cluster API rolls the control plane, then the workers; Kiln follows.
     const upgrade = await run('POST', `${clusterUrl('web')}/upgrade`, { template: 'cloud-1.32' })
     const steps = Object.fromEntries(upgrade.steps.map((s) => [s.name, s.message]))
-    expect(steps['upgrade-control-plane']).toMatch(/v1\.32\.1; the backend rolled it/)
+    expect(steps['upgrade-control-plane']).toMatch(/^Control plane on 1\.32\.1; the backend rolled it/)
     const machines = (
       await kubectlJson([
         'get',

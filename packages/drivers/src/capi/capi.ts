@@ -445,11 +445,26 @@ export class CapiDriver implements Driver {
     }
   }
 
-  /** Writes the intent: created if absent, else applied over the live one it was computed from. */
+  /**
+   * Writes the intent over the live Cluster it was computed from (its resourceVersion a precondition).
+   * An absent Cluster is first created as a bare, paused skeleton — a create fails if another worker
+   * created it meanwhile, which server-side apply cannot — and the intent is applied over that: the
+   * create's fields are ones every intent sets again, so apply alone owns (and can remove) the rest.
+   */
   private async write(live: CapiCluster | undefined, intent: CapiCluster) {
     const what = `writing Cluster ${this.namespace}/${intent.metadata?.name}`
-    if (!live) return this.call(what, (api) => api.create(intent, undefined, undefined, fieldManager))
-    return this.apply(intent, what)
+    if (live) return this.apply(intent, what)
+    const skeleton: CapiCluster = {
+      apiVersion: capiVersion,
+      kind: 'Cluster',
+      metadata: { name: intent.metadata!.name!, namespace: this.namespace, labels: intent.metadata!.labels! },
+      spec: { paused: true },
+    }
+    const created = await this.call(what, (api) => api.create(skeleton, undefined, undefined, fieldManager))
+    return this.apply(
+      { ...intent, metadata: { ...intent.metadata, resourceVersion: created.metadata!.resourceVersion! } },
+      what,
+    )
   }
 
   /**
@@ -583,7 +598,10 @@ export class CapiDriver implements Driver {
       const next = Object.fromEntries(Object.entries(slots).filter(([n]) => !released.includes(n)))
       return { intent: this.intent(cluster, live, next, {}), result: Object.keys(next).length === 0 }
     })
-    if (gone) await this.deleteCluster(cluster)
+    if (gone) return this.deleteCluster(cluster)
+    // A group that went takes its MachineHealthCheck with it.
+    const live = await this.readCluster(cluster)
+    if (live) await this.writeHealthChecks(cluster, live)
   }
 
   private async markForDeletion(machine: string) {
