@@ -100,6 +100,8 @@ export interface Stack {
   db: Database
   app: KilnApp
   simulator: SimulatorConfig
+  /** Where the simulated API server (every cluster's, routed by TLS server name) listens. */
+  apiServerPort: number
   workers: WorkerProcess[]
   startWorker(): WorkerProcess
   liveWorkers(): WorkerProcess[]
@@ -187,6 +189,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const app = await buildApp({
       db,
       redis: appRedis,
+      // The workers' development key: the API signs kubeconfigs with the CAs they sealed.
+      masterKey: masterKeyFromSettings({ devMode: true }).masterKey,
       queue: { connection: { url: redisServer.url, maxRetriesPerRequest: 1 }, prefix },
       operationPollMs: 100,
     })
@@ -340,6 +344,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       db,
       app,
       simulator: options.simulator,
+      apiServerPort: apiServer.port,
       workers,
       startWorker,
       liveWorkers: () => workers.filter((w) => w.alive()),
