@@ -85,7 +85,7 @@ async function until<T>(what: string, check: () => Promise<T | undefined | false
 }
 
 /** A Cluster as Kiln's driver applies it (field manager kiln). */
-const applyCluster = (topology: Record<string, unknown>, clusterName = name) =>
+const applyCluster = (topology: Record<string, unknown>, clusterName = name, paused = false) =>
   kubectl(
     ['apply', '--server-side', '--field-manager', 'kiln', '-f', '-'],
     stringify({
@@ -96,7 +96,7 @@ const applyCluster = (topology: Record<string, unknown>, clusterName = name) =>
         namespace: ns,
         labels: { 'app.kubernetes.io/managed-by': 'kiln', 'kiln.dev/cluster-id': '0a1b2c3d-0000' },
       },
-      spec: { topology },
+      spec: { paused, topology },
     }),
   )
 
@@ -111,7 +111,7 @@ const topology = (version: string, workers: number) => ({
         name: 'workers-az-1',
         replicas: workers,
         failureDomain: 'az-1',
-        metadata: { labels: { 'kiln.dev/node-group': 'workers' } },
+        metadata: { labels: { 'kiln.dev/node-group': 'workers' } as Record<string, string> },
       },
     ],
   },
@@ -122,6 +122,19 @@ const running = async (selector = `cluster.x-k8s.io/cluster-name=${name}`) =>
   (await list('machines.cluster.x-k8s.io', selector)).filter((x) => x.status?.phase === 'Running')
 
 describe('the Cluster API stand-in', () => {
+  it('leaves a paused Cluster alone, saying so', async () => {
+    // Kiln applies its Cluster paused until it has written the cluster's certificates.
+    await applyCluster(topology('v1.31.0', 2), name, true)
+    const cluster = await until('the Cluster Paused', async () => {
+      const c = await get('clusters.cluster.x-k8s.io', name)
+      return conditionOf(c, 'Paused')?.status === 'True' && c
+    })
+    expect(conditionOf(cluster, 'Paused')?.reason).toBe('Paused')
+    await m.standIn.reconcileOnce()
+    expect(await list('kubeadmcontrolplanes.controlplane.cluster.x-k8s.io')).toEqual([])
+    expect(cluster.metadata.finalizers ?? []).toEqual([])
+  })
+
   it('provisions a Cluster with a topology: infrastructure, control plane, workers, Machines Running', async () => {
     await applyCluster(topology('v1.31.0', 2))
 
@@ -328,6 +341,18 @@ describe('the Cluster API stand-in', () => {
     })
   }, 20_000)
 
+  it('gives existing Machines new topology labels in place, without replacing them', async () => {
+    const before = (await running(workerSelector)).map((x) => x.metadata.name).sort()
+    const relabelled = topology('v1.31.0', 2)
+    relabelled.workers.machineDeployments[0]!.metadata.labels['kiln.dev/team'] = 'storage'
+    await applyCluster(relabelled)
+    await until('both workers labelled', async () => {
+      const all = await list('machines.cluster.x-k8s.io', workerSelector)
+      return all.length === 2 && all.every((x) => x.metadata.labels?.['kiln.dev/team'] === 'storage') && all
+    })
+    expect((await running(workerSelector)).map((x) => x.metadata.name).sort()).toEqual(before)
+  })
+
   it('rolls a version change out: the control plane first, then the workers', async () => {
     await applyCluster(topology('v1.32.0', 2))
     let sawRollingOut = false
@@ -378,6 +403,8 @@ describe('the Cluster API stand-in', () => {
 
   it('deletes everything of a deleted Cluster, then its finalizer', async () => {
     await kubectl(['delete', 'clusters.cluster.x-k8s.io', name, '-n', ns, '--wait=false'])
+    // Deletion is graceful: the Cluster stays, Deleting, until Cluster API removes its finalizer.
+    let sawDeleting = false
     await until(
       'the Cluster and everything it had gone',
       async () => {
@@ -393,11 +420,24 @@ describe('the Cluster API stand-in', () => {
             'kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io',
           ].map((kind) => list(kind)),
         )
-        const cluster = await m.mgmt.kubectl(['get', 'clusters.cluster.x-k8s.io', name, '-n', ns])
+        const cluster = await m.mgmt.kubectl([
+          'get',
+          'clusters.cluster.x-k8s.io',
+          name,
+          '-n',
+          ns,
+          '-o',
+          'json',
+        ])
+        if (cluster.code === 0) {
+          const live = JSON.parse(cluster.stdout) as Obj & { metadata: { deletionTimestamp?: string } }
+          if (live.metadata.deletionTimestamp && live.status?.phase === 'Deleting') sawDeleting = true
+        }
         return left.every((l) => l.length === 0) && cluster.code !== 0
       },
       30_000,
     )
+    expect(sawDeleting).toBe(true)
     // The ClusterClass and its templates (not the stand-in's) are untouched; the MHC is Kiln's to delete.
     expect(
       (
@@ -417,4 +457,8 @@ describe('the Cluster API stand-in', () => {
       await kubectl(['get', 'clusterclasses.cluster.x-k8s.io', 'kiln-simulated', '-n', ns, '-o', 'name']),
     ).toContain('kiln-simulated')
   }, 40_000)
+
+  it('had every write it made accepted by the API server', () => {
+    expect(m.standInLog.filter((e) => e.msg === 'reconcile failed')).toEqual([])
+  })
 })
