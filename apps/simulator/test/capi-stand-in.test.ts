@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { stringify } from 'yaml'
 import { type ManagementCluster, startManagementCluster } from './capi-support.ts'
@@ -49,7 +51,8 @@ interface Obj {
 }
 
 beforeAll(async () => {
-  m = await startManagementCluster()
+  // The in-process stand-in keeps to its namespace: the process test runs its own elsewhere.
+  m = await startManagementCluster({ standIn: { namespaces: [ns] } })
   await m.namespace(ns)
 }, 120_000)
 afterAll(async () => {
@@ -233,6 +236,17 @@ describe('the Cluster API stand-in', () => {
       ]),
     ).metadata.managedFields.map((f: { manager: string }) => f.manager)
     expect(managers).toEqual(expect.arrayContaining(['kiln', 'capi-controller-stand-in']))
+
+    // Settled, it writes nothing more: no resourceVersion churn for watchers.
+    const version = async () =>
+      (
+        JSON.parse(await kubectl(['get', 'machines.cluster.x-k8s.io', '-n', ns, '-o', 'json'])) as {
+          metadata: { resourceVersion: string }
+        }
+      ).metadata.resourceVersion
+    const settled = await version()
+    await new Promise((r) => setTimeout(r, 1_500))
+    expect(await version()).toBe(settled)
   }, 40_000)
 
   it('scales down by deleting the Machine annotated cluster.x-k8s.io/delete-machine first', async () => {
@@ -461,4 +475,50 @@ describe('the Cluster API stand-in', () => {
   it('had every write it made accepted by the API server', () => {
     expect(m.standInLog.filter((e) => e.msg === 'reconcile failed')).toEqual([])
   })
+
+  it('runs as a process (KUBECONFIG, CAPI_NAMESPACES), logging JSON lines, and stops on SIGTERM', async () => {
+    const other = 'capi-process'
+    await m.namespace(other)
+    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/simulator/src/capi/main.ts'], {
+      env: { ...process.env, KUBECONFIG: m.kubeconfigPath, CAPI_NAMESPACES: other, CAPI_INTERVAL_MS: '50' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.on('data', (d) => (output += d))
+    child.stderr.on('data', (d) => (output += d))
+    try {
+      await kubectl(
+        ['apply', '--server-side', '--field-manager', 'kiln', '-f', '-'],
+        stringify({
+          apiVersion: 'cluster.x-k8s.io/v1beta2',
+          kind: 'Cluster',
+          metadata: { name: 'solo', namespace: other },
+          spec: {
+            topology: {
+              classRef: { name: 'kiln-simulated' },
+              version: 'v1.31.0',
+              controlPlane: { replicas: 1 },
+            },
+          },
+        }),
+      )
+      await until('the process to make the Cluster Available', async () => {
+        const c = JSON.parse(
+          await kubectl(['get', 'clusters.cluster.x-k8s.io', 'solo', '-n', other, '-o', 'json']),
+        ) as Obj
+        return conditionOf(c, 'Available')?.status === 'True'
+      })
+    } finally {
+      child.kill('SIGTERM')
+    }
+    const [code] = await once(child, 'exit')
+    expect(code, output).toBe(0)
+    const lines = output
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { msg: string })
+    expect(lines[0]).toMatchObject({ msg: 'Cluster API stand-in started', namespaces: [other] })
+    expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['created', 'machine phase']))
+    expect(lines.at(-1)).toMatchObject({ msg: 'Cluster API stand-in stopped', signal: 'SIGTERM' })
+  }, 40_000)
 })
