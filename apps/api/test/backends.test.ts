@@ -5,7 +5,7 @@ import { testIronicConfig } from '../../../test/support/ironic.ts'
 import type { KilnApp } from '../src/app.ts'
 import { expectProblem, pointersOf } from './helpers.ts'
 
-// Registering bare-metal backends through the API: the config is checked field by field before it
+// Registering bare-metal and Cluster API backends through the API: the config is checked field by field before it
 // is stored, never returned, replaceable, and a backend goes only once no template uses it.
 
 let api: TestApi
@@ -96,11 +96,30 @@ describe('POST /v1/backends', () => {
     expect(await api.db.backend.count({ where: { name: 'metal-c' } })).toBe(0)
   })
 
-  it('registers only Ironic backends: the simulator is seeded, Cluster API has no driver (422 naming kind)', async () => {
-    for (const kind of ['simulator', 'capi']) {
-      const problem = expectProblem(await create({ name: `x-${kind}`, kind, config: {} }), 422)
-      expect(pointersOf(problem)).toEqual(['/kind'])
+  it('registers Ironic and Cluster API backends, not the seeded simulator (422 naming kind)', async () => {
+    const problem = expectProblem(await create({ name: 'x-simulator', kind: 'simulator', config: {} }), 422)
+    expect(pointersOf(problem)).toEqual(['/kind'])
+
+    const capi = {
+      kubeconfig: { env: 'KILN_CAPI_KUBECONFIG' },
+      namespace: 'kiln-clusters',
+      clusterClass: 'kiln-openstack',
     }
+    const res = await create({ name: 'openstack', kind: 'capi', config: capi })
+    expect(res.statusCode, res.body).toBe(201)
+    expect(res.json()).toMatchObject({ name: 'openstack', kind: 'capi' })
+    expect(res.body).not.toContain('KILN_CAPI_KUBECONFIG')
+    // The kubeconfig is a reference, never the credentials themselves; names are Kubernetes names.
+    const refused = expectProblem(
+      await create({
+        name: 'openstack-2',
+        kind: 'capi',
+        config: { ...capi, kubeconfig: 'apiVersion: v1\nkind: Config', namespace: 'Not_A_Namespace' },
+      }),
+      422,
+    )
+    expect(pointersOf(refused).sort()).toEqual(['/config/kubeconfig', '/config/namespace'])
+    expect(await api.db.backend.count({ where: { name: 'openstack-2' } })).toBe(0)
     expect(
       pointersOf(expectProblem(await create({ name: 'Bad_Name', kind: 'ironic', config: {} }), 400)),
     ).toEqual(['/name'])

@@ -2,10 +2,16 @@ import type { Database } from '@kiln/db'
 import type { Driver } from '@kiln/drivers'
 import type { DriverCache } from './driver-cache.ts'
 
-// Machine classes of backends that discover their hardware (Ironic) are the backend's to say: the
-// worker copies what `capabilities()` reports into the catalogue, so `GET /v1/machine-classes`,
-// templates and quotas treat them like any other class. Seeded backends (the simulator) keep theirs.
-const discoveringKinds = ['ironic'] as const
+// Machine classes of backends that discover them (Ironic's hardware, a Cluster API ClusterClass's
+// machine templates) are the backend's to say: the worker copies what `capabilities()` reports into
+// the catalogue, so `GET /v1/machine-classes`, templates and quotas treat them like any other class.
+// Seeded backends (the simulator) keep theirs.
+const discoveringKinds = ['ironic', 'capi'] as const
+
+const describedAs: Record<(typeof discoveringKinds)[number], (backend: string) => string> = {
+  ironic: (backend) => `Bare metal from Ironic backend ${backend}.`,
+  capi: (backend) => `Cloud machines through Cluster API backend ${backend}.`,
+}
 
 export interface CatalogueSync {
   backend: string
@@ -51,7 +57,7 @@ export async function syncMachineClasses(db: Database, drivers: DriverCache): Pr
           ...data,
           name: mc.name,
           backendId: backend.id,
-          description: `Bare metal from Ironic backend ${backend.name}.`,
+          description: describedAs[backend.kind as (typeof discoveringKinds)[number]](backend.name),
         },
       })
       result.synced.push(mc.name)

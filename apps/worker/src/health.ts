@@ -102,13 +102,16 @@ export function healthChecker(deps: HealthDeps) {
       const unreleased = rows.filter((m) => m.phase === 'Releasing')
       const backend = cluster.template.backend
       let observed: ObservedState
+      // Backends that replace broken machines themselves (a MachineHealthCheck) are left to it.
+      let remediates = false
       try {
-        observed = await drivers.use(backend, (driver) =>
-          driver.observe(
+        observed = await drivers.use(backend, (driver) => {
+          remediates = driver.remediatesMachines === true
+          return driver.observe(
             { id: cluster.id, name: cluster.name },
             live.map((m) => m.name),
-          ),
-        )
+          )
+        })
       } catch (error) {
         // A driver that breaks its promise not to throw has told us nothing about the machines either.
         const why = error instanceof Error ? error.message : String(error)
@@ -182,7 +185,7 @@ export function healthChecker(deps: HealthDeps) {
             )
           } else {
             const describe = (e: (typeof sick)[number]) =>
-              due.includes(e)
+              due.includes(e) || remediates
                 ? `${e.row.name}: ${e.observed.reason}`
                 : `${e.row.name}: ${e.observed.reason} (replaced at ${clockOf(new Date((e.unhealthySince ?? now).getTime() + options.repairGraceMs).toISOString())} unless it recovers)`
             const parts = [
@@ -240,10 +243,10 @@ export function healthChecker(deps: HealthDeps) {
           })
         }
         if (!reachable || sick.length > budget) return null
-        if (due.length === 0 && unreleased.length === 0) return null
+        if ((due.length === 0 || remediates) && unreleased.length === 0) return null
         // Still under the row lock taken above: the row read then is the one to start from.
         return startClusterOperation(tx, actor, locked, 'cluster.repair', {
-          unhealthy: due.map((e) => e.row.name),
+          unhealthy: remediates ? [] : due.map((e) => e.row.name),
           ...(unreleased.length > 0 ? { unreleased: unreleased.map((m) => m.name) } : {}),
         })
       })

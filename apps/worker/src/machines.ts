@@ -107,7 +107,12 @@ async function capacityNeeds(db: Queryable, clusterId: string, plan: GroupPlan) 
   ].map((zone) => ({ machineClass: plan.machineClass, zone, count: 1 }))
 }
 
-export function specOf(machine: Machine, plan: Pick<GroupPlan, 'labels' | 'taints'>): MachineSpec {
+export function specOf(
+  machine: Machine,
+  plan: Pick<GroupPlan, 'labels' | 'taints'> & { nodeGroup?: NodeGroup | null },
+): MachineSpec {
+  const ng = plan.nodeGroup
+  const autoscaled = (ng?.features as { autoscaler?: { enabled?: boolean } } | undefined)?.autoscaler?.enabled
   return {
     name: machine.name,
     machineClass: machine.machineClass,
@@ -116,6 +121,14 @@ export function specOf(machine: Machine, plan: Pick<GroupPlan, 'labels' | 'taint
     kubernetesVersion: machine.kubernetesVersion,
     labels: plan.labels,
     taints: plan.taints,
+    ...(ng
+      ? {
+          nodeGroup: {
+            name: ng.name,
+            ...(autoscaled ? { autoscaling: { minCount: ng.minCount, maxCount: ng.maxCount } } : {}),
+          },
+        }
+      : {}),
   }
 }
 

@@ -622,9 +622,63 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     }
   }
 
+  /**
+   * Backends that roll machines themselves (Cluster API: the control plane first, then each
+   * MachineDeployment): Kiln sets the version and follows the rollout, showing its progress in the
+   * cluster's Progressing condition, until every machine of `part` runs the version. A cancel stops
+   * the following (the backend finishes what it started: a half-rolled group is still a working one).
+   */
+  const rollOut = async (s: OperationScope, op: Operation, part: 'control-plane' | 'workers') => {
+    const target = s.spec.kubernetesVersion
+    let shown = ''
+    for (;;) {
+      const progress = await s.driver.rollOut!(s.ref, target, part)
+      if (progress.done) break
+      if (progress.message !== shown) {
+        shown = progress.message
+        await db.$transaction((tx) =>
+          updateClusterStatus(
+            tx,
+            op,
+            (status, now) => ({
+              conditions: condition(
+                status.conditions,
+                now,
+                'Progressing',
+                'True',
+                'RollingOut',
+                progress.message,
+              ),
+            }),
+            {},
+            'cluster.rolling-out',
+          ),
+        )
+      }
+      const current = await db.operation.findUnique({
+        where: { id: op.id },
+        select: { cancelRequested: true },
+      })
+      if (current?.cancelRequested) return { message: `Cancelled while rolling out: ${progress.message}.` }
+    }
+    await db.machine.updateMany({
+      where: { clusterId: s.cluster.id, role: part === 'control-plane' ? 'control-plane' : 'worker' },
+      data: { kubernetesVersion: target },
+    })
+    return {
+      message:
+        part === 'control-plane'
+          ? `Control plane on ${target}; the backend rolled it.`
+          : `${s.plans.length - 1} node groups on ${target}; the backend rolled them.`,
+    }
+  }
+
   const upgrade: OperationDefinition = {
     steps: {
       'reserve-capacity': scoped(async (s) => {
+        // Such a backend surges within its own capacity; Kiln's count of machines does not change.
+        if (s.driver.rollOut)
+          return { skipped: true, message: 'The backend rolls machines within its own capacity.' }
         const needs = s.plans.map((p) => ({
           machineClass: p.machineClass,
           zone: p.zones[0] ?? 'default',
@@ -637,10 +691,12 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
         return { message: 'Capacity for surge machines is available.' }
       }),
       'upgrade-control-plane': scoped(async (s, op) => {
+        if (s.driver.rollOut) return rollOut(s, op, 'control-plane')
         await upgradeGroup(s, op.id, s.plans[0]!, s.spec.kubernetesVersion, 1, 0)
         return { message: `Control plane on ${s.spec.kubernetesVersion}.` }
       }),
       'upgrade-node-groups': scoped(async (s, op) => {
+        if (s.driver.rollOut) return rollOut(s, op, 'workers')
         for (const plan of s.plans.slice(1)) {
           await upgradeGroup(
             s,

@@ -178,8 +178,8 @@ export interface paths {
         get: operations["listBackends"];
         put?: never;
         /**
-         * Register a bare-metal backend (platform admins)
-         * @description Registers an OpenStack Ironic backend. The config is checked before it is stored (422 naming the field); the worker then reads the backend’s machine classes and zones from Ironic (at most `CATALOGUE_INTERVAL_MS` later), and templates can use them.
+         * Register a bare-metal or Cluster API backend (platform admins)
+         * @description Registers an OpenStack Ironic backend (bare metal) or a Cluster API management cluster (clouds). The config is checked before it is stored (422 naming the field); the worker then reads the backend’s machine classes and zones — from Ironic, or from the ClusterClass’s machine templates — (at most `CATALOGUE_INTERVAL_MS` later), and templates can use them.
          */
         post: operations["createBackend"];
         delete?: never;
@@ -4283,11 +4283,22 @@ export interface components {
          *         }
          *       }
          *     }
+         * @example {
+         *       "name": "openstack",
+         *       "kind": "capi",
+         *       "config": {
+         *         "kubeconfig": {
+         *           "file": "/etc/kiln/management.kubeconfig"
+         *         },
+         *         "namespace": "kiln-clusters",
+         *         "clusterClass": "kiln-openstack"
+         *       }
+         *     }
          */
         BackendCreate: {
             name: string;
             kind: components["schemas"]["BackendKind"];
-            /** @description How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
+            /** @description How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. For `capi`: `kubeconfig` of the management cluster (`{"env": NAME}` or `{"file": PATH}`), `namespace`, `clusterClass`, and optionally `variables`, `controlPlaneEndpoint`, `machineHealthCheck` and `waitSeconds` — see docs/capi.md. Never returned. */
             config: {
                 [key: string]: unknown;
             };
@@ -4319,7 +4330,7 @@ export interface components {
          *     }
          */
         BackendUpdate: {
-            /** @description Replaces the whole config. How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned. */
+            /** @description Replaces the whole config. How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. For `capi`: `kubeconfig` of the management cluster (`{"env": NAME}` or `{"file": PATH}`), `namespace`, `clusterClass`, and optionally `variables`, `controlPlaneEndpoint`, `machineHealthCheck` and `waitSeconds` — see docs/capi.md. Never returned. */
             config: {
                 [key: string]: unknown;
             };

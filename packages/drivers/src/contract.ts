@@ -7,7 +7,8 @@ export interface ClusterRef {
   name: string
   /**
    * What a machine needs to form or join the cluster. Drivers whose machines run kubeadm themselves
-   * (bare metal) call it from `bootstrap` and `joinMachines`; the others never do. A function, because
+   * (bare metal) call it from `bootstrap` and `joinMachines`; Cluster API's driver hands Kiln's
+   * authorities to Cluster API from `bootstrap`; the simulator never calls it. A function, because
    * it unseals the cluster's keys and, once the control plane runs, makes sure it accepts the token.
    */
   bootstrapMaterial?: () => Promise<BootstrapMaterial>
@@ -53,6 +54,21 @@ export interface MachineSpec {
   kubernetesVersion: string
   labels: Record<string, string>
   taints: Taint[]
+  /** The worker's node group, for backends that keep machines in groups of their own (Cluster API). */
+  nodeGroup?: NodeGroupSpec
+}
+
+export interface NodeGroupSpec {
+  name: string
+  /** The autoscaler's bounds, when it is on for the group. */
+  autoscaling?: { minCount: number; maxCount: number }
+}
+
+/** How far a backend that replaces machines itself has rolled a cluster onto a version. */
+export interface RolloutProgress {
+  done: boolean
+  /** What is still rolling, for people: "control plane 2/3 on v1.32.0". */
+  message: string
 }
 
 export interface MachineRef {
@@ -181,5 +197,17 @@ export interface Driver {
    * that does not answer as `Unknown` machines with `backendReachable: false`.
    */
   observe(cluster: ClusterRef, machineNames: string[]): Promise<ObservedState>
+  /**
+   * Backends that roll machines onto a new Kubernetes version themselves (Cluster API): sets the
+   * cluster's version and waits (bounded) while the backend replaces the machines of `part`,
+   * reporting progress. Idempotent; the engine calls it again until `done`. Without it the engine
+   * replaces machines one by one through `ensureMachines` and `releaseMachines`.
+   */
+  rollOut?(cluster: ClusterRef, version: string, part: 'control-plane' | 'workers'): Promise<RolloutProgress>
+  /**
+   * The backend replaces unhealthy machines itself (a MachineHealthCheck): Kiln reports them and
+   * leaves their repair to it, instead of replacing them a second time.
+   */
+  readonly remediatesMachines?: boolean
   close(): Promise<void>
 }

@@ -1,3 +1,6 @@
+export * from './backend-config.ts'
+export * from './capi/capi.ts'
+export * from './capi/config.ts'
 export * from './contract.ts'
 export * from './ironic/client.ts'
 export * from './ironic/config.ts'

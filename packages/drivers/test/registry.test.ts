@@ -1,5 +1,6 @@
 import { allBackendKinds } from '@kiln/domain'
 import { describe, expect, it } from 'vitest'
+import { CapiDriver } from '../src/capi/capi.ts'
 import { DriverError } from '../src/contract.ts'
 import { IronicDriver } from '../src/ironic/ironic.ts'
 import { createDriver, driverRegistry } from '../src/registry.ts'
@@ -39,26 +40,23 @@ describe('driver registry', () => {
     await driver.close()
   })
 
-  it('kinds without a driver in this build fail every call as a user error naming the kind', async () => {
-    for (const kind of ['capi'] as const) {
-      const driver = createDriver({ name: kind, kind, config: {} }, deps)
-      const cluster = { id: 'c', name: 'c' }
-      for (const call of [
-        () => driver.capabilities(),
-        () => driver.ensureMachines(cluster, []),
-        () => driver.releaseMachines(cluster, ['m']),
-        () => driver.bootstrap(cluster, []),
-        () => driver.joinMachines(cluster, []),
-        () => driver.observe(cluster, []),
-      ]) {
-        const error = await call().catch((e: unknown) => e)
-        expect(error).toBeInstanceOf(DriverError)
-        expect((error as DriverError).code).toBe('ERR_NOT_SUPPORTED')
-        expect((error as DriverError).errorClass).toBe('user')
-        expect((error as DriverError).message).toContain(kind)
-      }
-      await expect(driver.close()).resolves.toBeUndefined()
+  it('builds the Cluster API driver; a config it cannot use fails every call as a user error naming the field', async () => {
+    const driver = createDriver({ name: 'clouds', kind: 'capi', config: { namespace: 'kiln' } }, deps)
+    expect(driver).toBeInstanceOf(CapiDriver)
+    const cluster = { id: 'c', name: 'c' }
+    for (const call of [
+      () => driver.capabilities(),
+      () => driver.releaseMachines(cluster, ['m']),
+      () => driver.bootstrap(cluster, [{ name: 'm', externalId: 'x', zone: 'z', machineClass: 'c' }]),
+      () => driver.observe(cluster, ['m']),
+    ]) {
+      const error = await call().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(DriverError)
+      expect((error as DriverError).code).toBe('ERR_INVALID_REQUEST')
+      expect((error as DriverError).errorClass).toBe('user')
+      expect((error as DriverError).message).toContain('config.kubeconfig')
     }
+    await expect(driver.close()).resolves.toBeUndefined()
   })
 
   it('builds the Ironic driver, and refuses a config it cannot use, naming the field', () => {

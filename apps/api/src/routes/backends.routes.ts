@@ -1,6 +1,6 @@
 import { type Backend, isUniqueViolation, isUuid, pageInMemory, type Queryable, recordAudit } from '@kiln/db'
 import { DomainError, ErrorCode, invalidSpec, notFound, type Violation } from '@kiln/domain'
-import { ironicConfigViolations } from '@kiln/drivers'
+import { capiConfigViolations, ironicConfigViolations } from '@kiln/drivers'
 import Type from 'typebox'
 import { actorOf } from '../auth.ts'
 import { respondOnce } from '../idempotency.ts'
@@ -9,16 +9,22 @@ import { BackendKindRef, BackendListSchema, BackendSchema, ListQuery, named, ref
 import { problemResponses } from '../shared-answers.ts'
 import { backendView } from '../views.ts'
 
-// Backends: where machines come from. Platform admins register bare-metal (Ironic) backends here; the
-// worker then reads their machine classes from Ironic into the catalogue. The simulated data centre
-// is seeded at start, and the Cluster API kind has no driver yet, so neither is registered here.
+// Backends: where machines come from. Platform admins register bare-metal (Ironic) and cloud (Cluster
+// API) backends here; the worker then reads their machine classes into the catalogue. The simulated
+// data centre is seeded at start, so it is not registered here.
 
 const BackendParams = Type.Object({
   backend: Type.String({ maxLength: 63, description: 'Backend name or id.', examples: ['sim'] }),
 })
 
 const configDescription =
-  'How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. Never returned.'
+  'How the driver reaches the backend. For `ironic`: `url`, `auth` (none, token or Keystone; secrets as `{"env": NAME}` or `{"file": PATH}`, never values), `tls`, `machineClasses`, `zoneProperty`, `images`, `controlPlaneEndpoint` and `timeouts` — see the README. For `capi`: `kubeconfig` of the management cluster (`{"env": NAME}` or `{"file": PATH}`), `namespace`, `clusterClass`, and optionally `variables`, `controlPlaneEndpoint`, `machineHealthCheck` and `waitSeconds` — see docs/capi.md. Never returned.'
+
+const capiExample = {
+  kubeconfig: { file: '/etc/kiln/management.kubeconfig' },
+  namespace: 'kiln-clusters',
+  clusterClass: 'kiln-openstack',
+}
 
 const ironicExample = {
   url: 'https://ironic.dc.example.org:6385',
@@ -39,7 +45,13 @@ const BackendCreate = Type.Object(
     kind: BackendKindRef,
     config: Type.Object({}, { additionalProperties: true, description: configDescription }),
   },
-  { additionalProperties: false, examples: [{ name: 'metal', kind: 'ironic', config: ironicExample }] },
+  {
+    additionalProperties: false,
+    examples: [
+      { name: 'metal', kind: 'ironic', config: ironicExample },
+      { name: 'openstack', kind: 'capi', config: capiExample },
+    ],
+  },
 )
 
 const BackendUpdate = Type.Object(
@@ -54,18 +66,17 @@ const BackendUpdate = Type.Object(
 
 /** What keeps a kind and config from being registered, as violations of the request body. */
 function configViolations(kind: string, config: unknown): Violation[] {
-  if (kind !== 'ironic') {
+  const check =
+    kind === 'ironic' ? ironicConfigViolations : kind === 'capi' ? capiConfigViolations : undefined
+  if (!check)
     return [
       {
         pointer: '/kind',
         message:
-          kind === 'simulator'
-            ? 'The simulated data centre is seeded at start; only ironic backends are registered here.'
-            : `Backends of kind '${kind}' have no driver in this build; only ironic backends are registered here.`,
+          'The simulated data centre is seeded at start; only ironic and capi backends are registered here.',
       },
     ]
-  }
-  return ironicConfigViolations(config).map((v) => ({ pointer: `/config${v.pointer}`, message: v.message }))
+  return check(config).map((v) => ({ pointer: `/config${v.pointer}`, message: v.message }))
 }
 
 async function findBackend(db: Queryable, ref: string): Promise<Backend> {
@@ -127,9 +138,9 @@ export function registerBackendRoutes(app: KilnApp, { db }: RouteDeps) {
       config: { permission: 'catalogue:write' },
       schema: {
         operationId: 'createBackend',
-        summary: 'Register a bare-metal backend (platform admins)',
+        summary: 'Register a bare-metal or Cluster API backend (platform admins)',
         description:
-          'Registers an OpenStack Ironic backend. The config is checked before it is stored (422 naming the field); the worker then reads the backend’s machine classes and zones from Ironic (at most `CATALOGUE_INTERVAL_MS` later), and templates can use them.',
+          'Registers an OpenStack Ironic backend (bare metal) or a Cluster API management cluster (clouds). The config is checked before it is stored (422 naming the field); the worker then reads the backend’s machine classes and zones — from Ironic, or from the ClusterClass’s machine templates — (at most `CATALOGUE_INTERVAL_MS` later), and templates can use them.',
         tags: ['backends'],
         headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String()) }),
         body: ref(BackendCreateBody),

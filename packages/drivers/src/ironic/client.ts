@@ -1,8 +1,12 @@
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
+import { readSecret as readReference } from '../backend-config.ts'
 import { DriverError } from '../contract.ts'
-import type { IronicAuth, IronicTls, SecretReference } from './config.ts'
+import type { IronicAuth, IronicTls } from './config.ts'
+
+const readSecret = (reference: Parameters<typeof readReference>[0], what: string) =>
+  readReference(reference, `Ironic backend's ${what}`)
 
 /**
  * The microversion every request pins. 1.56 is the oldest with everything the driver uses: the
@@ -10,19 +14,6 @@ import type { IronicAuth, IronicTls, SecretReference } from './config.ts'
  * Without the header Ironic answers as 1.1, where node names and `available` do not exist.
  */
 export const ironicMicroversion = '1.56'
-
-function readSecret(reference: SecretReference, what: string): string {
-  const value = 'file' in reference ? readFileSync(reference.file, 'utf8').trim() : process.env[reference.env]
-  if (!value) {
-    const where =
-      'file' in reference ? `the file ${reference.file}` : `the environment variable ${reference.env}`
-    throw new DriverError(
-      'ERR_INVALID_REQUEST',
-      `The Ironic backend's ${what} is not set: give ${where} a value.`,
-    )
-  }
-  return value
-}
 
 export interface IronicConnection {
   /** Ironic's API root, e.g. https://ironic.dc.example.org:6385 */

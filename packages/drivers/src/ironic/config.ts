@@ -1,5 +1,6 @@
 import { schemaViolations, type Violation } from '@kiln/domain'
 import Type from 'typebox'
+import { checkBackendConfig, SecretReferenceSchema } from '../backend-config.ts'
 import { DriverError } from '../contract.ts'
 
 // A bare-metal backend's config, as stored in its `config` column and as platform admins send it to
@@ -7,32 +8,7 @@ import { DriverError } from '../contract.ts'
 
 const httpUrl = (description: string) => Type.String({ pattern: '^https?://', maxLength: 2048, description })
 
-// Secrets are named, never stored: the config lives in the database, so it holds the name of an
-// environment variable or a file (a mounted Kubernetes or Docker secret) instead of the value.
-const SecretReferenceSchema = Type.Union(
-  [
-    Type.Object(
-      {
-        env: Type.String({
-          minLength: 1,
-          description: 'An environment variable of the worker holding the secret.',
-        }),
-      },
-      { additionalProperties: false },
-    ),
-    Type.Object(
-      {
-        file: Type.String({
-          minLength: 1,
-          description: 'A file holding the secret; read on every use, so a rotated file is picked up.',
-        }),
-      },
-      { additionalProperties: false },
-    ),
-  ],
-  { description: '{"env": NAME} or {"file": PATH}: where the worker reads the secret' },
-)
-export type SecretReference = Type.Static<typeof SecretReferenceSchema>
+export type { SecretReference } from '../backend-config.ts'
 
 const IronicAuthSchema = Type.Union([
   Type.Object(
@@ -199,14 +175,8 @@ export const ironicConfigViolations = (config: unknown): Violation[] =>
   schemaViolations(IronicConfigSchema, config)
 
 /** Refuses a config the driver cannot work with, naming the field, before any call is made. */
-export function checkIronicConfig(config: unknown): IronicConfig {
-  const violations = ironicConfigViolations(config)
-  if (violations.length > 0) {
-    const named = violations.map((v) => `config${v.pointer.replaceAll('/', '.')} ${v.message}`).join('; ')
-    throw new DriverError('ERR_INVALID_REQUEST', `The Ironic backend's ${named}.`)
-  }
-  return config as IronicConfig
-}
+export const checkIronicConfig = (config: unknown): IronicConfig =>
+  checkBackendConfig(IronicConfigSchema, 'Ironic', config)
 
 /**
  * The image to deploy: the template's when it names one; else the backend's for the exact version,
