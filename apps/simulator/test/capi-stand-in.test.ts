@@ -276,7 +276,8 @@ describe('the Cluster API stand-in', () => {
   }, 20_000)
 
   it('keeps a Machine beyond a flavor quota Provisioning with the message CAPO gives', async () => {
-    m.standIn.setQuota('m1.medium', undefined, 1)
+    // The control plane Machine and one worker are m1.medium servers already.
+    m.standIn.setQuota('m1.medium', undefined, 2)
     await applyCluster(topology('v1.31.0', 2))
     const blocked = await until('a Machine blocked by quota', async () => {
       const machines = await list('machines.cluster.x-k8s.io', workerSelector)
@@ -284,7 +285,7 @@ describe('the Cluster API stand-in', () => {
     })
     expect(blocked.status?.phase).toBe('Provisioning')
     expect(conditionOf(blocked, 'InfrastructureReady')?.message).toContain(
-      'Quota exceeded for instances: Requested 1, but already used 1 of 1 instances',
+      'Quota exceeded for instances: Requested 1, but already used 2 of 2 instances',
     )
     m.standIn.setQuota('m1.medium', undefined, -1)
     await until(
