@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { stringify } from 'yaml'
 import { type ManagementCluster, startManagementCluster } from './capi-support.ts'
@@ -49,7 +51,8 @@ interface Obj {
 }
 
 beforeAll(async () => {
-  m = await startManagementCluster()
+  // The in-process stand-in keeps to its namespace: the process test runs its own elsewhere.
+  m = await startManagementCluster({ standIn: { namespaces: [ns] } })
   await m.namespace(ns)
 }, 120_000)
 afterAll(async () => {
@@ -85,7 +88,7 @@ async function until<T>(what: string, check: () => Promise<T | undefined | false
 }
 
 /** A Cluster as Kiln's driver applies it (field manager kiln). */
-const applyCluster = (topology: Record<string, unknown>, clusterName = name) =>
+const applyCluster = (topology: Record<string, unknown>, clusterName = name, paused = false) =>
   kubectl(
     ['apply', '--server-side', '--field-manager', 'kiln', '-f', '-'],
     stringify({
@@ -96,7 +99,7 @@ const applyCluster = (topology: Record<string, unknown>, clusterName = name) =>
         namespace: ns,
         labels: { 'app.kubernetes.io/managed-by': 'kiln', 'kiln.dev/cluster-id': '0a1b2c3d-0000' },
       },
-      spec: { topology },
+      spec: { paused, topology },
     }),
   )
 
@@ -111,7 +114,7 @@ const topology = (version: string, workers: number) => ({
         name: 'workers-az-1',
         replicas: workers,
         failureDomain: 'az-1',
-        metadata: { labels: { 'kiln.dev/node-group': 'workers' } },
+        metadata: { labels: { 'kiln.dev/node-group': 'workers' } as Record<string, string> },
       },
     ],
   },
@@ -122,6 +125,19 @@ const running = async (selector = `cluster.x-k8s.io/cluster-name=${name}`) =>
   (await list('machines.cluster.x-k8s.io', selector)).filter((x) => x.status?.phase === 'Running')
 
 describe('the Cluster API stand-in', () => {
+  it('leaves a paused Cluster alone, saying so', async () => {
+    // Kiln applies its Cluster paused until it has written the cluster's certificates.
+    await applyCluster(topology('v1.31.0', 2), name, true)
+    const cluster = await until('the Cluster Paused', async () => {
+      const c = await get('clusters.cluster.x-k8s.io', name)
+      return conditionOf(c, 'Paused')?.status === 'True' && c
+    })
+    expect(conditionOf(cluster, 'Paused')?.reason).toBe('Paused')
+    await m.standIn.reconcileOnce()
+    expect(await list('kubeadmcontrolplanes.controlplane.cluster.x-k8s.io')).toEqual([])
+    expect(cluster.metadata.finalizers ?? []).toEqual([])
+  })
+
   it('provisions a Cluster with a topology: infrastructure, control plane, workers, Machines Running', async () => {
     await applyCluster(topology('v1.31.0', 2))
 
@@ -220,6 +236,17 @@ describe('the Cluster API stand-in', () => {
       ]),
     ).metadata.managedFields.map((f: { manager: string }) => f.manager)
     expect(managers).toEqual(expect.arrayContaining(['kiln', 'capi-controller-stand-in']))
+
+    // Settled, it writes nothing more: no resourceVersion churn for watchers.
+    const version = async () =>
+      (
+        JSON.parse(await kubectl(['get', 'machines.cluster.x-k8s.io', '-n', ns, '-o', 'json'])) as {
+          metadata: { resourceVersion: string }
+        }
+      ).metadata.resourceVersion
+    const settled = await version()
+    await new Promise((r) => setTimeout(r, 1_500))
+    expect(await version()).toBe(settled)
   }, 40_000)
 
   it('scales down by deleting the Machine annotated cluster.x-k8s.io/delete-machine first', async () => {
@@ -249,7 +276,8 @@ describe('the Cluster API stand-in', () => {
   }, 20_000)
 
   it('keeps a Machine beyond a flavor quota Provisioning with the message CAPO gives', async () => {
-    m.standIn.setQuota('m1.medium', undefined, 1)
+    // The control plane Machine and one worker are m1.medium servers already.
+    m.standIn.setQuota('m1.medium', undefined, 2)
     await applyCluster(topology('v1.31.0', 2))
     const blocked = await until('a Machine blocked by quota', async () => {
       const machines = await list('machines.cluster.x-k8s.io', workerSelector)
@@ -257,7 +285,7 @@ describe('the Cluster API stand-in', () => {
     })
     expect(blocked.status?.phase).toBe('Provisioning')
     expect(conditionOf(blocked, 'InfrastructureReady')?.message).toContain(
-      'Quota exceeded for instances: Requested 1, but already used 1 of 1 instances',
+      'Quota exceeded for instances: Requested 1, but already used 2 of 2 instances',
     )
     m.standIn.setQuota('m1.medium', undefined, -1)
     await until(
@@ -328,6 +356,18 @@ describe('the Cluster API stand-in', () => {
     })
   }, 20_000)
 
+  it('gives existing Machines new topology labels in place, without replacing them', async () => {
+    const before = (await running(workerSelector)).map((x) => x.metadata.name).sort()
+    const relabelled = topology('v1.31.0', 2)
+    relabelled.workers.machineDeployments[0]!.metadata.labels['kiln.dev/team'] = 'storage'
+    await applyCluster(relabelled)
+    await until('both workers labelled', async () => {
+      const all = await list('machines.cluster.x-k8s.io', workerSelector)
+      return all.length === 2 && all.every((x) => x.metadata.labels?.['kiln.dev/team'] === 'storage') && all
+    })
+    expect((await running(workerSelector)).map((x) => x.metadata.name).sort()).toEqual(before)
+  })
+
   it('rolls a version change out: the control plane first, then the workers', async () => {
     await applyCluster(topology('v1.32.0', 2))
     let sawRollingOut = false
@@ -378,6 +418,8 @@ describe('the Cluster API stand-in', () => {
 
   it('deletes everything of a deleted Cluster, then its finalizer', async () => {
     await kubectl(['delete', 'clusters.cluster.x-k8s.io', name, '-n', ns, '--wait=false'])
+    // Deletion is graceful: the Cluster stays, Deleting, until Cluster API removes its finalizer.
+    let sawDeleting = false
     await until(
       'the Cluster and everything it had gone',
       async () => {
@@ -393,11 +435,24 @@ describe('the Cluster API stand-in', () => {
             'kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io',
           ].map((kind) => list(kind)),
         )
-        const cluster = await m.mgmt.kubectl(['get', 'clusters.cluster.x-k8s.io', name, '-n', ns])
+        const cluster = await m.mgmt.kubectl([
+          'get',
+          'clusters.cluster.x-k8s.io',
+          name,
+          '-n',
+          ns,
+          '-o',
+          'json',
+        ])
+        if (cluster.code === 0) {
+          const live = JSON.parse(cluster.stdout) as Obj & { metadata: { deletionTimestamp?: string } }
+          if (live.metadata.deletionTimestamp && live.status?.phase === 'Deleting') sawDeleting = true
+        }
         return left.every((l) => l.length === 0) && cluster.code !== 0
       },
       30_000,
     )
+    expect(sawDeleting).toBe(true)
     // The ClusterClass and its templates (not the stand-in's) are untouched; the MHC is Kiln's to delete.
     expect(
       (
@@ -416,5 +471,55 @@ describe('the Cluster API stand-in', () => {
     expect(
       await kubectl(['get', 'clusterclasses.cluster.x-k8s.io', 'kiln-simulated', '-n', ns, '-o', 'name']),
     ).toContain('kiln-simulated')
+  }, 40_000)
+
+  it('had every write it made accepted by the API server', () => {
+    expect(m.standInLog.filter((e) => e.msg === 'reconcile failed')).toEqual([])
+  })
+
+  it('runs as a process (KUBECONFIG, CAPI_NAMESPACES), logging JSON lines, and stops on SIGTERM', async () => {
+    const other = 'capi-process'
+    await m.namespace(other)
+    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/simulator/src/capi/main.ts'], {
+      env: { ...process.env, KUBECONFIG: m.kubeconfigPath, CAPI_NAMESPACES: other, CAPI_INTERVAL_MS: '50' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.on('data', (d) => (output += d))
+    child.stderr.on('data', (d) => (output += d))
+    try {
+      await kubectl(
+        ['apply', '--server-side', '--field-manager', 'kiln', '-f', '-'],
+        stringify({
+          apiVersion: 'cluster.x-k8s.io/v1beta2',
+          kind: 'Cluster',
+          metadata: { name: 'solo', namespace: other },
+          spec: {
+            topology: {
+              classRef: { name: 'kiln-simulated' },
+              version: 'v1.31.0',
+              controlPlane: { replicas: 1 },
+            },
+          },
+        }),
+      )
+      await until('the process to make the Cluster Available', async () => {
+        const c = JSON.parse(
+          await kubectl(['get', 'clusters.cluster.x-k8s.io', 'solo', '-n', other, '-o', 'json']),
+        ) as Obj
+        return conditionOf(c, 'Available')?.status === 'True'
+      })
+    } finally {
+      child.kill('SIGTERM')
+    }
+    const [code] = await once(child, 'exit')
+    expect(code, output).toBe(0)
+    const lines = output
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { msg: string })
+    expect(lines[0]).toMatchObject({ msg: 'Cluster API stand-in started', namespaces: [other] })
+    expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['created', 'machine phase']))
+    expect(lines.at(-1)).toMatchObject({ msg: 'Cluster API stand-in stopped', signal: 'SIGTERM' })
   }, 40_000)
 })

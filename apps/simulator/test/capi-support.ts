@@ -42,6 +42,8 @@ export interface ManagementCluster {
   /** Creates a namespace and applies the simulated ClusterClass into it. */
   namespace(name: string): Promise<void>
   standIn: ClusterApiStandIn
+  /** Every line the stand-in logged (creations, deletions, phases, failed passes). */
+  standInLog: Record<string, unknown>[]
   close(): Promise<void>
 }
 
@@ -72,16 +74,22 @@ export async function startManagementCluster(
     await mgmt.close()
     throw error
   }
+  const standInLog: Record<string, unknown>[] = []
   const standIn = startClusterApiStandIn({
     intervalMs: 50,
     delays: testDelays,
     ...options.standIn,
     kubeconfig: mgmt.kubeconfig,
+    log: (entry) => {
+      standInLog.push(entry)
+      options.standIn?.log?.(entry)
+    },
   })
   return {
     mgmt,
     kubeconfigPath: mgmt.kubeconfig,
     standIn,
+    standInLog,
     async namespace(name) {
       await must(`creating namespace ${name}`, mgmt.kubectl(['create', 'namespace', name]))
       await must(

@@ -29,6 +29,7 @@ import {
   controllerOf,
   finalizer,
   isDeleting,
+  isPaused,
   type KubeadmControlPlane,
   label,
   labelValue,
@@ -729,6 +730,16 @@ export function startClusterApiStandIn(options: StandInOptions): ClusterApiStand
       (m) => m.spec?.version === template.spec.version,
     )
     for (const m of victims) await remove('Machine', m, 'scale down or rollout')
+    // Labels and annotations reach existing Machines in place, without a rollout (Cluster API ≥ 1.4).
+    const wanted = { labels: template.metadata?.labels, annotations: template.metadata?.annotations }
+    for (const m of machines)
+      if (!isDeleting(m) && !alreadyHas(m.metadata, wanted))
+        await client.update('Machine', m, (live) => {
+          if (alreadyHas(live.metadata, wanted)) return false
+          live.metadata.labels = { ...live.metadata.labels, ...wanted.labels }
+          live.metadata.annotations = { ...live.metadata.annotations, ...wanted.annotations }
+          return true
+        })
     const configTemplate = named(
       s.configTemplates,
       md.metadata.namespace!,
@@ -1462,6 +1473,7 @@ export function startClusterApiStandIn(options: StandInOptions): ClusterApiStand
       deleting
         ? (verdict.deleting ?? condition('Deleting', true, 'DeletionCompleted'))
         : condition('Deleting', false, 'NotDeleting'),
+      condition('Paused', false, 'NotPaused'),
     ]
     // Available summarizes; a topology only waiting on an upgrade does not make a Cluster unavailable.
     const summarized = conditions.filter(
@@ -1515,6 +1527,18 @@ export function startClusterApiStandIn(options: StandInOptions): ClusterApiStand
     })
   }
 
+  /** A paused Cluster says so, and nothing else of it changes. */
+  async function statusOfPausedCluster(cluster: Cluster) {
+    await writeStatus('Cluster', cluster, {
+      conditions: withConditions(
+        cluster.status?.conditions,
+        [condition('Paused', true, 'Paused')],
+        cluster.metadata.generation,
+        new Date(now),
+      ),
+    })
+  }
+
   // ---- garbage collection, as Kubernetes' does by owner references ----
 
   async function collectOrphans(s: Snapshot) {
@@ -1554,19 +1578,34 @@ export function startClusterApiStandIn(options: StandInOptions): ClusterApiStand
         verdicts.set(c.metadata.uid!, v)
         return v
       }
-      for (const cluster of s.clusters)
+      // A paused Cluster (spec.paused or the paused annotation) and everything of it stand still.
+      const pausedClusters = new Set(
+        s.clusters.filter(isPaused).map((c) => `${c.metadata.namespace}/${c.metadata.name}`),
+      )
+      const active = <T extends KubeObject<unknown, unknown>>(list: T[], clusterName: (o: T) => unknown) =>
+        list.filter(
+          (o) => !isPaused(o) && !pausedClusters.has(`${o.metadata.namespace}/${String(clusterName(o))}`),
+        )
+      const clusters = active(s.clusters, (c) => c.metadata.name)
+      const controlPlanes = active(s.controlPlanes, (k) => controllerOf(k)?.name)
+      const deployments = active(s.deployments, (d) => d.spec?.clusterName)
+      const machines = active(s.machines, (m) => m.spec?.clusterName)
+      const healthChecks = active(s.healthChecks, (h) => h.spec?.clusterName)
+      for (const cluster of clusters)
         if (isDeleting(cluster)) await reconcileClusterDeletion(cluster, s, verdictOf(cluster))
         else await reconcileTopology(cluster, s, verdictOf(cluster))
-      for (const kcp of s.controlPlanes) await reconcileControlPlane(kcp, s)
-      for (const md of s.deployments) await reconcileMachineDeployment(md, s)
+      for (const kcp of controlPlanes) await reconcileControlPlane(kcp, s)
+      for (const md of deployments) await reconcileMachineDeployment(md, s)
       const health = new Map<string, WantedCondition[]>()
-      for (const mhc of s.healthChecks) await reconcileHealthCheck(mhc, s, health)
+      for (const mhc of healthChecks) await reconcileHealthCheck(mhc, s, health)
       const granted = new Map<string, number>()
-      for (const machine of s.machines) await reconcileMachine(machine, s, health, granted)
+      for (const machine of machines) await reconcileMachine(machine, s, health, granted)
       for (const infra of s.infraClusters) await statusOfInfraCluster(infra, s)
-      for (const kcp of s.controlPlanes) await statusOfControlPlane(kcp, s)
-      for (const md of s.deployments) await statusOfDeployment(md, s)
-      for (const cluster of s.clusters) await statusOfCluster(cluster, s, verdictOf(cluster))
+      for (const kcp of controlPlanes) await statusOfControlPlane(kcp, s)
+      for (const md of deployments) await statusOfDeployment(md, s)
+      for (const cluster of s.clusters)
+        if (clusters.includes(cluster)) await statusOfCluster(cluster, s, verdictOf(cluster))
+        else await statusOfPausedCluster(cluster)
       await collectOrphans(s)
       for (const [name] of failures)
         if (!s.machines.some((m) => m.metadata.name === name)) failures.delete(name)

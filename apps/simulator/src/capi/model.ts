@@ -15,6 +15,7 @@ export const label = {
 
 export const annotation = {
   deleteMachine: 'cluster.x-k8s.io/delete-machine',
+  paused: 'cluster.x-k8s.io/paused',
   clonedFromName: 'cluster.x-k8s.io/cloned-from-name',
   clonedFromGroupKind: 'cluster.x-k8s.io/cloned-from-groupkind',
 } as const
@@ -190,6 +191,11 @@ export const ownerReference = (owner: KubeObject<unknown, unknown>): OwnerRefere
   controller: true,
   blockOwnerDeletion: true,
 })
+
+/** Cluster API's pause: a Cluster's spec.paused, or the paused annotation on any object. */
+export const isPaused = (object: KubeObject<unknown, unknown>) =>
+  (object.spec as { paused?: boolean } | undefined)?.paused === true ||
+  object.metadata.annotations?.[annotation.paused] !== undefined
 
 export const isDeleting = (object: KubeObject<unknown, unknown>) => Boolean(object.metadata.deletionTimestamp)
 
