@@ -31,7 +31,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { createDatabase, type Database, type Operation } from '@kiln/db'
@@ -87,6 +87,8 @@ const CONFIG = {
   workerConcurrency: 32,
   pollMs: 250,
   stormTimeoutMs: envInt('BENCH_STORM_TIMEOUT', 300) * 1000,
+  /** Clusters of the storm on a Cluster API backend (0 skips it). */
+  capiClusters: envInt('BENCH_CAPI_CLUSTERS', 1_000),
   apiPoolSize: 20,
   project: 'bench',
   template: 'bench-3n',
@@ -1152,6 +1154,235 @@ function table(rows: Row[]): string {
 
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// P7 on capi: the same storm against a Cluster API backend. The management cluster is a Kiln
+// cluster on the simulated data centre holding the official CRDs; Cluster API's controllers are the
+// stand-in, a child process of its own (its CPU is the "cloud's", not Kiln's).
+
+const capiNamespace = 'kiln-clusters'
+const capiClusterName = (i: number) => `k-${String(i).padStart(4, '0')}`
+
+async function kubectl(kubeconfig: string, cacheDir: string, args: string[]) {
+  return execFileSync(
+    'kubectl',
+    ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, '--request-timeout', '60s', ...args],
+    {
+      encoding: 'utf8',
+      maxBuffer: 512 * 1024 * 1024,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+}
+
+async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
+  const clusters = CONFIG.capiClusters
+  const simulator = await startSimulatorChild()
+  const worker = await startWorkerChild(undefined)
+  const app: KilnApp = await buildApp({
+    db,
+    redis,
+    queue: { connection: producerConnection, prefix: prefixes.storm },
+    logger: false,
+    masterKey: masterKeyFromSettings({ devMode: true }).masterKey,
+  })
+  onCleanup('kiln api (capi)', () => app.close())
+  const wait = async (ids: string[], timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const { rows } = await pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM "Operation" WHERE id = ANY($1::uuid[]) AND status IN ('succeeded', 'failed', 'cancelled')`,
+        [ids],
+      )
+      if (rows[0]!.n >= ids.length) return true
+      if (Date.now() > deadline) return false
+      await sleep(CONFIG.pollMs)
+    }
+  }
+
+  // The management cluster, as a platform team would run one: a cluster Kiln built, the CRDs installed.
+  const made = await app.inject({
+    method: 'POST',
+    url: `/v1/projects/${CONFIG.project}/clusters`,
+    payload: { name: 'capi-management', template: CONFIG.template },
+  })
+  if (made.statusCode !== 202) throw new Error(`management cluster: ${made.body}`)
+  await wait([(made.json() as { id: string }).id], 120_000)
+  const issued = await app.inject({
+    method: 'POST',
+    url: `/v1/projects/${CONFIG.project}/clusters/capi-management/kubeconfig`,
+    payload: {},
+  })
+  if (issued.statusCode !== 201) throw new Error(`kubeconfig: ${issued.body}`)
+  const dir = path.join(os.tmpdir(), `kiln-bench-capi-${runId}`)
+  await mkdir(dir, { recursive: true })
+  const kubeconfig = path.join(dir, 'management.kubeconfig')
+  await writeFile(kubeconfig, (issued.json() as { kubeconfig: string }).kubeconfig, { mode: 0o600 })
+  const cache = path.join(dir, 'cache')
+  const crds = [
+    'vendor/cluster-api-crds/cluster-api-v1.14.0/core/config/crd/bases',
+    'vendor/cluster-api-crds/cluster-api-v1.14.0/bootstrap/kubeadm/config/crd/bases',
+    'vendor/cluster-api-crds/cluster-api-v1.14.0/controlplane/kubeadm/config/crd/bases',
+    'vendor/cluster-api-crds/cluster-api-provider-openstack-v0.14.7/config/crd/bases',
+  ]
+  await kubectl(kubeconfig, cache, [
+    'apply',
+    '--server-side',
+    ...crds.flatMap((d) => ['-f', path.join(root, d)]),
+  ])
+  await kubectl(kubeconfig, cache, ['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s'])
+  await kubectl(kubeconfig, cache, ['create', 'namespace', capiNamespace])
+  await kubectl(kubeconfig, cache, [
+    'apply',
+    '--server-side',
+    '-n',
+    capiNamespace,
+    '-f',
+    path.join(root, 'deploy/capi/simulated/clusterclass.yaml'),
+  ])
+  for (const template of ['kiln-simulated-control-plane', 'kiln-simulated-m1-medium'])
+    await kubectl(kubeconfig, cache, [
+      'annotate',
+      '-n',
+      capiNamespace,
+      `openstackmachinetemplate/${template}`,
+      `kiln.dev/max-per-failure-domain=${clusters * 3}`,
+      '--overwrite',
+    ])
+  const standIn = spawn(process.execPath, ['--import', 'tsx', 'apps/simulator/src/capi/main.ts'], {
+    cwd: root,
+    env: { ...process.env, KUBECONFIG: kubeconfig, CAPI_NAMESPACES: capiNamespace, CAPI_INTERVAL_MS: '200' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  const standInExited = new Promise<void>((resolve) => standIn.once('exit', () => resolve()))
+  onCleanup('cluster api stand-in', async () => {
+    if (standIn.exitCode === null && standIn.signalCode === null) standIn.kill('SIGTERM')
+    await standInExited
+  })
+  const registered = await app.inject({
+    method: 'POST',
+    url: '/v1/backends',
+    payload: {
+      name: 'cloud',
+      kind: 'capi',
+      config: {
+        kubeconfig: { file: kubeconfig },
+        namespace: capiNamespace,
+        clusterClass: 'kiln-simulated',
+        controlPlaneEndpoint: {
+          server: simulator.url,
+          tlsServerName: '{clusterId}.clusters.sim.kiln.internal',
+        },
+      },
+    },
+  })
+  if (registered.statusCode !== 201) throw new Error(`backend: ${registered.body}`)
+  // A worker copies the ClusterClass's machine classes into the catalogue as it starts.
+  await worker.stop()
+  const stormWorker = await startWorkerChild(undefined)
+  const classDeadline = Date.now() + 60_000
+  while (!(await db.machineClass.findUnique({ where: { name: 'c1.medium' } }))) {
+    if (Date.now() > classDeadline) throw new Error('the capi machine classes never reached the catalogue')
+    await sleep(500)
+  }
+  const backend = await db.backend.findUniqueOrThrow({ where: { name: 'cloud' } })
+  await db.clusterTemplate.create({
+    data: {
+      name: 'cloud-1.31',
+      version: 1,
+      kubernetesVersion: '1.31.4',
+      backendId: backend.id,
+      controlPlane: { count: 1, machineClass: 'c1.medium' },
+      nodeGroups: [{ name: 'workers', machineClass: 'c1.medium', count: 2, minCount: 1, maxCount: 10 }],
+      features: {},
+      lockedFeatures: [],
+    },
+  })
+
+  const cpuStart = snapshot(stormWorker.pid)
+  const standInCpuStart = procCpu(standIn.pid!)
+  const firstPostAt = Date.now()
+  const ids: string[] = []
+  let refused = 0
+  await pump(clusters, CONFIG.postsInFlight, async (i) => {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/projects/${CONFIG.project}/clusters`,
+      payload: { name: capiClusterName(i), template: 'cloud-1.31' },
+    })
+    if (res.statusCode === 202) ids.push((res.json() as { id: string }).id)
+    else refused++
+  })
+  const completed = await wait(ids, CONFIG.stormTimeoutMs)
+  const cpu = cpuBetween(cpuStart, snapshot(stormWorker.pid))
+  const standInCpuEnd = procCpu(standIn.pid!)
+  const { rows: ops } = await pool.query<{ status: string; finishedAt: Date | null }>(
+    `SELECT status, "finishedAt" FROM "Operation" WHERE id = ANY($1::uuid[])`,
+    [ids],
+  )
+  const lastFinished = Math.max(...ops.filter((o) => o.finishedAt).map((o) => o.finishedAt!.getTime()))
+  const succeeded = ops.filter((o) => o.status === 'succeeded').length
+
+  // Books: each Kiln cluster's machine names are exactly its Cluster's slots, each on a Machine of its own.
+  const capi = JSON.parse(
+    await kubectl(kubeconfig, cache, ['get', 'clusters.cluster.x-k8s.io', '-n', capiNamespace, '-o', 'json']),
+  ) as { items: { metadata: { labels: Record<string, string>; annotations: Record<string, string> } }[] }
+  const machines = JSON.parse(
+    await kubectl(kubeconfig, cache, ['get', 'machines.cluster.x-k8s.io', '-n', capiNamespace, '-o', 'json']),
+  ) as { items: { metadata: { name: string } }[] }
+  const { rows: kiln } = await pool.query<{ id: string; names: string[] }>(
+    `SELECT c.id, array_agg(m.name ORDER BY m.name) AS names FROM "Cluster" c
+     JOIN "ClusterTemplate" t ON t.id = c."templateId" JOIN "Backend" b ON b.id = t."backendId"
+     JOIN "Machine" m ON m."clusterId" = c.id WHERE b.name = 'cloud' GROUP BY c.id`,
+  )
+  const slotsOf = new Map(
+    capi.items.map((c) => [
+      c.metadata.labels['kiln.dev/cluster-id'],
+      JSON.parse(c.metadata.annotations['kiln.dev/machines'] ?? '{}') as Record<string, { m?: string }>,
+    ]),
+  )
+  const boundMachines = new Set<string>()
+  let slotMismatch = 0
+  for (const k of kiln) {
+    const slots = slotsOf.get(k.id) ?? {}
+    if (Object.keys(slots).sort().join() !== k.names.join()) slotMismatch++
+    for (const slot of Object.values(slots)) if (slot.m) boundMachines.add(slot.m)
+  }
+  const expectedNodes = clusters * CONFIG.nodesPerCluster
+  const books = {
+    expectedNodes,
+    capiClusters: capi.items.length,
+    capiMachines: machines.items.length,
+    boundMachines: boundMachines.size,
+    kilnClusters: kiln.length,
+    slotMismatch,
+    ok:
+      capi.items.length === clusters &&
+      machines.items.length === expectedNodes &&
+      boundMachines.size === expectedNodes &&
+      kiln.length === clusters &&
+      slotMismatch === 0,
+  }
+  await stormWorker.stop()
+  const standInMs = standInCpuStart && standInCpuEnd ? standInCpuEnd.self - standInCpuStart.self : Number.NaN
+  const perNode = (ms: number) => ms / expectedNodes
+  return {
+    clusters,
+    completed,
+    refused,
+    succeeded,
+    totalMs: lastFinished - firstPostAt,
+    cpu: {
+      ...cpu,
+      standInMs,
+      workerMsPerNode: perNode(cpu.workerMs),
+      apiMsPerNode: perNode(cpu.benchMs),
+      platformMsPerNode: perNode(cpu.workerMs + cpu.benchMs),
+      postgresMsPerNode: perNode(cpu.postgresMs),
+    },
+    books,
+  }
+}
+
 async function main() {
   const started = Date.now()
   const demand = zoneDemand(CONFIG.clusters)
@@ -1226,6 +1457,7 @@ async function main() {
   if (profDir) await mkdir(profDir, { recursive: true })
   const s = await storm(db, pool, redis, profDir)
   const cpuProfile = profDir ? await summariseCpuProfile(profDir) : null
+  const c = CONFIG.capiClusters > 0 ? await capiStorm(db, pool, redis) : undefined
 
   const enqueueRatio = enqueue.kilnPerSecond / enqueue.rawPerSecond
   const rows: Row[] = [
@@ -1322,6 +1554,53 @@ async function main() {
       redis: '-',
     },
   ]
+  if (c)
+    rows.push(
+      {
+        id: 'P7c',
+        figure: `capi storm: ${c.clusters} clusters, first POST → last finishedAt`,
+        value: `${fmt(c.totalMs / 1000, 1)} s`,
+        baseline: `sim ${fmt(s.timeline.totalMs / 1000, 1)} s`,
+        ratio: `${fmt(c.totalMs / s.timeline.totalMs, 2)}x`,
+        goal: 'info',
+        pass: true,
+        postgres: '-',
+        redis: '-',
+      },
+      {
+        id: 'P7c',
+        figure: 'capi operations succeeded',
+        value: `${c.succeeded}/${c.clusters}`,
+        baseline: `${c.refused} refused`,
+        ratio: '-',
+        goal: '0 failures',
+        pass: c.completed && c.succeeded === c.clusters,
+        postgres: '-',
+        redis: '-',
+      },
+      {
+        id: 'P6c',
+        figure: 'capi platform CPU ms per node (worker+API)',
+        value: `${fmt(c.cpu.platformMsPerNode, 2)}`,
+        baseline: `w ${fmt(c.cpu.workerMsPerNode, 2)} + api ${fmt(c.cpu.apiMsPerNode, 2)}`,
+        ratio: '-',
+        goal: 'info',
+        pass: true,
+        postgres: `${fmt(c.cpu.postgresMsPerNode, 2)} ms/node`,
+        redis: '-',
+      },
+      {
+        id: 'books',
+        figure: 'capi: slots == Machine rows, one Machine each',
+        value: `${c.books.boundMachines} bound of ${c.books.capiMachines}`,
+        baseline: `${c.books.expectedNodes} expected`,
+        ratio: '-',
+        goal: `${c.books.expectedNodes}, ${c.clusters} Clusters, 0 mismatches`,
+        pass: c.books.ok,
+        postgres: '-',
+        redis: '-',
+      },
+    )
   const printed = table(rows)
   const notes = [
     `P5: ${enqueue.jobsPerSide} adds per side after ${CONFIG.enqueueWarmup} discarded, slices A B C C B A; raw add with Kiln's job options (attempts, backoff, removeOn…): ${fmt(enqueue.rawWithKilnOptionsPerSecond)} jobs/s. Latency: ${latency.jobs} jobs at ${fmt(latency.achievedRatePerSecond)}/s to a ${latency.workerConcurrency}-concurrency Worker in this process; job.timestamp is taken by the producer before its add round trip (enqueue call p50/p99 ${latency.enqueueCallMs.p50}/${latency.enqueueCallMs.p99} ms).`,
@@ -1333,6 +1612,11 @@ async function main() {
           `${t.replace(/^public\./, '')} +${v.inserted}/~${v.updated}/-${v.deleted}${v.seqScans >= 0.5 ? ` (${v.seqScans} seq scans)` : ''}`,
       )
       .join(', ')} (inserted/updated/deleted).`,
+    ...(c
+      ? [
+          `P7c/P6c: the same storm on a capi backend (${c.clusters} clusters × ${CONFIG.nodesPerCluster} nodes) through a simulated management cluster with the official Cluster API CRDs and the stand-in for Cluster API's controllers in a child process of its own (${fmt(c.cpu.standInMs)} ms CPU, the "cloud's", not in P6c). Books: ${c.books.capiClusters} Clusters, ${c.books.capiMachines} Machines, ${c.books.boundMachines} bound to slots, ${c.books.slotMismatch} slot mismatches.`,
+        ]
+      : []),
     `Books: simulator ${s.books.simulatorAllocated} allocated over ${s.books.simulatorClusters} clusters, Machine rows ${s.books.machineRows} (${JSON.stringify(s.books.machinePhases)}), names ${s.books.namesAgree ? 'agree' : 'DIFFER'}; cluster phases ${JSON.stringify(s.books.clusterPhases)}.`,
   ]
   printReport('Kiln provisioning benchmark', printed, notes)
@@ -1355,6 +1639,7 @@ async function main() {
     template: { controlPlane: CONTROL_PLANE, nodeGroups: NODE_GROUPS },
     p5: { seconds: p5Seconds, enqueue, latency },
     storm: s,
+    capiStorm: c,
     cpuProfile,
     rows,
     notes,
