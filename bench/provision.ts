@@ -1300,6 +1300,7 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
 
   const cpuStart = snapshot(stormWorker.pid)
   const standInCpuStart = procCpu(standIn.pid!)
+  const simulatorCpuStart = procCpu(simulator.pid)
   const firstPostAt = Date.now()
   const ids: string[] = []
   let refused = 0
@@ -1315,6 +1316,7 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
   const completed = await wait(ids, CONFIG.stormTimeoutMs)
   const cpu = cpuBetween(cpuStart, snapshot(stormWorker.pid))
   const standInCpuEnd = procCpu(standIn.pid!)
+  const simulatorCpuEnd = procCpu(simulator.pid)
   const { rows: ops } = await pool.query<{ status: string; finishedAt: Date | null }>(
     `SELECT status, "finishedAt" FROM "Operation" WHERE id = ANY($1::uuid[])`,
     [ids],
@@ -1365,6 +1367,8 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
   await stormWorker.stop()
   const standInMs = standInCpuStart && standInCpuEnd ? standInCpuEnd.self - standInCpuStart.self : Number.NaN
   const perNode = (ms: number) => ms / expectedNodes
+  const simulatorMs =
+    simulatorCpuStart && simulatorCpuEnd ? simulatorCpuEnd.self - simulatorCpuStart.self : Number.NaN
   return {
     clusters,
     completed,
@@ -1374,6 +1378,7 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
     cpu: {
       ...cpu,
       standInMs,
+      simulatorMs,
       workerMsPerNode: perNode(cpu.workerMs),
       apiMsPerNode: perNode(cpu.benchMs),
       platformMsPerNode: perNode(cpu.workerMs + cpu.benchMs),
@@ -1614,7 +1619,7 @@ async function main() {
       .join(', ')} (inserted/updated/deleted).`,
     ...(c
       ? [
-          `P7c/P6c: the same storm on a capi backend (${c.clusters} clusters × ${CONFIG.nodesPerCluster} nodes) through a simulated management cluster with the official Cluster API CRDs and the stand-in for Cluster API's controllers in a child process of its own (${fmt(c.cpu.standInMs)} ms CPU, the "cloud's", not in P6c). Books: ${c.books.capiClusters} Clusters, ${c.books.capiMachines} Machines, ${c.books.boundMachines} bound to slots, ${c.books.slotMismatch} slot mismatches.`,
+          `P7c/P6c: the same storm on a capi backend (${c.clusters} clusters × ${CONFIG.nodesPerCluster} nodes) through a simulated management cluster with the official Cluster API CRDs and the stand-in for Cluster API's controllers in a child process of its own (${fmt(c.cpu.standInMs)} ms CPU, the "cloud's", not in P6c; the simulated API server serving the management and every workload cluster ${fmt(c.cpu.simulatorMs)} ms). Books: ${c.books.capiClusters} Clusters, ${c.books.capiMachines} Machines, ${c.books.boundMachines} bound to slots, ${c.books.slotMismatch} slot mismatches.`,
         ]
       : []),
     `Books: simulator ${s.books.simulatorAllocated} allocated over ${s.books.simulatorClusters} clusters, Machine rows ${s.books.machineRows} (${JSON.stringify(s.books.machinePhases)}), names ${s.books.namesAgree ? 'agree' : 'DIFFER'}; cluster phases ${JSON.stringify(s.books.clusterPhases)}.`,

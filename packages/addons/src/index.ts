@@ -1,6 +1,6 @@
 export { AddonError, AddonErrorCode, type AddonVerb } from './errors.ts'
 export { type AddonKind, addonKindOf, addonKinds } from './kinds.ts'
-export { type AddonKubeConfigRequest, addonKubeConfig } from './kubeconfig.ts'
+export { type AddonKubeConfigRequest, addonKubeConfig, withSharedAgent } from './kubeconfig.ts'
 export {
   type AddonInput,
   AddonLabel,

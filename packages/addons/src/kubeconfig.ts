@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import https from 'node:https'
 import tls from 'node:tls'
 import { KubeConfig, type RequestContext } from '@kubernetes/client-node'
@@ -74,4 +75,30 @@ export function addonKubeConfig(request: AddonKubeConfigRequest): AddonKubeConfi
     currentContext: context,
   })
   return kubeConfig
+}
+
+/**
+ * Any kubeconfig whose current user signs in with a client certificate, as one sharing an agent (see
+ * `AddonKubeConfig`): a controller or driver polling a management cluster otherwise pays a full TLS
+ * handshake per request on both sides. Other credentials (a token, an exec plugin) are left as they are.
+ */
+export function withSharedAgent(config: KubeConfig): KubeConfig {
+  const cluster = config.getCurrentCluster()
+  const user = config.getCurrentUser()
+  if (!cluster || !user) return config
+  const pem = (data: string | undefined, file: string | undefined) =>
+    data ? Buffer.from(data, 'base64').toString('utf8') : file ? readFileSync(file, 'utf8') : undefined
+  const caPem = pem(cluster.caData, cluster.caFile)
+  const certPem = pem(user.certData, user.certFile)
+  const keyPem = pem(user.keyData, user.keyFile)
+  if (!caPem || !certPem || !keyPem) return config
+  return addonKubeConfig({
+    server: cluster.server,
+    ...(cluster.tlsServerName ? { tlsServerName: cluster.tlsServerName } : {}),
+    caPem,
+    certPem,
+    keyPem,
+    user: user.name,
+    clusterName: cluster.name,
+  })
 }

@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs'
-import { addonKubeConfig } from '@kiln/addons'
+import { withSharedAgent } from '@kiln/addons'
 import { ApiException, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node'
 
 /** The Cluster API kinds the stand-in reads or writes, each at the version it speaks. */
@@ -94,25 +93,9 @@ export interface KubeObject<Spec = Json, Status = Json> {
 /** A kubeconfig path or object; client certificates become one shared agent (see @kiln/addons). */
 export function loadKubeConfig(source: KubeConfig | string): KubeConfig {
   const config = typeof source === 'string' ? fromFile(source) : source
-  const cluster = config.getCurrentCluster()
-  const user = config.getCurrentUser()
-  if (!cluster || !user) throw new Error('the kubeconfig has no current context')
-  const pem = (data: string | undefined, file: string | undefined) =>
-    data ? Buffer.from(data, 'base64').toString('utf8') : file ? readFileSync(file, 'utf8') : undefined
-  const caPem = pem(cluster.caData, cluster.caFile)
-  const certPem = pem(user.certData, user.certFile)
-  const keyPem = pem(user.keyData, user.keyFile)
-  // Anything but a client certificate (a token, an exec plugin) is left to client-node as it is.
-  if (!caPem || !certPem || !keyPem) return config
-  return addonKubeConfig({
-    server: cluster.server,
-    ...(cluster.tlsServerName ? { tlsServerName: cluster.tlsServerName } : {}),
-    caPem,
-    certPem,
-    keyPem,
-    user: user.name,
-    clusterName: cluster.name,
-  })
+  if (!config.getCurrentCluster() || !config.getCurrentUser())
+    throw new Error('the kubeconfig has no current context')
+  return withSharedAgent(config)
 }
 
 function fromFile(path: string): KubeConfig {

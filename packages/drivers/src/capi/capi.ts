@@ -1,3 +1,4 @@
+import { withSharedAgent } from '@kiln/addons'
 import {
   ApiException,
   KubeConfig,
@@ -133,6 +134,12 @@ const quotaMessage = /quota|insufficient capacity|no valid host/i
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/**
+ * Polls of Cluster API's progress start quick and slow down to every 2 s: a machine takes seconds to
+ * minutes, and a thousand operations waiting at once must not flood the management cluster.
+ */
+const pollDelay = (poll: number) => Math.min(2000, 250 * 1.5 ** poll) * (0.8 + Math.random() * 0.4)
+
 function slotsOf(cluster: CapiCluster | undefined): Slots {
   const text = cluster?.metadata?.annotations?.[slotsAnnotation]
   if (!text) return {}
@@ -182,7 +189,7 @@ export class CapiDriver implements Driver {
           `The Cluster API backend ${this.backend}'s kubeconfig cannot be read: ${(error as Error).message}`,
         )
       }
-      this.client = { text, api: KubernetesObjectApi.makeApiClient(kubeConfig) }
+      this.client = { text, api: KubernetesObjectApi.makeApiClient(withSharedAgent(kubeConfig)) }
     }
     return this.client.api
   }
@@ -635,6 +642,7 @@ export class CapiDriver implements Driver {
   private async deleteCluster(cluster: ClusterRef) {
     const name = this.clusterName(cluster)
     const deadline = Date.now() + this.waitMs()
+    let poll = 0
     for (;;) {
       const live = await this.readCluster(cluster)
       if (!live) break
@@ -659,7 +667,7 @@ export class CapiDriver implements Driver {
           'ERR_TRANSIENT',
           `Waiting for Cluster API to delete Cluster ${this.namespace}/${name} (phase ${live.status?.phase ?? 'unknown'}, finalizers ${(live.metadata?.finalizers ?? []).join(', ') || 'none'}).`,
         )
-      await sleep(250)
+      await sleep(pollDelay(poll++))
     }
     const selector = `app.kubernetes.io/managed-by=kiln,kiln.dev/cluster-id=${this.labelsOf(cluster)['kiln.dev/cluster-id']}`
     for (const [apiVersion, kind] of [
@@ -782,6 +790,7 @@ export class CapiDriver implements Driver {
    */
   private async waitRunning(cluster: ClusterRef, names: string[], role: string) {
     const deadline = Date.now() + this.waitMs()
+    let poll = 0
     for (;;) {
       const { slots, machines, live } = await this.bind(cluster)
       const missing = names.filter((n) => !slots[n])
@@ -818,7 +827,7 @@ export class CapiDriver implements Driver {
           'ERR_TRANSIENT',
           `Waiting for Cluster API: ${waiting.length} ${role} machines not running yet (${waiting.slice(0, 3).join('; ')}).`,
         )
-      await sleep(300)
+      await sleep(pollDelay(poll++))
     }
   }
 
@@ -932,6 +941,7 @@ export class CapiDriver implements Driver {
       'control-plane',
     )
     const deadline = Date.now() + this.waitMs()
+    let poll = 0
     for (let current = live; ; ) {
       const endpoint = this.endpointOf(cluster, current)
       if (endpoint && isTrue(current.status?.conditions, 'ControlPlaneAvailable')) {
@@ -943,7 +953,7 @@ export class CapiDriver implements Driver {
           'ERR_TRANSIENT',
           `Waiting for Cluster API: the control plane of ${this.namespace}/${this.clusterName(cluster)} is not available yet (${describe(conditionOf(current.status?.conditions, 'ControlPlaneAvailable'))}).`,
         )
-      await sleep(300)
+      await sleep(pollDelay(poll++))
       current = (await this.readCluster(cluster)) ?? current
     }
   }
@@ -1011,10 +1021,11 @@ export class CapiDriver implements Driver {
       return { intent: this.intent(cluster, live, slots, { version: target }), result: undefined }
     })
     const deadline = Date.now() + this.waitMs()
+    let poll = 0
     for (;;) {
       const progress = await this.rolloutProgress(cluster, target, part)
       if (progress.done || Date.now() > deadline) return progress
-      await sleep(500)
+      await sleep(pollDelay(poll++))
     }
   }
 
