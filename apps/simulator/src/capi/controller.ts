@@ -221,8 +221,14 @@ export function startClusterApiStandIn(options: StandInOptions): ClusterApiStand
         if (clusters.includes(cluster)) await statusOfCluster(ctx, cluster, s, verdictOf(cluster))
         else await statusOfPausedCluster(ctx, cluster)
       await collectOrphans(s)
-      for (const [name] of failures)
-        if (!s.machines.some((m) => m.metadata.name === name)) failures.delete(name)
+      // Injected failures and stage clocks of Machines that are gone are forgotten.
+      const names = new Set(s.machines.map((m) => m.metadata.name))
+      for (const name of [...failures.keys(), ...unhealthy.keys()])
+        if (!names.has(name)) {
+          failures.delete(name)
+          unhealthy.delete(name)
+        }
+      for (const uid of ctx.stages.keys()) if (!s.uids.has(uid)) ctx.stages.delete(uid)
     } catch (error) {
       nextDue = 0
       throw error
