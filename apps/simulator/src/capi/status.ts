@@ -281,6 +281,17 @@ export async function statusOfCluster(
     phase,
     observedGeneration: cluster.metadata.generation ?? 1,
     initialization: { infrastructureProvisioned: infraProvisioned, controlPlaneInitialized: initialized },
+    // The cloud's zones, as CAPO reports them on the infrastructure cluster and Cluster API copies them.
+    ...(infraProvisioned
+      ? {
+          failureDomains: ctx.zones.map((name) => ({
+            name,
+            controlPlane: (
+              (infra?.spec?.controlPlaneAvailabilityZones as string[] | undefined) ?? ctx.zones
+            ).includes(name),
+          })),
+        }
+      : {}),
     ...(kcp
       ? {
           controlPlane: {
