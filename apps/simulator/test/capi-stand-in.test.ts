@@ -44,6 +44,7 @@ interface Obj {
     initialization?: unknown
     controlPlane?: unknown
     workers?: unknown
+    failureDomains?: unknown
     currentHealthy?: number
     expectedMachines?: number
     conditions?: Condition[]
@@ -211,6 +212,10 @@ describe('the Cluster API stand-in', () => {
       infrastructureProvisioned: true,
       controlPlaneInitialized: true,
     })
+    expect(cluster.status?.failureDomains).toEqual([
+      { name: 'az-1', controlPlane: true },
+      { name: 'az-2', controlPlane: true },
+    ])
     for (const type of [
       'InfrastructureReady',
       'ControlPlaneInitialized',
