@@ -298,6 +298,27 @@ export function matchesSelector(labels: Record<string, string>, requirements: Re
   })
 }
 
+/**
+ * The labels a selector requires with one exact value (`k=v`, `k==v`, `k in (v)`): what a store can
+ * look up in an index. Narrowing only: the selector as a whole is still matched afterwards, so for
+ * a key required twice the first value is enough here.
+ */
+export function requiredLabels(requirements: Requirement[]): Record<string, string> {
+  const labels: Record<string, string> = {}
+  for (const r of requirements)
+    if (r.op === 'in' && r.values.length === 1 && !(r.key in labels)) labels[r.key] = r.values[0]!
+  return labels
+}
+
+/** The name a field selector requires (`metadata.name=x` or `==`), if any. */
+export function requiredName(selector: string): string | undefined {
+  for (const part of selector.split(',')) {
+    const match = /^metadata\.name(==|=)(.*)$/.exec(part.trim())
+    if (match) return match[2]
+  }
+  return undefined
+}
+
 /** A field selector (`metadata.name=x,spec.nodeName!=y`): any dotted path, compared as text. */
 export function matchesFieldSelector(object: Record<string, unknown>, selector: string): boolean {
   return selector
