@@ -310,29 +310,40 @@ export function requiredLabels(requirements: Requirement[]): Record<string, stri
   return labels
 }
 
-/** The name a field selector requires (`metadata.name=x` or `==`), if any. */
-export function requiredName(selector: string): string | undefined {
-  for (const part of selector.split(',')) {
-    const match = /^metadata\.name(==|=)(.*)$/.exec(part.trim())
-    if (match) return match[2]
-  }
-  return undefined
+interface FieldRequirement {
+  path: string[]
+  op: '=' | '!='
+  value: string
 }
 
-/** A field selector (`metadata.name=x,spec.nodeName!=y`): any dotted path, compared as text. */
-export function matchesFieldSelector(object: Record<string, unknown>, selector: string): boolean {
+/** Parses a field selector (`metadata.name=x,spec.nodeName!=y`): any dotted path, compared as text. */
+export function parseFieldSelector(selector: string): FieldRequirement[] {
   return selector
     .split(',')
     .map((p) => p.trim())
     .filter((p) => p !== '')
-    .every((part) => {
+    .map((part) => {
       const match = /^([A-Za-z][\w.]*)(==|=|!=)(.*)$/.exec(part)
       if (!match) throw new SelectorError(`invalid field selector: '${part}'`)
-      let value: unknown = object
-      for (const key of match[1]!.split('.'))
-        value =
-          value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined
-      const text = value === undefined || value === null ? '' : String(value)
-      return match[2] === '!=' ? text !== match[3] : text === match[3]
+      return { path: match[1]!.split('.'), op: match[2] === '!=' ? '!=' : '=', value: match[3]! }
     })
+}
+
+/** The name a field selector requires (`metadata.name=x` or `==`), if any. */
+export function requiredName(requirements: FieldRequirement[]): string | undefined {
+  return requirements.find((r) => r.op === '=' && r.path.join('.') === 'metadata.name')?.value
+}
+
+export function matchesFieldSelector(
+  object: Record<string, unknown>,
+  requirements: FieldRequirement[],
+): boolean {
+  return requirements.every((r) => {
+    let value: unknown = object
+    for (const key of r.path)
+      value =
+        value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined
+    const text = value === undefined || value === null ? '' : String(value)
+    return r.op === '!=' ? text !== r.value : text === r.value
+  })
 }

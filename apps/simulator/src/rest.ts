@@ -18,6 +18,7 @@ import {
   listNodes,
   matchesFieldSelector,
   matchesSelector,
+  parseFieldSelector,
   parseLabelSelector,
   requiredLabels,
   requiredName,
@@ -653,13 +654,15 @@ const wantsTable = (req: IncomingMessage) => /as=Table/.test(req.headers.accept 
 function selection(url: URL): { narrow: ListNarrowing; matches: (o: KubeObject) => boolean } {
   const labelSelector = url.searchParams.get('labelSelector')
   const fieldSelector = url.searchParams.get('fieldSelector')
+  // Both parsed up front: a malformed selector is refused even when SQL leaves nothing to match.
   const requirements = labelSelector ? parseLabelSelector(labelSelector) : []
-  const name = fieldSelector ? requiredName(fieldSelector) : undefined
+  const fields = fieldSelector ? parseFieldSelector(fieldSelector) : []
+  const name = requiredName(fields)
   return {
     narrow: { labels: requiredLabels(requirements), ...(name === undefined ? {} : { name }) },
     matches: (o: KubeObject) =>
       matchesSelector((o.metadata.labels ?? {}) as Record<string, string>, requirements) &&
-      (!fieldSelector || matchesFieldSelector(o, fieldSelector)),
+      matchesFieldSelector(o, fields),
   }
 }
 

@@ -154,6 +154,14 @@ describe('list with a label selector', () => {
     expect(namesOf(got.stdout)).toEqual(['cm-0042'])
   })
 
+  it('refuses a malformed field selector even when the labels leave nothing to match', async () => {
+    const res = await c.request('GET', listPath('group=nothing', 'metadata.name'), {
+      Accept: 'application/json',
+    })
+    expect(res.status).toBe(400)
+    expect(res.body.message).toMatch(/invalid field selector/)
+  })
+
   it('watches by label: the current matching objects, then changes that match', async () => {
     const watch = c.kubectlUntil(
       ['get', 'configmaps', '-n', namespace, '-l', 'group=g33,parity=odd', '-w', '-o', 'name'],
