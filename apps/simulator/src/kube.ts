@@ -298,20 +298,52 @@ export function matchesSelector(labels: Record<string, string>, requirements: Re
   })
 }
 
-/** A field selector (`metadata.name=x,spec.nodeName!=y`): any dotted path, compared as text. */
-export function matchesFieldSelector(object: Record<string, unknown>, selector: string): boolean {
+/**
+ * The labels a selector requires with one exact value (`k=v`, `k==v`, `k in (v)`): what a store can
+ * look up in an index. Narrowing only: the selector as a whole is still matched afterwards, so for
+ * a key required twice the first value is enough here.
+ */
+export function requiredLabels(requirements: Requirement[]): Record<string, string> {
+  const labels: Record<string, string> = {}
+  for (const r of requirements)
+    if (r.op === 'in' && r.values.length === 1 && !(r.key in labels)) labels[r.key] = r.values[0]!
+  return labels
+}
+
+interface FieldRequirement {
+  path: string[]
+  op: '=' | '!='
+  value: string
+}
+
+/** Parses a field selector (`metadata.name=x,spec.nodeName!=y`): any dotted path, compared as text. */
+export function parseFieldSelector(selector: string): FieldRequirement[] {
   return selector
     .split(',')
     .map((p) => p.trim())
     .filter((p) => p !== '')
-    .every((part) => {
+    .map((part) => {
       const match = /^([A-Za-z][\w.]*)(==|=|!=)(.*)$/.exec(part)
       if (!match) throw new SelectorError(`invalid field selector: '${part}'`)
-      let value: unknown = object
-      for (const key of match[1]!.split('.'))
-        value =
-          value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined
-      const text = value === undefined || value === null ? '' : String(value)
-      return match[2] === '!=' ? text !== match[3] : text === match[3]
+      return { path: match[1]!.split('.'), op: match[2] === '!=' ? '!=' : '=', value: match[3]! }
     })
+}
+
+/** The name a field selector requires (`metadata.name=x` or `==`), if any. */
+export function requiredName(requirements: FieldRequirement[]): string | undefined {
+  return requirements.find((r) => r.op === '=' && r.path.join('.') === 'metadata.name')?.value
+}
+
+export function matchesFieldSelector(
+  object: Record<string, unknown>,
+  requirements: FieldRequirement[],
+): boolean {
+  return requirements.every((r) => {
+    let value: unknown = object
+    for (const key of r.path)
+      value =
+        value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined
+    const text = value === undefined || value === null ? '' : String(value)
+    return r.op === '!=' ? text !== r.value : text === r.value
+  })
 }

@@ -18,7 +18,10 @@ import {
   listNodes,
   matchesFieldSelector,
   matchesSelector,
+  parseFieldSelector,
   parseLabelSelector,
+  requiredLabels,
+  requiredName,
   SelectorError,
   status,
   versionInfo,
@@ -27,7 +30,13 @@ import { ApplyConflictError, recordUpdate, serverSideApply, unmanagedMetadata } 
 import { openApiGroupVersion, openApiRoot } from './openapi.ts'
 import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from './patch.ts'
 import { builtinResources, crdType, groupVersionOf, type ResourceType, resourceTypes } from './resources.ts'
-import { type KubeObject, type ObjectStore, StoreConflict, type StoreEvent } from './store.ts'
+import {
+  type KubeObject,
+  type ListNarrowing,
+  type ObjectStore,
+  StoreConflict,
+  type StoreEvent,
+} from './store.ts'
 import { table } from './tables.ts'
 import { podsOf, type SchedulableNode, scheduledPod, workloadKinds, workloadStatus } from './workloads.ts'
 
@@ -601,10 +610,11 @@ async function objectsOf(
   scope: ReadScope,
   type: ResourceType,
   namespace: string | undefined,
+  narrow?: ListNarrowing,
 ): Promise<KubeObject[]> {
   const { ctx } = scope
   if (type.resource === 'nodes') return (await listNodes(ctx.db, ctx.cluster)) as unknown as KubeObject[]
-  const stored = await ctx.store.list(ctx.cluster.id, type, namespace)
+  const stored = await ctx.store.list(ctx.cluster.id, type, namespace, narrow)
   const decorated = await Promise.all(stored.map((o) => decorate(scope, type, o)))
   if (type.resource !== 'pods' || type.group !== '') return decorated
   const synthesized = await controllerPods(ctx, namespace, await scope.schedulable())
@@ -636,13 +646,24 @@ async function findOne(scope: ReadScope, target: Target): Promise<KubeObject | u
 
 const wantsTable = (req: IncomingMessage) => /as=Table/.test(req.headers.accept ?? '')
 
-function filterer(url: URL) {
+/**
+ * A request's label and field selectors: what the store narrows in SQL (exact labels, a name),
+ * and the whole selector as a test, which synthesized objects and every remaining requirement
+ * (set-based, !=, exists) still go through.
+ */
+function selection(url: URL): { narrow: ListNarrowing; matches: (o: KubeObject) => boolean } {
   const labelSelector = url.searchParams.get('labelSelector')
   const fieldSelector = url.searchParams.get('fieldSelector')
+  // Both parsed up front: a malformed selector is refused even when SQL leaves nothing to match.
   const requirements = labelSelector ? parseLabelSelector(labelSelector) : []
-  return (o: KubeObject) =>
-    matchesSelector((o.metadata.labels ?? {}) as Record<string, string>, requirements) &&
-    (!fieldSelector || matchesFieldSelector(o, fieldSelector))
+  const fields = fieldSelector ? parseFieldSelector(fieldSelector) : []
+  const name = requiredName(fields)
+  return {
+    narrow: { labels: requiredLabels(requirements), ...(name === undefined ? {} : { name }) },
+    matches: (o: KubeObject) =>
+      matchesSelector((o.metadata.labels ?? {}) as Record<string, string>, requirements) &&
+      matchesFieldSelector(o, fields),
+  }
 }
 
 function scaleOf(object: KubeObject): KubeObject {
@@ -697,7 +718,8 @@ async function listAll(
   url: URL,
 ) {
   const resourceVersion = String(await ctx.store.currentVersion(ctx.cluster.id))
-  const objects = (await objectsOf(new ReadScope(ctx), target.type, target.namespace)).filter(filterer(url))
+  const { narrow, matches } = selection(url)
+  const objects = (await objectsOf(new ReadScope(ctx), target.type, target.namespace, narrow)).filter(matches)
   if (wantsTable(req))
     return send(
       res,
@@ -716,7 +738,7 @@ async function listAll(
 
 async function watch(req: IncomingMessage, res: ServerResponse, ctx: RestContext, target: Target, url: URL) {
   const { type } = target
-  const matches = filterer(url)
+  const { narrow, matches } = selection(url)
   const asTable = wantsTable(req)
   const includeObject = url.searchParams.get('includeObject') ?? 'Metadata'
   const scope = new ReadScope(ctx)
@@ -798,7 +820,7 @@ async function watch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
   if (!from || from === '0') {
     // No starting point: the current state as ADDED events, then changes.
     const current = await ctx.store.currentVersion(ctx.cluster.id)
-    for (const object of await objectsOf(scope, type, target.namespace))
+    for (const object of await objectsOf(scope, type, target.namespace, narrow))
       await write('ADDED', object, Number(object.metadata.resourceVersion ?? 0) || current)
     lastSent = Math.max(lastSent, current)
   } else {
@@ -1449,8 +1471,8 @@ async function removeCollection(
   if (type.readOnly) throw new ApiError(405, 'MethodNotAllowed', `${type.resource} are managed by Kiln`)
   const options = await deleteOptions(req)
   const isDryRun = dryRun(url) || (options.dryRun ?? []).includes('All')
-  const matches = filterer(url)
-  const victims = (await ctx.store.list(ctx.cluster.id, type, target.namespace)).filter(matches)
+  const { narrow, matches } = selection(url)
+  const victims = (await ctx.store.list(ctx.cluster.id, type, target.namespace, narrow)).filter(matches)
   const deleted: KubeObject[] = []
   for (const object of victims) {
     try {

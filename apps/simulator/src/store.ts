@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS simulator.kube_objects (
   PRIMARY KEY (cluster_id, api_group, resource, namespace, name)
 );
 CREATE INDEX IF NOT EXISTS kube_objects_changes ON simulator.kube_objects (cluster_id, resource_version);
+CREATE INDEX IF NOT EXISTS kube_objects_labels ON simulator.kube_objects
+  USING gin ((body->'metadata'->'labels') jsonb_path_ops);
 `
 
 interface Row {
@@ -65,6 +67,34 @@ const withVersion = (row: Row): KubeObject => ({
 function bodyOf(object: KubeObject): KubeObject {
   const { resourceVersion: _, ...metadata } = object.metadata
   return { ...object, metadata: metadata as KubeObject['metadata'] }
+}
+
+/** What a list can leave to PostgreSQL: labels every object must carry (exact values), a name. */
+export interface ListNarrowing {
+  labels?: Record<string, string>
+  name?: string
+}
+
+/** The query behind `ObjectStore.list`, exported so a test can EXPLAIN exactly what runs. */
+export function listQuery(
+  clusterId: string,
+  type: ResourceType,
+  namespace: string | undefined,
+  narrow: ListNarrowing = {},
+): { text: string; values: unknown[] } {
+  const values: unknown[] = [clusterId, type.group, type.resource]
+  const where = ['cluster_id = $1', 'api_group = $2', 'resource = $3', 'NOT deleted']
+  if (namespace !== undefined) where.push(`namespace = $${values.push(namespace)}`)
+  if (narrow.name !== undefined) where.push(`name = $${values.push(narrow.name)}`)
+  // The expression of the GIN index kube_objects_labels, verbatim, or the planner cannot use it.
+  if (narrow.labels && Object.keys(narrow.labels).length > 0)
+    where.push(`body->'metadata'->'labels' @> $${values.push(JSON.stringify(narrow.labels))}::jsonb`)
+  return {
+    text: `SELECT namespace, name, resource_version, created_version, deleted, body FROM simulator.kube_objects
+       WHERE ${where.join(' AND ')}
+       ORDER BY namespace, name`,
+    values,
+  }
 }
 
 export class ObjectStore {
@@ -117,15 +147,17 @@ export class ObjectStore {
     return rows[0] ? withVersion(rows[0]) : undefined
   }
 
-  /** Live objects of a type, in one namespace or (undefined) all, sorted by namespace and name. */
-  async list(clusterId: string, type: ResourceType, namespace?: string): Promise<KubeObject[]> {
-    const { rows } = await this.pool.query<Row>(
-      `SELECT namespace, name, resource_version, created_version, deleted, body FROM simulator.kube_objects
-       WHERE cluster_id = $1 AND api_group = $2 AND resource = $3 AND ($4::text IS NULL OR namespace = $4)
-         AND NOT deleted
-       ORDER BY namespace, name`,
-      [clusterId, type.group, type.resource, namespace ?? null],
-    )
+  /**
+   * Live objects of a type, in one namespace or (undefined) all, sorted by namespace and name;
+   * `narrow` keeps only those with these labels and name.
+   */
+  async list(
+    clusterId: string,
+    type: ResourceType,
+    namespace?: string,
+    narrow: ListNarrowing = {},
+  ): Promise<KubeObject[]> {
+    const { rows } = await this.pool.query<Row>(listQuery(clusterId, type, namespace, narrow))
     return rows.map(withVersion)
   }
 
