@@ -28,7 +28,8 @@ worker=$!
 npx tsx apps/simulator/src/main.ts &
 simulator=$!
 issuer=
-trap 'kill -TERM $worker $simulator $issuer 2>/dev/null; wait $worker $simulator $issuer 2>/dev/null' EXIT INT TERM
+capi=
+trap 'kill -TERM $worker $simulator $issuer $capi 2>/dev/null; wait $worker $simulator $issuer $capi 2>/dev/null' EXIT INT TERM
 # Dev mode without an issuer of its own: the development OIDC issuer (apps/issuer; users demo/demo,
 # viewer/viewer, admin/admin), and the API pointed at it. Production sets KILN_OIDC_* to a real issuer.
 if [ "${KILN_DEV_MODE:-}" = true ] && [ -z "${KILN_OIDC_ISSUER:-}" ]; then
@@ -45,6 +46,13 @@ if [ "${KILN_DEV_MODE:-}" = true ] && [ -z "${KILN_OIDC_ISSUER:-}" ]; then
   node -e 'const u = process.argv[1]; const end = Date.now() + 60000;
     (async () => { while (Date.now() < end) { try { if ((await fetch(u)).ok) return } catch {} await new Promise((r) => setTimeout(r, 250)) }
       console.error(`no OIDC issuer at ${u}`); process.exit(1) })()' "$KILN_OIDC_ISSUER/.well-known/openid-configuration"
+fi
+# A simulated cloud through Cluster API beside it (backend `cloud`, template `cloud-1.31`), once the
+# API answers: scripts/capi-up.sh, logging to .kiln/capi-up.log. KILN_CAPI=0 leaves it out.
+if [ "${KILN_DEV_MODE:-}" = true ] && [ "${KILN_CAPI:-1}" != 0 ]; then
+  mkdir -p .kiln
+  bash scripts/capi-up.sh >.kiln/capi-up.log 2>&1 &
+  capi=$!
 fi
 echo "Kiln API on http://${HOST:-127.0.0.1}:${PORT:-8080} (docs: /docs); worker pid $worker;" \
   "Kubernetes API servers on https://127.0.0.1:${SIMULATOR_API_PORT:-6443} (pid $simulator)"
