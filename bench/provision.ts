@@ -42,6 +42,11 @@ import { type ConnectionOptions, type Job, Queue, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { buildApp, type KilnApp } from '../apps/api/src/app.ts'
+import {
+  clusterApiCrdDirs,
+  simulatedCapiBackend,
+  simulatedClusterClass,
+} from '../apps/simulator/test/capi-support.ts'
 import { DriverCache } from '../apps/worker/src/driver-cache.ts'
 import { classifyError } from '../apps/worker/src/engine.ts'
 import { buildOperationDefinitions, markProgressing } from '../apps/worker/src/operations.ts'
@@ -1186,6 +1191,7 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
     masterKey: masterKeyFromSettings({ devMode: true }).masterKey,
   })
   onCleanup('kiln api (capi)', () => app.close())
+  let polls = 0
   const wait = async (ids: string[], timeoutMs: number) => {
     const deadline = Date.now() + timeoutMs
     for (;;) {
@@ -1195,6 +1201,7 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
       )
       if (rows[0]!.n >= ids.length) return true
       if (Date.now() > deadline) return false
+      if (++polls % 40 === 0) log(`  capi: ${rows[0]!.n}/${ids.length} operations terminal`)
       await sleep(CONFIG.pollMs)
     }
   }
@@ -1218,17 +1225,7 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
   const kubeconfig = path.join(dir, 'management.kubeconfig')
   await writeFile(kubeconfig, (issued.json() as { kubeconfig: string }).kubeconfig, { mode: 0o600 })
   const cache = path.join(dir, 'cache')
-  const crds = [
-    'vendor/cluster-api-crds/cluster-api-v1.14.0/core/config/crd/bases',
-    'vendor/cluster-api-crds/cluster-api-v1.14.0/bootstrap/kubeadm/config/crd/bases',
-    'vendor/cluster-api-crds/cluster-api-v1.14.0/controlplane/kubeadm/config/crd/bases',
-    'vendor/cluster-api-crds/cluster-api-provider-openstack-v0.14.7/config/crd/bases',
-  ]
-  await kubectl(kubeconfig, cache, [
-    'apply',
-    '--server-side',
-    ...crds.flatMap((d) => ['-f', path.join(root, d)]),
-  ])
+  await kubectl(kubeconfig, cache, ['apply', '--server-side', ...clusterApiCrdDirs.flatMap((d) => ['-f', d])])
   await kubectl(kubeconfig, cache, ['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s'])
   await kubectl(kubeconfig, cache, ['create', 'namespace', capiNamespace])
   await kubectl(kubeconfig, cache, [
@@ -1237,7 +1234,7 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
     '-n',
     capiNamespace,
     '-f',
-    path.join(root, 'deploy/capi/simulated/clusterclass.yaml'),
+    simulatedClusterClass,
   ])
   for (const template of ['kiln-simulated-control-plane', 'kiln-simulated-m1-medium'])
     await kubectl(kubeconfig, cache, [
@@ -1264,15 +1261,7 @@ async function capiStorm(db: Database, pool: pg.Pool, redis: Redis) {
     payload: {
       name: 'cloud',
       kind: 'capi',
-      config: {
-        kubeconfig: { file: kubeconfig },
-        namespace: capiNamespace,
-        clusterClass: 'kiln-simulated',
-        controlPlaneEndpoint: {
-          server: simulator.url,
-          tlsServerName: '{clusterId}.clusters.sim.kiln.internal',
-        },
-      },
+      config: simulatedCapiBackend(kubeconfig, simulator.url, { namespace: capiNamespace }),
     },
   })
   if (registered.statusCode !== 201) throw new Error(`backend: ${registered.body}`)

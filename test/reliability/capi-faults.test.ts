@@ -12,7 +12,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { startClusterApiStandIn } from '../../apps/simulator/src/capi/controller.ts'
-import { clusterApiCrdDirs, simulatedClusterClass } from '../../apps/simulator/test/capi-support.ts'
+import {
+  clusterApiCrdDirs,
+  simulatedCapiBackend,
+  simulatedClusterClass,
+} from '../../apps/simulator/test/capi-support.ts'
 import { aTemplate } from '../support/builders.ts'
 import {
   between,
@@ -114,16 +118,10 @@ describe('capi faults', () => {
       payload: {
         name: 'cloud',
         kind: 'capi',
-        config: {
-          kubeconfig: { file: kubeconfig },
+        config: simulatedCapiBackend(kubeconfig, `https://127.0.0.1:${stack.apiServerPort}`, {
           namespace,
-          clusterClass: 'kiln-simulated',
-          controlPlaneEndpoint: {
-            server: `https://127.0.0.1:${stack.apiServerPort}`,
-            tlsServerName: '{clusterId}.clusters.sim.kiln.internal',
-          },
           waitSeconds: 5,
-        },
+        }),
       },
     })
     expect(registered.statusCode, registered.body).toBe(201)

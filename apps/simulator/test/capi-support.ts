@@ -103,3 +103,21 @@ export async function startManagementCluster(
     },
   }
 }
+
+/**
+ * A capi backend's config for a simulated management cluster: the ClusterClass kiln-simulated, and
+ * workload clusters reached at the simulated API server by TLS server name.
+ */
+export function simulatedCapiBackend(
+  kubeconfigPath: string,
+  apiServerUrl: string,
+  options: { namespace?: string; waitSeconds?: number } = {},
+) {
+  return {
+    kubeconfig: { file: kubeconfigPath },
+    namespace: options.namespace ?? 'kiln-clusters',
+    clusterClass: 'kiln-simulated',
+    controlPlaneEndpoint: { server: apiServerUrl, tlsServerName: '{clusterId}.clusters.sim.kiln.internal' },
+    ...(options.waitSeconds ? { waitSeconds: options.waitSeconds } : {}),
+  }
+}

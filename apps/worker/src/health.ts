@@ -14,7 +14,7 @@ import {
   setCondition,
   setReady,
 } from '@kiln/domain'
-import { type ObservedMachine, type ObservedState, reportedBroken } from '@kiln/drivers'
+import { type ObservedMachine, type ObservedState, reportedBroken, unobservable } from '@kiln/drivers'
 import { clockOf, type JobProducer } from '@kiln/jobs'
 import type { DriverCache } from './driver-cache.ts'
 
@@ -115,12 +115,10 @@ export function healthChecker(deps: HealthDeps) {
       } catch (error) {
         // A driver that breaks its promise not to throw has told us nothing about the machines either.
         const why = error instanceof Error ? error.message : String(error)
-        observed = {
-          controlPlaneReachable: true,
-          backendReachable: false,
-          unreachableReason: why,
-          machines: live.map((m) => ({ name: m.name, health: 'Unknown', reason: `Unobservable: ${why}` })),
-        }
+        observed = unobservable(
+          live.map((m) => m.name),
+          why,
+        )
       }
       const now = new Date()
       const seen = new Map(observed.machines.map((m) => [m.name, m]))

@@ -3,7 +3,11 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { aKubernetesVersion, aTemplate } from '../../../test/support/builders.ts'
 import type { TestStack } from '../../../test/support/engine.ts'
-import { type ManagementCluster, startManagementCluster } from '../../simulator/test/capi-support.ts'
+import {
+  type ManagementCluster,
+  simulatedCapiBackend,
+  startManagementCluster,
+} from '../../simulator/test/capi-support.ts'
 import {
   clusterUrl,
   createReady,
@@ -53,17 +57,14 @@ beforeAll(async () => {
     payload: {
       name: 'cloud',
       kind: 'capi',
-      config: {
-        kubeconfig: { file: management.kubeconfigPath },
-        namespace,
-        clusterClass: 'kiln-simulated',
-        // The workload clusters answer at the simulated API server, routed by TLS server name.
-        controlPlaneEndpoint: {
-          server: `https://127.0.0.1:${management.mgmt.server.port}`,
-          tlsServerName: '{clusterId}.clusters.sim.kiln.internal',
+      config: simulatedCapiBackend(
+        management.kubeconfigPath,
+        `https://127.0.0.1:${management.mgmt.server.port}`,
+        {
+          namespace,
+          waitSeconds: 10,
         },
-        waitSeconds: 10,
-      },
+      ),
     },
   })
   expect(res.statusCode, res.body).toBe(201)

@@ -120,6 +120,17 @@ export interface ObservedMachine {
   definite?: boolean
 }
 
+/**
+ * What a backend that did not answer lets a driver say: no verdict on any machine (all `Unknown`),
+ * and nothing against the control plane (rule 9).
+ */
+export const unobservable = (machineNames: string[], reason: string): ObservedState => ({
+  controlPlaneReachable: true,
+  backendReachable: false,
+  unreachableReason: reason,
+  machines: machineNames.map((name) => ({ name, health: 'Unknown', reason: `Unobservable: ${reason}` })),
+})
+
 /** What the backend positively reports broken or gone: evidence for repair (`Unknown` never is). */
 export const reportedBroken = (m: ObservedMachine) => m.health === 'Unhealthy' || m.health === 'Missing'
 

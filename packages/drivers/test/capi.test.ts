@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { generateCertificateAuthority, generateServiceAccountKeyPair, Purpose } from '@kiln/pki'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse, stringify } from 'yaml'
 import { type ManagementCluster, startManagementCluster } from '../../../apps/simulator/test/capi-support.ts'
+import { testBootstrapMaterial } from '../../../test/support/ironic.ts'
 import { startTcpProxy, type TcpProxy } from '../../../test/support/tcp-proxy.ts'
 import { CapiDriver } from '../src/capi/capi.ts'
 import type { CapiConfig } from '../src/capi/config.ts'
@@ -34,26 +34,7 @@ beforeAll(async () => {
   kubeconfig.clusters[0]!.cluster.server = `https://127.0.0.1:${proxy.port}`
   kubeconfigFile = join(management.mgmt.dir, 'through-proxy.kubeconfig')
   await writeFile(kubeconfigFile, stringify(kubeconfig), { mode: 0o600 })
-  const ca = (purpose: Parameters<typeof generateCertificateAuthority>[0]['purpose'], commonName: string) =>
-    generateCertificateAuthority({ purpose, commonName, validityDays: 30 })
-  const [clusterCa, etcdCa, frontProxyCa, serviceAccount] = await Promise.all([
-    ca(Purpose.clusterCa, 'kubernetes'),
-    ca(Purpose.etcdCa, 'etcd-ca'),
-    ca(Purpose.frontProxyCa, 'front-proxy-ca'),
-    generateServiceAccountKeyPair(),
-  ])
-  material = {
-    kubernetesVersion: '1.31.0',
-    controlPlaneInitialized: false,
-    clusterCaBundlePem: clusterCa.certPem,
-    clusterCa,
-    etcdCa,
-    frontProxyCa,
-    serviceAccount,
-    joinToken: 'abcdef.0123456789abcdef',
-    podSubnet: '10.244.0.0/16',
-    serviceSubnet: '10.96.0.0/12',
-  }
+  material = await testBootstrapMaterial('1.31.0')
 }, 180_000)
 
 afterAll(async () => {

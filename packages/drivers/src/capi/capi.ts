@@ -19,6 +19,7 @@ import {
   type ObservedMachine,
   type ObservedState,
   type RolloutProgress,
+  unobservable,
 } from '../contract.ts'
 import { type CapiConfig, checkCapiConfig } from './config.ts'
 
@@ -980,16 +981,7 @@ export class CapiDriver implements Driver {
         !/did not answer/.test(reason)
       )
         throw error
-      return {
-        controlPlaneReachable: true,
-        backendReachable: false,
-        unreachableReason: reason,
-        machines: machineNames.map((name) => ({
-          name,
-          health: 'Unknown',
-          reason: `Unobservable: ${reason}`,
-        })),
-      }
+      return unobservable(machineNames, reason)
     }
     const { live, slots, machines } = bound
     return {

@@ -8,6 +8,7 @@ import {
   type MachineRef,
   type MachineSpec,
   type ObservedState,
+  unobservable,
 } from '../contract.ts'
 
 export interface SimulatedMachineClass {
@@ -461,16 +462,7 @@ export class SimulatorDriver implements Driver {
     if (outage) {
       // The same contract as a real backend that does not answer: no verdict on any machine.
       const reason = this.outageMessage(outage)
-      return {
-        controlPlaneReachable: true,
-        backendReachable: false,
-        unreachableReason: reason,
-        machines: machineNames.map((name) => ({
-          name,
-          health: 'Unknown',
-          reason: `Unobservable: ${reason}`,
-        })),
-      }
+      return unobservable(machineNames, reason)
     }
     const deathRate = this.config.faults?.machineDeathRate ?? 0
     if (deathRate > 0) {
