@@ -325,3 +325,45 @@ describe('deleting an object with finalizers', () => {
     expect((await c.request('GET', configMap('kept'), json)).status).toBe(404)
   })
 })
+
+describe('a resourceVersion in a patch', () => {
+  it('is a precondition for a merge patch and for server-side apply, as kube-apiserver makes it', async () => {
+    const created = await c.kubectl(['create', 'configmap', 'guarded', '--from-literal=a=1', '-o', 'json'])
+    expect(created.code, created.stderr).toBe(0)
+    const stale = JSON.parse(created.stdout).metadata.resourceVersion as string
+    expect(
+      (await c.kubectl(['patch', 'cm', 'guarded', '--type=merge', '-p', '{"data":{"a":"2"}}'])).code,
+    ).toBe(0)
+    const merge = await c.kubectl([
+      'patch',
+      'cm',
+      'guarded',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ metadata: { resourceVersion: stale }, data: { a: '3' } }),
+    ])
+    expect(merge.code).not.toBe(0)
+    expect(merge.stderr).toMatch(/the object has been modified/)
+    const applied = (rv: string) =>
+      c.kubectl(
+        ['apply', '--server-side', '--field-manager=guard', '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'guarded', namespace: 'default', resourceVersion: rv },
+          data: { b: '1' },
+        }),
+      )
+    const refused = await applied(stale)
+    expect(refused.code).not.toBe(0)
+    expect(refused.stderr).toMatch(/the object has been modified/)
+    const live = JSON.parse((await c.kubectl(['get', 'cm', 'guarded', '-o', 'json'])).stdout)
+    expect(live.data).toEqual({ a: '2' })
+    const accepted = await applied(live.metadata.resourceVersion)
+    expect(accepted.code, accepted.stderr).toBe(0)
+    expect(JSON.parse((await c.kubectl(['get', 'cm', 'guarded', '-o', 'json'])).stdout).data).toEqual({
+      a: '2',
+      b: '1',
+    })
+  })
+})

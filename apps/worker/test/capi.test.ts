@@ -10,6 +10,7 @@ import {
 } from '../../simulator/test/capi-support.ts'
 import {
   clusterUrl,
+  conditionOf,
   createReady,
   getCluster,
   machineRows,
@@ -237,5 +238,38 @@ describe('clusters on a Cluster API backend', { timeout: 180_000 }, () => {
         (await kubectlJson(['get', 'secrets', '-l', selector])).items.map((o: Json) => o.metadata.name),
         selector,
       ).toEqual([])
+  })
+
+  it("leaves a machine the provider failed to Cluster API's MachineHealthCheck: Kiln reports it and repairs nothing", async () => {
+    await createReady(stack.app, 'mhc', 'cloud-1.31', 120_000)
+    const cluster = await getCluster(stack.app, 'mhc')
+    const [capi] = (
+      await kubectlJson(['get', 'clusters.cluster.x-k8s.io', '-l', `kiln.dev/cluster-id=${cluster.id}`])
+    ).items
+    const slots = JSON.parse(capi.metadata.annotations['kiln.dev/machines']) as Record<
+      string,
+      { g: string; m: string }
+    >
+    const [victim, slot] = Object.entries(slots).find(([, s]) => s.g !== 'control-plane')!
+    management.standIn.failMachine(slot.m, 'InstanceError', 'the hypervisor lost the server')
+    // A definite failure: on a backend that does not remediate, Kiln would replace it at once.
+    await expect
+      .poll(
+        async () => {
+          expect(await stack.engine!.observeOnce()).toBe(0)
+          return conditionOf(await getCluster(stack.app, 'mhc'), 'MachinesReady')
+        },
+        { timeout: 15_000 },
+      )
+      .toMatchObject({ status: 'False', message: expect.stringContaining(`${victim}: ProviderFailed`) })
+    expect(await stack.db.operation.count({ where: { clusterId: cluster.id, kind: 'cluster.repair' } })).toBe(
+      0,
+    )
+    const deleted = await waitForOperation(
+      stack.app,
+      (await startOperation(stack.app, 'DELETE', clusterUrl('mhc'))).id,
+      90_000,
+    )
+    expect(deleted.status, JSON.stringify(deleted.steps)).toBe('succeeded')
   })
 })

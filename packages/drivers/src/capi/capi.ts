@@ -801,6 +801,7 @@ export class CapiDriver implements Driver {
           `No machine ${missing.join(', ')} in Cluster ${this.namespace}/${this.clusterName(cluster)}: ensureMachines first.`,
         )
       const failed: string[] = []
+      const failures: string[] = []
       const waiting: string[] = []
       for (const name of names) {
         const slot = slots[name]!
@@ -813,13 +814,16 @@ export class CapiDriver implements Driver {
           )
         const health = this.machineHealth(machine)
         if (health.health === 'Healthy') continue
-        if (health.definite) failed.push(name)
-        else waiting.push(`${name}: ${health.reason}`)
+        if (health.definite) {
+          failed.push(name)
+          failures.push(`${name}: ${health.reason}`)
+        } else waiting.push(`${name}: ${health.reason}`)
       }
       if (failed.length > 0)
         throw new DriverError(
           'ERR_PROVISION_FAILED',
-          `Cluster API could not provision ${failed.join(', ')} on backend ${this.backend}.`,
+          // The provider's reason and message, as they reach the cluster's Ready condition.
+          `Cluster API could not provision ${failures.slice(0, 3).join('; ')} (backend ${this.backend}).`,
           { failedMachines: failed },
         )
       if (waiting.length === 0) return live
