@@ -298,7 +298,9 @@ describe('capi driver: what it writes on the management cluster', () => {
       const failed = await driver.joinMachines(cluster, [w!]).catch((e: unknown) => e)
       expect((failed as DriverError).code).toBe('ERR_PROVISION_FAILED')
       expect((failed as DriverError).failedMachines).toEqual(['w-0'])
-      expect((failed as DriverError).message).toMatch(/w-0: ProviderFailed: InstanceError: the server went into ERROR state/)
+      expect((failed as DriverError).message).toMatch(
+        /w-0: ProviderFailed: InstanceError: the server went into ERROR state/,
+      )
       await driver.releaseMachines(cluster, ['cp-0', 'w-0'])
     } finally {
       management.standIn.setQuota('m1.large', 'az-2', -1)
