@@ -167,8 +167,12 @@ export class CapiDriver implements Driver {
     private readonly rawConfig: unknown,
   ) {}
 
+  private checked: CapiConfig | undefined
+
+  /** Checked once: a driver's config never changes (a changed backend gets a new driver). */
   private get config(): CapiConfig {
-    return checkCapiConfig(this.rawConfig)
+    this.checked ??= checkCapiConfig(this.rawConfig)
+    return this.checked
   }
 
   private get namespace() {
@@ -979,12 +983,8 @@ export class CapiDriver implements Driver {
       bound = await this.bind(cluster)
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error)
-      if (
-        error instanceof DriverError &&
-        error.code === 'ERR_INVALID_REQUEST' &&
-        !/did not answer/.test(reason)
-      )
-        throw error
+      // A configuration the driver cannot use is no outage; everything else said nothing about the machines.
+      if (error instanceof DriverError && error.code === 'ERR_INVALID_REQUEST') throw error
       return unobservable(machineNames, reason)
     }
     const { live, slots, machines } = bound
