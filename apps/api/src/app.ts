@@ -7,6 +7,7 @@ import type { MasterKey } from '@kiln/pki'
 import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
 import { registerAuthentication } from './auth.ts'
+import { type ApiMetrics, createApiMetrics, registerRequestMetrics } from './metrics.ts'
 import { type OidcSettings, type OidcVerifier, sessionIdentity } from './oidc.ts'
 import { openApiOptions } from './openapi.ts'
 import {
@@ -62,6 +63,8 @@ export interface AppDeps {
   rateLimits?: RateLimits
   /** Which proxies' X-Forwarded-For to believe for the client address (Fastify's `trustProxy`). */
   trustProxy?: boolean | string[]
+  /** Where requests, issued credentials and quota refusals are counted; main.ts serves its registry. */
+  metrics?: ApiMetrics
 }
 
 export type { KilnApp, RouteDeps } from './route-deps.ts'
@@ -93,6 +96,8 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
 
   for (const schema of schemas) app.addSchema(schema as { $id: string })
   registerProblemHandlers(app)
+  const metrics = deps.metrics ?? createApiMetrics({ processMetrics: false })
+  registerRequestMetrics(app, metrics)
   registerSharedAnswers(app)
   const limits = deps.rateLimits ? await rateLimitHooks(app, deps.redis, deps.rateLimits) : undefined
   // The per-address limit runs before authentication (and shields it); the per-identity one after.
@@ -135,6 +140,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
     operationPollMs: deps.operationPollMs ?? 200,
     dispatch,
     masterKey: deps.masterKey ?? null,
+    metrics,
   }
   registerHealthRoutes(app, routeDeps)
   registerCatalogueRoutes(app, routeDeps)

@@ -49,6 +49,9 @@ const Env = Type.Object({
    * comma-separated proxy addresses/CIDRs). Unset: the peer address is the client's.
    */
   KILN_TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  /** GET /metrics on its own port (never behind authentication or rate limits); 0 turns it off. */
+  KILN_METRICS_HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  KILN_METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9464 }),
 })
 
 export interface ApiConfig {
@@ -76,6 +79,8 @@ export interface ApiConfig {
   oidc: OidcSettings | undefined
   rateLimits: RateLimits
   trustProxy: boolean | string[] | undefined
+  /** Where /metrics listens; port 0: nowhere. */
+  metrics: { host: string; port: number }
 }
 
 /** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
@@ -105,6 +110,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
       windowMs: c.KILN_RATE_LIMIT_WINDOW_SECONDS * 1000,
     },
     trustProxy: trustProxyOf(c.KILN_TRUST_PROXY),
+    metrics: { host: c.KILN_METRICS_HOST, port: c.KILN_METRICS_PORT },
   }
 }
 

@@ -1,8 +1,10 @@
 import { createDatabase } from '@kiln/db'
+import { startMetricsServer } from '@kiln/jobs'
 import { masterKeyFromSettings } from '@kiln/pki'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadApiConfig } from './config.ts'
+import { createApiMetrics } from './metrics.ts'
 import { OidcVerifier } from './oidc.ts'
 
 const config = loadApiConfig()
@@ -28,8 +30,10 @@ if (config.oidc) {
     process.exit(1)
   }
 }
+const metrics = createApiMetrics()
 const app = await buildApp({
   db,
+  metrics,
   redis,
   masterKey,
   logger: { level: config.logLevel },
@@ -41,6 +45,10 @@ const app = await buildApp({
   rateLimits: config.rateLimits,
   ...(config.trustProxy !== undefined ? { trustProxy: config.trustProxy } : {}),
 })
+const metricsServer =
+  config.metrics.port > 0
+    ? await startMetricsServer({ ...config.metrics, metrics: () => metrics.registry.metrics() })
+    : undefined
 if (config.authentication === 'required' && !oidc) {
   app.log.warn('No OIDC issuer (KILN_OIDC_ISSUER) outside dev mode: only API tokens are accepted.')
 }
@@ -52,7 +60,7 @@ async function shutdown(signal: string) {
   app.log.info({ signal }, 'shutting down')
   // Stop accepting requests and finish in-flight ones, then release the clients.
   await app.close()
-  await Promise.allSettled([db.$disconnect(), redis.quit()])
+  await Promise.allSettled([db.$disconnect(), redis.quit(), metricsServer?.close()])
   process.exit(0)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))

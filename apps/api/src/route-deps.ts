@@ -9,6 +9,7 @@ import type {
   RawServerDefault,
 } from 'fastify'
 import type { Redis } from 'ioredis'
+import type { ApiMetrics } from './metrics.ts'
 
 // What routes share, apart from app.ts: routes and their helpers import this, app.ts imports them,
 // so no import leads back to app.ts.
@@ -31,4 +32,5 @@ export interface RouteDeps {
    */
   dispatch(operationId: string): void
   masterKey: MasterKey | null
+  metrics: ApiMetrics
 }

@@ -3,6 +3,7 @@ import { clusterAuthorityStore, type Database } from '@kiln/db'
 import type { ResolvedClusterSpec } from '@kiln/domain'
 import { DriverError } from '@kiln/drivers'
 import { issueClusterClientCertificate, type MasterKeyring } from '@kiln/pki'
+import type { WorkerMetrics } from './metrics.ts'
 
 // The `install-addons` step of create, feature changes, upgrades and node-group changes: the add-ons the
 // cluster's effective features ask for, applied server-side to the cluster's own API server (the
@@ -105,7 +106,7 @@ export async function installAddons(
   db: Database,
   masterKey: MasterKeyring,
   clusterId: string,
-  options: { withoutNodeGroup?: string; firstInstall?: boolean } = {},
+  options: { withoutNodeGroup?: string; firstInstall?: boolean; metrics?: WorkerMetrics | undefined } = {},
 ): Promise<{ message: string }> {
   const loaded = await loadCluster(db, clusterId)
   if (!loaded) throw new DriverError('ERR_INVALID_REQUEST', `Cluster ${clusterId} no longer exists.`)
@@ -117,12 +118,17 @@ export async function installAddons(
   const input = await addonInputOf(db, cluster)
   const desired = desiredAddons(input)
   const kubeConfig = await clusterAdminKubeConfig(db, masterKey, cluster, 'add-ons')
+  const addons = desired.map((a) => a.name)
   const result = await reconcileAddons(kubeConfig, desired, {
     fieldManager: 'kiln',
     // While a cluster is created its features cannot change, so no earlier attempt applied anything
     // this one does not want: there is nothing to prune.
     prune: !options.firstInstall,
+  }).catch((error: unknown) => {
+    options.metrics?.addonsApplied(addons, 'failed')
+    throw error
   })
+  options.metrics?.addonsApplied(addons, 'succeeded')
   const names = desired.map((a) => `${a.name} ${a.version}`).join(', ')
   return {
     message: `${desired.length} add-ons applied (${names})${result.pruned.length > 0 ? `; pruned ${result.pruned.length} objects` : ''}.`,

@@ -18,6 +18,9 @@ const Env = Type.Object({
   /** Base64 of 32 bytes: wraps every cluster private key at rest. */
   KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
   KILN_DEV_MODE: Type.Boolean({ default: false }),
+  /** GET /metrics and /healthz on their own port; 0 turns the server off. */
+  KILN_METRICS_HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  KILN_METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9465 }),
 })
 
 export interface WorkerConfig {
@@ -35,6 +38,8 @@ export interface WorkerConfig {
   /** Base64 of 32 bytes; resolved with masterKeyFromSettings at boot. */
   masterKey: string | undefined
   devMode: boolean
+  /** Where /metrics and /healthz listen; port 0: nowhere. */
+  metrics: { host: string; port: number }
 }
 
 /** Parses the environment once, at boot; refuses to start naming what is missing. */
@@ -53,5 +58,6 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     repairGraceMs: c.KILN_REPAIR_GRACE_SECONDS * 1000,
     masterKey: c.KILN_MASTER_KEY,
     devMode: c.KILN_DEV_MODE,
+    metrics: { host: c.KILN_METRICS_HOST, port: c.KILN_METRICS_PORT },
   }
 }

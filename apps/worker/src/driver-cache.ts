@@ -1,5 +1,6 @@
 import type { Backend } from '@kiln/db'
 import { createDriver, type Driver } from '@kiln/drivers'
+import { instrumentDriver, type WorkerMetrics } from './metrics.ts'
 
 interface Entry {
   driver: Driver
@@ -22,7 +23,10 @@ interface Entry {
 export class DriverCache {
   private readonly current = new Map<string, Entry>()
   private readonly closing = new Set<Promise<void>>()
-  constructor(private readonly databaseUrl: string) {}
+  constructor(
+    private readonly databaseUrl: string,
+    private readonly metrics?: WorkerMetrics,
+  ) {}
 
   /** Runs `work` with the backend's driver, which stays open at least until `work` settles. */
   async use<T>(backend: Backend, work: (driver: Driver) => Promise<T>): Promise<T> {
@@ -48,7 +52,11 @@ export class DriverCache {
       if (cached.borrowers === 0) this.close(cached)
     }
     const entry: Entry = {
-      driver: createDriver(backend, { databaseUrl: this.databaseUrl }),
+      driver: instrumentDriver(
+        this.metrics,
+        backend.name,
+        createDriver(backend, { databaseUrl: this.databaseUrl }),
+      ),
       configuration,
       builtFrom: backend.updatedAt.getTime(),
       borrowers: 0,

@@ -18,6 +18,7 @@ import Value from 'typebox/value'
 import { type CatalogueSync, syncMachineClasses } from './catalogue.ts'
 import { DriverCache } from './driver-cache.ts'
 import { healthChecker } from './health.ts'
+import type { WorkerMetrics } from './metrics.ts'
 import { buildOperationDefinitions, markProgressing } from './operations.ts'
 
 export interface EngineOptions {
@@ -56,6 +57,8 @@ export interface EngineOptions {
    */
   repairGraceMs?: number
   log?: (event: Record<string, unknown>) => void
+  /** Where the engine records its series; without it, nothing is recorded. */
+  metrics?: WorkerMetrics
 }
 
 export interface Engine {
@@ -69,6 +72,8 @@ export interface Engine {
   syncCatalogueOnce(): Promise<CatalogueSync[]>
   /** Starts the delete of every cluster past its `expiresAt`, now; returns how many it started. */
   expireOnce(): Promise<number>
+  /** True while the engine takes work (the worker's /healthz). */
+  running(): boolean
   stop(): Promise<void>
 }
 
@@ -104,9 +109,11 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   const { db } = options
   const workerId = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`
   const log = options.log ?? (() => {})
-  const drivers = new DriverCache(options.databaseUrl)
-  const definitions = buildOperationDefinitions({ db, drivers, masterKey: options.masterKey })
+  const { metrics } = options
+  const drivers = new DriverCache(options.databaseUrl, metrics)
+  const definitions = buildOperationDefinitions({ db, drivers, masterKey: options.masterKey, metrics })
   const producer = new JobProducer({ connection: options.connection, prefix: options.prefix })
+  metrics?.watch({ db, queue: producer.queue(queueNames.operations) })
   /** Expected after a Redis flush: an informative line, not an error. */
   const logLostJob = (context: Record<string, unknown>) =>
     log({ level: 'info', msg: 'job lost with Redis data; the dispatcher re-creates it', ...context })
@@ -143,6 +150,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
           retryBaseDelayMs: options.retryBaseDelayMs,
           retryMaxDelayMs: options.retryMaxDelayMs,
           classify: classifyError,
+          ...(metrics ? { observer: metrics.runObserver(db) } : {}),
         })
         // Busy: another worker holds it, or its next attempt is not due yet (this job fired early).
         if (result.state === 'busy') await delayUntil(Date.now() + result.retryAfterMs)
@@ -185,6 +193,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       await db.operation.update({ where: { id }, data: { enqueuedAt: new Date() } })
     }
     if (queued > 0) log({ msg: 'dispatcher queued operations', queued })
+    metrics?.requeued(queued)
     return queued
   }
 
@@ -270,12 +279,14 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     observeOnce,
     syncCatalogueOnce,
     expireOnce,
+    running: () => worker.isRunning(),
     async stop() {
       // In order: stop taking work, let running jobs finish their current step, then release clients.
       for (const loop of loops) clearInterval(loop)
       await worker.close()
       await producer.close()
       await drivers.closeAll()
+      metrics?.watch(undefined)
     },
   }
 }

@@ -1,7 +1,9 @@
 import { createDatabase } from '@kiln/db'
+import { startMetricsServer } from '@kiln/jobs'
 import { masterKeyFromSettings } from '@kiln/pki'
 import { loadWorkerConfig } from './config.ts'
 import { startEngine } from './engine.ts'
+import { WorkerMetrics } from './metrics.ts'
 
 const config = loadWorkerConfig()
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.concurrency + 4 })
@@ -20,6 +22,7 @@ if (development) {
 }
 
 await db.$queryRaw`SELECT 1`
+const metrics = new WorkerMetrics()
 const engine = await startEngine({
   db,
   masterKey,
@@ -35,15 +38,30 @@ const engine = await startEngine({
   retryMaxDelayMs: config.retryMaxDelayMs,
   repairGraceMs: config.repairGraceMs,
   log,
+  metrics,
 })
-log({ msg: 'worker ready', workerId: engine.workerId, concurrency: config.concurrency })
-
 let stopping = false
+const metricsServer =
+  config.metrics.port > 0
+    ? await startMetricsServer({
+        ...config.metrics,
+        metrics: () => metrics.registry.metrics(),
+        healthy: () => !stopping && engine.running(),
+      })
+    : undefined
+log({
+  msg: 'worker ready',
+  workerId: engine.workerId,
+  concurrency: config.concurrency,
+  metricsPort: metricsServer?.port ?? null,
+})
+
 async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
   log({ msg: 'worker stopping', signal })
   await engine.stop()
+  await metricsServer?.close()
   await db.$disconnect()
   log({ msg: 'worker stopped', signal })
   process.exit(0)

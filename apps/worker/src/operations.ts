@@ -52,12 +52,14 @@ import {
   reserveAndAllocate,
   reserveMachines,
 } from './machines.ts'
+import type { WorkerMetrics } from './metrics.ts'
 
 export interface EngineDeps {
   db: Database
   drivers: DriverCache
   /** Seals every private key the engine generates before it is written. */
   masterKey: MasterKey
+  metrics?: WorkerMetrics | undefined
 }
 
 interface OperationScope {
@@ -267,11 +269,15 @@ export function buildOperationDefinitions(deps: EngineDeps): OperationDefinition
     (why: string): StepHandler =>
     async () => ({ skipped: true, message: why })
   const installClusterAddons = scoped((s, op) =>
-    installAddons(db, deps.masterKey, s.cluster.id, { firstInstall: op.kind === 'cluster.create' }),
+    installAddons(db, deps.masterKey, s.cluster.id, {
+      firstInstall: op.kind === 'cluster.create',
+      metrics: deps.metrics,
+    }),
   )
   const installAddonsWithoutTarget = scoped((s, op) =>
     installAddons(db, deps.masterKey, s.cluster.id, {
       withoutNodeGroup: (op.resource as { id?: string }).id,
+      metrics: deps.metrics,
     }),
   )
 

@@ -92,7 +92,31 @@ export interface RunnerOptions {
   retryBaseDelayMs?: number
   retryMaxDelayMs?: number
   classify(error: unknown): ClassifiedError
+  /** Hears about each run's steps and end (metrics); it must not throw. */
+  observer?: RunObserver
 }
+
+/** How one run of a step ended: `retrying` is a retryable failure that will be tried again. */
+export type StepOutcome = 'succeeded' | 'skipped' | 'failed' | 'retrying'
+
+export interface RunObserver {
+  /**
+   * A run holds the lease and is about to run its first step. `firstRun`: the operation just left
+   * pending; `leaseExpired`: another worker held it and stopped renewing its lease.
+   */
+  run(
+    operation: Operation,
+    event: { firstRun: boolean; leaseExpired: boolean },
+  ): Promise<RunRecorder> | RunRecorder
+}
+
+export interface RunRecorder {
+  step(name: string, outcome: StepOutcome, seconds: number): void
+  /** The operation ended (committed); `errorClass` is the final one, `none` unless it failed. */
+  finished(outcome: Outcome['status'], errorClass: ErrorClass | 'none'): void
+}
+
+const silentRecorder: RunRecorder = { step() {}, finished() {} }
 
 const statusFor: Record<ErrorClass, number> = { user: 422, platform: 503, retryable: 503 }
 
@@ -188,6 +212,22 @@ export async function runOperation(
     }
   }
 
+  // Metrics must never fail an operation: an observer that cannot answer records nothing.
+  const { observer } = options
+  const recorder = observer
+    ? await Promise.resolve()
+        .then(() =>
+          observer.run(before, {
+            firstRun: before.startedAt === null,
+            leaseExpired:
+              before.leaseOwner !== null &&
+              before.leaseOwner !== workerId &&
+              (before.leaseUntil?.getTime() ?? 0) < Date.now(),
+          }),
+        )
+        .catch(() => silentRecorder)
+    : silentRecorder
+
   let lost = false
   const heartbeat = setInterval(
     () => {
@@ -244,6 +284,7 @@ export async function runOperation(
       },
       { timeout: 20_000 },
     )
+    recorder.finished(outcome.status, outcome.status === 'failed' ? outcome.error.reason : 'none')
     return { state: 'finished', outcome: outcome.status }
   }
 
@@ -286,8 +327,11 @@ export async function runOperation(
       }
       const handler = definition.steps[step.name]
       if (!handler) throw new Error(`No handler for step ${step.name} of ${op.kind}`)
+      const stepStarted = performance.now()
+      const seconds = () => (performance.now() - stepStarted) / 1000
       try {
         const result = await handler({ db, operation: op })
+        recorder.step(step.name, result?.skipped ? 'skipped' : 'succeeded', seconds())
         if (lost) throw new LeaseLost(operationId)
         // A success ends the step's failure streak: the next failure starts a fresh horizon.
         steps[i] = {
@@ -301,6 +345,7 @@ export async function runOperation(
         if (error instanceof LeaseLost || error instanceof RetryLater) throw error
         if (isDatabaseUnavailable(error)) throw new RetryLater('PostgreSQL is unavailable', error)
         const c = options.classify(error)
+        const retrying = c.errorClass === 'retryable'
         // Attempts count failures, not runs: a worker killed mid-step costs no attempt.
         const failures = op.attempts + 1
         const now = Date.now()
@@ -309,7 +354,8 @@ export async function runOperation(
         const since = streak ? Date.parse(streak.since) : now
         const giveUpAt = since + horizonMs
         const withinBudget = now < giveUpAt && (maxAttempts === undefined || attempts < maxAttempts)
-        if (c.errorClass === 'retryable' && withinBudget) {
+        recorder.step(step.name, retrying && withinBudget ? 'retrying' : 'failed', seconds())
+        if (retrying && withinBudget) {
           // The last attempt falls on the horizon rather than past it.
           const nextAttemptAt = Math.min(giveUpAt, now + backoffDelay(attempts - 1, baseDelayMs, maxDelayMs))
           const retry: StepRetry = {

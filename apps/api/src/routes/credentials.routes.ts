@@ -225,6 +225,7 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
           caGeneration: issued.generation,
         },
       })
+      deps.metrics.kubeconfigsIssued.inc({ kind: 'kubeconfig' })
       return reply.code(201).send({
         kubeconfig,
         username,
@@ -275,6 +276,7 @@ export function registerCredentialRoutes(app: KilnApp, deps: RouteDeps) {
           caGeneration: signed.generation,
         },
       })
+      deps.metrics.kubeconfigsIssued.inc({ kind: 'csr' })
       return reply.code(201).send({
         certificatePem: signed.certPem,
         caPem: signed.caBundlePem,
