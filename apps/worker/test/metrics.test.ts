@@ -1,5 +1,6 @@
 import { createServer } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { operationCatalogue } from '../../../packages/domain/src/index.ts'
 import { type MetricsServer, startMetricsServer } from '../../../packages/jobs/src/index.ts'
 import { startTestStack, type TestStack, testDataCentre } from '../../../test/support/engine.ts'
 import { testIronicConfig } from '../../../test/support/ironic.ts'
