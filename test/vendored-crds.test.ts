@@ -70,3 +70,41 @@ describe('vendored Cluster API CRDs', () => {
       expect(readFileSync(join(root, dir, 'LICENSE'), 'utf8')).toContain('Apache License')
   })
 })
+
+// The same guarantee for the other vendored schemas: Kubernetes' own OpenAPI documents (built-in
+// kinds, see vendor/kubernetes-openapi/README.md) and the prometheus-operator CRDs.
+describe.each([
+  ['kubernetes-openapi', '.json'],
+  ['prometheus-operator-crds', '.yaml'],
+])('vendored %s', (dir, ext) => {
+  const base = fileURLToPath(new URL(`../vendor/${dir}`, import.meta.url))
+  const walk = (d: string): string[] =>
+    readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith(ext) ? [join(d, e.name)] : [],
+    )
+  it('are exactly the files recorded, each unchanged since it was copied, with a licence', () => {
+    const sums = new Map(
+      readFileSync(join(base, 'SHA256SUMS'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => {
+          const [sum, path] = line.split(/\s+/)
+          return [path!.replace(/^\.\//, ''), sum!] as const
+        }),
+    )
+    const files = walk(base).map((f) => relative(base, f))
+    expect(files.sort()).toEqual([...sums.keys()].sort())
+    for (const file of files)
+      expect(
+        createHash('sha256')
+          .update(readFileSync(join(base, file)))
+          .digest('hex'),
+        file,
+      ).toBe(sums.get(file))
+    const licences = readdirSync(base, { recursive: true, encoding: 'utf8' }).filter((f) =>
+      f.endsWith('LICENSE'),
+    )
+    expect(licences.length).toBeGreaterThan(0)
+    for (const l of licences) expect(readFileSync(join(base, l), 'utf8')).toContain('Apache License')
+  })
+})

@@ -109,6 +109,11 @@ export const builtinResources: readonly ResourceType[] = [
     shortNames: ['pdb'],
     subresources: { status: true },
   }),
+  builtin('autoscaling', 'v2', 'HorizontalPodAutoscaler', 'horizontalpodautoscalers', true, {
+    shortNames: ['hpa'],
+    categories: ['all'],
+    subresources: { status: true },
+  }),
   builtin('scheduling.k8s.io', 'v1', 'PriorityClass', 'priorityclasses', false, { shortNames: ['pc'] }),
   builtin('storage.k8s.io', 'v1', 'StorageClass', 'storageclasses', false, { shortNames: ['sc'] }),
   builtin('coordination.k8s.io', 'v1', 'Lease', 'leases', true),

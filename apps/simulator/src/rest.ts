@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Database } from '@kiln/db'
 import { parse as parseYaml } from 'yaml'
 import { authorize, type Caller } from './authorization.ts'
+import { decodeBuiltin } from './builtin-schema.ts'
 import type { FieldCause } from './crd-schema.ts'
 import {
   aggregatedContentType,
@@ -29,6 +30,7 @@ import {
 import { ApplyConflictError, recordUpdate, serverSideApply, unmanagedMetadata } from './managed-fields.ts'
 import { openApiGroupVersion, openApiRoot } from './openapi.ts'
 import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from './patch.ts'
+import { decodeProtobuf } from './protobuf.ts'
 import { builtinResources, crdType, groupVersionOf, type ResourceType, resourceTypes } from './resources.ts'
 import {
   type KubeObject,
@@ -38,7 +40,14 @@ import {
   type StoreEvent,
 } from './store.ts'
 import { table } from './tables.ts'
-import { podsOf, type SchedulableNode, scheduledPod, workloadKinds, workloadStatus } from './workloads.ts'
+import {
+  jobStatus,
+  podsOf,
+  type SchedulableNode,
+  scheduledPod,
+  workloadKinds,
+  workloadStatus,
+} from './workloads.ts'
 
 // The Kubernetes REST API of one simulated cluster, generically over every resource type:
 // get, list (label and field selectors), watch, create, update, patch (JSON, merge, strategic
@@ -234,6 +243,10 @@ export function send(res: ServerResponse, code: number, body: unknown, contentTy
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
+  return (await readBytes(req)).toString('utf8')
+}
+
+async function readBytes(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req) {
@@ -241,10 +254,28 @@ async function readBody(req: IncomingMessage): Promise<string> {
     if (size > maxBodyBytes) throw new ApiError(413, 'RequestEntityTooLarge', 'request entity too large')
     chunks.push(chunk as Buffer)
   }
-  return Buffer.concat(chunks).toString('utf8')
+  return Buffer.concat(chunks)
 }
 
 async function readObject(req: IncomingMessage, yaml = false): Promise<unknown> {
+  if ((req.headers['content-type'] ?? '').startsWith('application/vnd.kubernetes.protobuf')) {
+    let decoded: Record<string, unknown> | undefined
+    try {
+      decoded = decodeProtobuf(await readBytes(req))
+    } catch (error) {
+      throw new ApiError(
+        400,
+        'BadRequest',
+        `the body of the request was in an unknown format: ${(error as Error).message}`,
+      )
+    }
+    if (decoded) return decoded
+    throw new ApiError(
+      415,
+      'UnsupportedMediaType',
+      'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml',
+    )
+  }
   const text = await readBody(req)
   if (text.trim() === '') return undefined
   try {
@@ -506,6 +537,8 @@ class ReadScope {
 
 const typeByResource = (group: string, resource: string) =>
   builtinResources.find((t) => t.group === group && t.resource === resource)!
+const jobType = typeByResource('batch', 'jobs')
+const isJob = (type: ResourceType) => type === jobType
 
 /** The pods the controllers run for every workload in scope (one namespace, or all). */
 async function controllerPods(
@@ -514,9 +547,10 @@ async function controllerPods(
   nodes: SchedulableNode[],
 ): Promise<KubeObject[]> {
   const workloads = await Promise.all(
-    ['deployments', 'statefulsets', 'daemonsets', 'replicasets'].map((r) =>
-      ctx.store.list(ctx.cluster.id, typeByResource('apps', r), namespace),
-    ),
+    [
+      ...['deployments', 'statefulsets', 'daemonsets', 'replicasets'].map((r) => typeByResource('apps', r)),
+      jobType,
+    ].map((type) => ctx.store.list(ctx.cluster.id, type, namespace)),
   )
   return workloads.flat().flatMap((w) => podsOf(w, nodes))
 }
@@ -556,6 +590,7 @@ async function decorate(scope: ReadScope, type: ResourceType, object: KubeObject
     const pods = podsOf(object, await scope.schedulable())
     return { ...object, status: workloadStatus(object, pods) }
   }
+  if (isJob(type)) return { ...object, status: jobStatus(object, podsOf(object, await scope.schedulable())) }
   if (type.kind === 'Pod') return scheduledPod(object, await scope.schedulable())
   if (type.resource === 'customresourcedefinitions') {
     const spec = (object.spec ?? {}) as { names?: unknown; versions?: { name: string; storage?: boolean }[] }
@@ -601,7 +636,8 @@ async function decorate(scope: ReadScope, type: ResourceType, object: KubeObject
  * of the nodes.
  */
 function written(ctx: RestContext, type: ResourceType, object: KubeObject): Promise<KubeObject> | KubeObject {
-  if (type.kind === 'Pod' || (type.group === 'apps' && workloadKinds.has(type.kind))) return object
+  if (type.kind === 'Pod' || isJob(type) || (type.group === 'apps' && workloadKinds.has(type.kind)))
+    return object
   return decorate(new ReadScope(ctx), type, object)
 }
 
@@ -791,7 +827,7 @@ async function watch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
     if (
       watchesPods &&
       event.clusterId === ctx.cluster.id &&
-      event.group === 'apps' &&
+      (event.group === 'apps' || (event.group === 'batch' && event.resource === 'jobs')) &&
       (target.namespace === undefined || event.namespace === target.namespace)
     )
       onWorkloadChange(event)
@@ -1102,7 +1138,7 @@ async function create(req: IncomingMessage, res: ServerResponse, ctx: RestContex
     body.metadata.name = `${prefix}${randomBytes(4).toString('hex').slice(0, 5)}`
   }
   if (type.namespaced) await requireNamespace(ctx, target.namespace!)
-  const object = prepare(type, undefined, body, fieldManagerOf(req, url), undefined)
+  const object = prepare(type, undefined, decoded(type, body, url, res), fieldManagerOf(req, url), undefined)
   if (dryRun(url)) return send(res, 201, await written(ctx, type, object))
   const created = await ctx.store
     .create(ctx.cluster.id, type, object)
@@ -1160,6 +1196,34 @@ async function readModifyWrite(
   }
 }
 
+/**
+ * A built-in kind's body decoded as kube-apiserver decodes it (builtin-schema.ts): a value of the
+ * wrong type is a 400, unknown fields are refused under fieldValidation=Strict (what kubectl sends),
+ * reported in Warning headers under Warn (the server's default) and dropped, and missing required
+ * fields are a 422.
+ */
+function decoded(type: ResourceType, object: KubeObject, url: URL, res: ServerResponse): KubeObject {
+  if (!builtinResources.includes(type)) return object
+  const result = decodeBuiltin(type.group, type.version, type.kind, object)
+  if (!result) return object
+  const handledAs = `${type.kind} in version "${type.version}" cannot be handled as a ${type.kind}`
+  if (result.decodeError) throw new ApiError(400, 'BadRequest', `${handledAs}: ${result.decodeError}`)
+  const mode = url.searchParams.get('fieldValidation') ?? 'Warn'
+  if (result.unknown.length > 0 && mode === 'Strict')
+    throw new ApiError(
+      400,
+      'BadRequest',
+      `${handledAs}: strict decoding error: ${result.unknown.map((f) => `unknown field "${f}"`).join(', ')}`,
+    )
+  if (result.unknown.length > 0 && mode === 'Warn')
+    res.setHeader(
+      'Warning',
+      result.unknown.map((f) => `299 - ${JSON.stringify(`unknown field ${JSON.stringify(f)}`)}`),
+    )
+  if (result.causes.length > 0) throw invalid(type, object.metadata.name, result.causes)
+  return result.object as KubeObject
+}
+
 async function update(req: IncomingMessage, res: ServerResponse, ctx: RestContext, target: Target, url: URL) {
   const { type } = target
   const raw = await readObject(req)
@@ -1178,7 +1242,7 @@ async function update(req: IncomingMessage, res: ServerResponse, ctx: RestContex
     async (live) => {
       if (wanted !== undefined && wanted !== live!.metadata.resourceVersion)
         stored(new StoreConflict('Conflict'), type, target.name!)
-      return prepare(type, live, body, manager, target.subresource)
+      return prepare(type, live, decoded(type, body, url, res), manager, target.subresource)
     },
     { dryRun: dryRun(url) },
   )
@@ -1278,7 +1342,12 @@ async function patch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
         stored(new StoreConflict('Conflict'), type, target.name!)
       if (isApply) {
         // Fields a custom resource's schema prunes are not owned by the applier either.
-        const identified = identify(type, { ...target, subresource: undefined }, body)
+        const identified = decoded(
+          type,
+          identify(type, { ...target, subresource: undefined }, body),
+          url,
+          res,
+        )
         const applied = type.schema?.()?.prune(identified) ?? identified
         if (!live) {
           const fresh = prepare(type, undefined, applied, undefined, undefined)
@@ -1315,7 +1384,12 @@ async function patch(req: IncomingMessage, res: ServerResponse, ctx: RestContext
       const next = prepare(
         type,
         live,
-        { ...patched, metadata: { ...(patched.metadata ?? {}), name: target.name! } } as KubeObject,
+        decoded(
+          type,
+          { ...patched, metadata: { ...(patched.metadata ?? {}), name: target.name! } } as KubeObject,
+          url,
+          res,
+        ),
         manager ?? fieldManagerOf(req, url),
         target.subresource,
       )

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto'
 import type { KubeObject } from './store.ts'
 
 // What the controllers and kubelets of a real cluster would make of the stored workloads: pods
-// for Deployments, ReplicaSets, StatefulSets and DaemonSets, scheduled onto the nodes that admit
+// for Deployments, ReplicaSets, StatefulSets, DaemonSets and Jobs (whose pods run to completion at
+// once, so a Job is Complete as soon as its pods are scheduled), scheduled onto the nodes that admit
 // them (node selector, required node affinity, taints and tolerations), reported Running, and the
 // workloads' status to match. Computed on read from the stored objects and the nodes, so there is
 // no controller loop to fall behind and nothing to clean up when a workload goes.
@@ -55,7 +56,13 @@ const record = (value: unknown): Record<string, unknown> =>
     : {}
 
 const specOf = (o: KubeObject) =>
-  record(o.spec) as { replicas?: number; template?: PodTemplate; selector?: unknown }
+  record(o.spec) as {
+    replicas?: number
+    template?: PodTemplate
+    selector?: unknown
+    completions?: number
+    suspend?: boolean
+  }
 
 const hashAlphabet = 'bcdfghjklmnpqrstvwxz2456789'
 
@@ -127,6 +134,7 @@ function podStatus(
   spec: PodSpec,
   node: SchedulableNode | undefined,
   created: string,
+  completed = false,
 ): Record<string, unknown> {
   const ready = node?.ready === true
   const ip = createHash('sha256').update(`${namespace}/${name}`).digest()
@@ -143,6 +151,30 @@ function podStatus(
           lastTransitionTime: created,
         },
       ],
+      qosClass: 'BestEffort',
+    }
+  if (completed)
+    return {
+      phase: 'Succeeded',
+      conditions: ['Initialized', 'Ready', 'ContainersReady', 'PodScheduled'].map((type) => ({
+        type,
+        status: type === 'Initialized' || type === 'PodScheduled' ? 'True' : 'False',
+        ...(type === 'Ready' || type === 'ContainersReady' ? { reason: 'PodCompleted' } : {}),
+        lastTransitionTime: created,
+      })),
+      hostIP: '192.168.0.1',
+      podIP,
+      podIPs: [{ ip: podIP }],
+      startTime: created,
+      containerStatuses: (spec.containers ?? []).map((c) => ({
+        name: c.name,
+        image: c.image ?? '',
+        imageID: `${c.image ?? ''}@sha256:${suffix(c.image ?? '', 16)}`,
+        ready: false,
+        started: false,
+        restartCount: 0,
+        state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: created, finishedAt: created } },
+      })),
       qosClass: 'BestEffort',
     }
   return {
@@ -176,6 +208,7 @@ function pod(
   template: PodTemplate,
   node: SchedulableNode | undefined,
   extraLabels: Labels,
+  completed = false,
 ): KubeObject {
   const namespace = String(owner.metadata.namespace ?? 'default')
   const spec = template.spec ?? {}
@@ -202,7 +235,7 @@ function pod(
       ],
     },
     spec: { ...spec, ...(node ? { nodeName: node.name } : {}) },
-    status: podStatus(name, namespace, spec, node, created),
+    status: podStatus(name, namespace, spec, node, created, completed && node !== undefined),
   }
 }
 
@@ -269,8 +302,57 @@ export function podsOf(workload: KubeObject, nodes: SchedulableNode[]): KubeObje
         }),
       )
     }
+    case 'Job': {
+      if (spec.suspend === true) return []
+      const uid = String(workload.metadata.uid)
+      return placeAll(nodes, podSpec, spec.completions ?? 1, base).map((n, i) =>
+        pod(
+          workload,
+          `${base}-${suffix(`${base}/${i}`, 5)}`,
+          template,
+          n,
+          {
+            'batch.kubernetes.io/controller-uid': uid,
+            'batch.kubernetes.io/job-name': base,
+            'controller-uid': uid,
+            'job-name': base,
+          },
+          true,
+        ),
+      )
+    }
     default:
       return []
+  }
+}
+
+/** The status the job controller reports: Complete once every pod it needs has Succeeded. */
+export function jobStatus(job: KubeObject, pods: KubeObject[]): Record<string, unknown> {
+  if (specOf(job).suspend === true) return {}
+  const created = String(job.metadata.creationTimestamp ?? new Date(0).toISOString())
+  const succeeded = pods.filter((p) => (p.status as { phase?: string }).phase === 'Succeeded').length
+  const wanted = specOf(job).completions ?? 1
+  if (succeeded < wanted)
+    return { startTime: created, active: pods.length - succeeded, succeeded, ready: 0, terminating: 0 }
+  const condition = (type: string, reason: string, message: string) => ({
+    type,
+    status: 'True',
+    reason,
+    message,
+    lastProbeTime: created,
+    lastTransitionTime: created,
+  })
+  return {
+    startTime: created,
+    completionTime: created,
+    succeeded,
+    ready: 0,
+    terminating: 0,
+    uncountedTerminatedPods: {},
+    conditions: [
+      condition('SuccessCriteriaMet', 'CompletionsReached', 'Reached expected number of succeeded pods'),
+      condition('Complete', 'CompletionsReached', 'Reached expected number of succeeded pods'),
+    ],
   }
 }
 
