@@ -1,5 +1,5 @@
 import { createDatabase } from '@kiln/db'
-import { masterKeyFromSettings } from '@kiln/pki'
+import { masterKeyringFromSettings } from '@kiln/pki'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadApiConfig } from './config.ts'
@@ -15,7 +15,7 @@ const redis = new Redis(config.redisUrl, {
 redis.on('error', () => {
   // Reported by /readyz and as 503s; ioredis reconnects by itself.
 })
-const { masterKey } = masterKeyFromSettings(config)
+const { keyring } = masterKeyringFromSettings(config)
 // The issuer is discovered once, here: a Kiln configured for OIDC that cannot reach it does not start.
 let oidc: { verifier: OidcVerifier; settings: NonNullable<typeof config.oidc> } | undefined
 if (config.oidc) {
@@ -31,7 +31,7 @@ if (config.oidc) {
 const app = await buildApp({
   db,
   redis,
-  masterKey,
+  masterKey: keyring,
   logger: { level: config.logLevel },
   bodyLimitBytes: config.bodyLimitBytes,
   ...(oidc ? { oidc } : {}),

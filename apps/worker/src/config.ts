@@ -17,6 +17,8 @@ const Env = Type.Object({
   KILN_REPAIR_GRACE_SECONDS: Type.Integer({ minimum: 0, default: 300 }),
   /** Base64 of 32 bytes: wraps every cluster private key at rest. */
   KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  /** Comma-separated base64 master keys, newest first: the first seals, any opens (rotation). */
+  KILN_MASTER_KEYS: Type.Optional(Type.String({ minLength: 1 })),
   KILN_DEV_MODE: Type.Boolean({ default: false }),
 })
 
@@ -32,8 +34,9 @@ export interface WorkerConfig {
   retryHorizonMs: number
   retryMaxDelayMs: number
   repairGraceMs: number
-  /** Base64 of 32 bytes; resolved with masterKeyFromSettings at boot. */
+  /** Base64 of 32 bytes; resolved with masterKeyringFromSettings at boot. */
   masterKey: string | undefined
+  masterKeys: string | undefined
   devMode: boolean
 }
 
@@ -52,6 +55,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     retryMaxDelayMs: c.KILN_RETRY_MAX_DELAY_SECONDS * 1000,
     repairGraceMs: c.KILN_REPAIR_GRACE_SECONDS * 1000,
     masterKey: c.KILN_MASTER_KEY,
+    masterKeys: c.KILN_MASTER_KEYS,
     devMode: c.KILN_DEV_MODE,
   }
 }

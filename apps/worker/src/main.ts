@@ -1,5 +1,5 @@
 import { createDatabase } from '@kiln/db'
-import { masterKeyFromSettings } from '@kiln/pki'
+import { masterKeyringFromSettings } from '@kiln/pki'
 import { loadWorkerConfig } from './config.ts'
 import { startEngine } from './engine.ts'
 
@@ -12,7 +12,7 @@ const log = (event: Record<string, unknown>) => {
   else console.log(line)
 }
 
-const { masterKey, development } = masterKeyFromSettings(config)
+const { keyring, development } = masterKeyringFromSettings(config)
 if (development) {
   log({
     msg: 'dev mode: cluster keys are sealed with the well-known development master key; never use this in production',
@@ -22,7 +22,7 @@ if (development) {
 await db.$queryRaw`SELECT 1`
 const engine = await startEngine({
   db,
-  masterKey,
+  masterKey: keyring,
   databaseUrl: config.databaseUrl,
   // BullMQ workers must never give up on Redis commands: a restarted Redis is waited for.
   connection: { url: config.redisUrl, maxRetriesPerRequest: null },
