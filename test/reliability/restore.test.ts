@@ -69,7 +69,17 @@ describe('backup and restore', () => {
     const crt = join(work, `${cluster}.crt`)
     await writeFile(crt, (res.json() as { certificatePem: string }).certificatePem)
     const { stdout } = await run('openssl', ['x509', '-in', crt, '-noout', '-subject'])
-    expect(stdout).toContain('CN=restorer')
+    expect(stdout).toMatch(/CN\s*=\s*restorer/)
+    // Signed by a CA the restored cluster publishes.
+    const cas = await stack.app.inject({
+      method: 'GET',
+      url: `/v1/projects/${project}/clusters/${cluster}/ca`,
+    })
+    expect(cas.statusCode, cas.body).toBe(200)
+    const bundle = join(work, `${cluster}-ca.crt`)
+    const items = (cas.json() as { items: { certificatePem: string }[] }).items
+    await writeFile(bundle, items.map((ca) => ca.certificatePem).join(''))
+    expect((await run('openssl', ['verify', '-CAfile', bundle, crt])).stdout).toContain(': OK')
   }
 
   it('restores a pg_dump taken mid-flight into a new stack with an empty Redis, and everything finishes', async () => {
