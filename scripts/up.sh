@@ -10,8 +10,8 @@ bash scripts/install.sh
 export DATABASE_URL=${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/kiln}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 # The embedded default is a development setup: without a master key, the worker seals cluster keys
-# with the well-known development key (and says so). Set KILN_MASTER_KEY for anything real.
-if [ -z "${KILN_MASTER_KEY:-}" ]; then export KILN_DEV_MODE=true; fi
+# with the well-known development key (and says so). Set KILN_MASTER_KEYS (or KILN_MASTER_KEY) for anything real.
+if [ -z "${KILN_MASTER_KEY:-}${KILN_MASTER_KEYS:-}" ]; then export KILN_DEV_MODE=true; fi
 db=$(node -e 'console.log(new URL(process.env.DATABASE_URL).pathname.slice(1))')
 admin=${DATABASE_URL%/*}/postgres
 if [ "$(psql "$admin" -Atc "SELECT 1 FROM pg_database WHERE datname='$db'")" != 1 ]; then

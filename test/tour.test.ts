@@ -82,6 +82,7 @@ beforeAll(async () => {
     KILN_PLATFORM_ADMIN_GROUPS: 'kiln:platform-admins',
   }
   delete env.KILN_MASTER_KEY
+  delete env.KILN_MASTER_KEYS
   delete env.KILN_TOKEN
   start('worker', 'apps/worker/src/main.ts')
   start('simulator', 'apps/simulator/src/main.ts')

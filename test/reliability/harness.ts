@@ -130,9 +130,36 @@ export interface StackOptions {
   /** Worker machines per cluster (one node group). */
   workers?: number
   workerConcurrency?: number
+  /**
+   * Fills the new, empty database instead of migrating and seeding it (a backup restore): the
+   * catalogue, projects and clusters are whatever it brings.
+   */
+  restore?: (databaseUrl: string) => Promise<void>
+  /** The simulated API server's port (default: a free one); a restored stack reuses the old one. */
+  apiServerPort?: number
 }
 
-/** Starts PostgreSQL and Redis of its own, migrates, seeds the catalogue, and builds the API. */
+/** The simulated data centre, its catalogue and the project, in a freshly migrated database. */
+async function seedDataCentre(db: Database, options: StackOptions, apiServerPort: number) {
+  const backend = await db.backend.create({
+    data: {
+      name: backendName,
+      kind: 'simulator',
+      config: { ...options.simulator, apiServerUrl: `https://127.0.0.1:${apiServerPort}` } as object,
+      capabilities: { zones: options.simulator.zones },
+    },
+  })
+  await aMachineClass(db, backend.id, { name: machineClass, zones: options.simulator.zones })
+  await aKubernetesVersion(db, '1.31.4')
+  await aTemplate(db, backend.id, {
+    name: templateName,
+    controlPlane: { count: options.controlPlane ?? 1, machineClass },
+    nodeGroups: [{ name: 'workers', machineClass, count: options.workers ?? 2, minCount: 1, maxCount: 10 }],
+  })
+  await aProject(db, project)
+}
+
+/** Starts PostgreSQL and Redis of its own, migrates and seeds (or restores), and builds the API. */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const lines: string[] = []
   const log = (line: string) => {
@@ -152,8 +179,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     cleanup.push(() => redisFixed.close())
     const databaseUrl = pgServer.url()
     const started = Date.now()
-    await migrate(databaseUrl)
-    log(`migrated in ${Date.now() - started} ms`)
+    await (options.restore ?? migrate)(databaseUrl)
+    log(`${options.restore ? 'restored' : 'migrated'} in ${Date.now() - started} ms`)
 
     const db = createDatabase({ url: databaseUrl, maxConnections: 10 })
     cleanup.push(() => db.$disconnect())
@@ -162,25 +189,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const apiServer = await startApiServer({
       db,
       masterKey: masterKeyFromSettings({ devMode: true }).masterKey,
-      port: 0,
+      port: options.apiServerPort ?? 0,
     })
     cleanup.push(() => apiServer.close())
-    const backend = await db.backend.create({
-      data: {
-        name: backendName,
-        kind: 'simulator',
-        config: { ...options.simulator, apiServerUrl: `https://127.0.0.1:${apiServer.port}` } as object,
-        capabilities: { zones: options.simulator.zones },
-      },
-    })
-    await aMachineClass(db, backend.id, { name: machineClass, zones: options.simulator.zones })
-    await aKubernetesVersion(db, '1.31.4')
-    await aTemplate(db, backend.id, {
-      name: templateName,
-      controlPlane: { count: options.controlPlane ?? 1, machineClass },
-      nodeGroups: [{ name: 'workers', machineClass, count: options.workers ?? 2, minCount: 1, maxCount: 10 }],
-    })
-    await aProject(db, project)
+    if (!options.restore) await seedDataCentre(db, options, apiServer.port)
 
     const prefix = 'kiln-reliability'
     const appRedis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 })

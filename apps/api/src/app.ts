@@ -3,7 +3,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Database } from '@kiln/db'
 import { JobProducer, type QueueSettings } from '@kiln/jobs'
-import type { MasterKey } from '@kiln/pki'
+import type { MasterKeyring } from '@kiln/pki'
 import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
 import { registerAuthentication } from './auth.ts'
@@ -26,6 +26,7 @@ import { registerCatalogueRoutes } from './routes/catalogue.routes.ts'
 import { registerClusterRoutes } from './routes/clusters.routes.ts'
 import { registerCredentialRoutes } from './routes/credentials.routes.ts'
 import { registerHealthRoutes } from './routes/health.routes.ts'
+import { registerMasterKeyRoutes } from './routes/master-keys.routes.ts'
 import { registerNodeGroupRoutes } from './routes/nodegroups.routes.ts'
 import { registerOidcRoutes } from './routes/oidc.routes.ts'
 import { registerOperationRoutes } from './routes/operations.routes.ts'
@@ -43,7 +44,7 @@ export interface AppDeps {
   /** Where to hand new operations to the workers at once; without it the dispatcher picks them up. */
   queue?: QueueSettings
   /** Opens cluster CA keys to sign the credentials the API issues; without it, issuance answers 503. */
-  masterKey?: MasterKey
+  masterKey?: MasterKeyring
   logger?: boolean | { level: string } | FastifyBaseLogger
   bodyLimitBytes?: number
   /** How often `?wait=` re-reads an operation. */
@@ -154,6 +155,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   registerOperationRoutes(app, routeDeps)
   registerAccessRoutes(app, routeDeps)
   registerAuditRoutes(app, routeDeps)
+  registerMasterKeyRoutes(app, routeDeps)
   registerProblemRoutes(app)
   registerOidcRoutes(app, { oidc: deps.oidc, redis: deps.redis, masterKey: deps.masterKey ?? null })
   await registerPortalRoutes(app, deps.portalDir)

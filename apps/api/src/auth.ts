@@ -22,6 +22,7 @@ export type Permission =
   | 'tokens:read'
   | 'tokens:write'
   | 'audit:read'
+  | 'master-keys:rotate'
 
 /**
  * What a permission asks of the caller:
@@ -59,6 +60,7 @@ export const requirements: Record<Permission, Requirement> = {
   'tokens:read': { scope: 'project', role: 'admin' },
   'tokens:write': { scope: 'project', role: 'admin' },
   'audit:read': { scope: 'project', role: 'admin' },
+  'master-keys:rotate': { scope: 'platform' },
 }
 
 /** A route that declares no permission is for platform admins only (and fails the authorization matrix test). */

@@ -19,6 +19,8 @@ const Env = Type.Object({
   KILN_QUEUE_PREFIX: Type.String({ minLength: 1, default: 'kiln' }),
   /** Base64 of 32 bytes: opens a cluster's CA key to sign the credentials it issues. */
   KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  /** Comma-separated base64 master keys, newest first: the first seals, any opens (rotation). */
+  KILN_MASTER_KEYS: Type.Optional(Type.String({ minLength: 1 })),
   KILN_DEV_MODE: Type.Boolean({ default: false }),
   /** Comma-separated OIDC groups whose members are platform admins. */
   KILN_PLATFORM_ADMIN_GROUPS: Type.String({ default: '' }),
@@ -36,7 +38,7 @@ const Env = Type.Object({
   KILN_OIDC_POST_LOGIN_REDIRECT: Type.Optional(Type.String({ pattern: '^https?://' })),
   /** Where the built portal is; default apps/portal/dist of this checkout. */
   KILN_PORTAL_DIR: Type.Optional(Type.String({ minLength: 1 })),
-  /** Base64 of 32 bytes sealing session cookies; default: derived from the master key. */
+  /** Base64 of 32 bytes sealing session cookies; default: derived from the master keys (see oidcRuntime). */
   KILN_SESSION_KEY: Type.Optional(Type.String({ minLength: 44, maxLength: 44 })),
   KILN_SESSION_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600, default: 8 * 3600 }),
   /** Requests per window for one API token or user; 0 turns the limit off. */
@@ -65,8 +67,9 @@ export interface ApiConfig {
   databasePoolSize: number
   bodyLimitBytes: number
   queuePrefix: string
-  /** Resolved with masterKeyFromSettings at boot. */
+  /** Resolved with masterKeyringFromSettings at boot. */
   masterKey: string | undefined
+  masterKeys: string | undefined
   devMode: boolean
   /** OIDC groups whose members are platform admins (templates, backends, projects, quotas). */
   platformAdminGroups: string[]
@@ -98,6 +101,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
     queuePrefix: c.KILN_QUEUE_PREFIX,
     masterKey: c.KILN_MASTER_KEY,
+    masterKeys: c.KILN_MASTER_KEYS,
     devMode: c.KILN_DEV_MODE,
     platformAdminGroups: c.KILN_PLATFORM_ADMIN_GROUPS.split(',')
       .map((g) => g.trim())

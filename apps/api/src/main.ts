@@ -1,6 +1,6 @@
 import { createDatabase } from '@kiln/db'
 import { startMetricsServer } from '@kiln/jobs'
-import { masterKeyFromSettings } from '@kiln/pki'
+import { masterKeyringFromSettings } from '@kiln/pki'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadApiConfig } from './config.ts'
@@ -17,7 +17,7 @@ const redis = new Redis(config.redisUrl, {
 redis.on('error', () => {
   // Reported by /readyz and as 503s; ioredis reconnects by itself.
 })
-const { masterKey } = masterKeyFromSettings(config)
+const { keyring } = masterKeyringFromSettings(config)
 // The issuer is discovered once, here: a Kiln configured for OIDC that cannot reach it does not start.
 let oidc: { verifier: OidcVerifier; settings: NonNullable<typeof config.oidc> } | undefined
 if (config.oidc) {
@@ -35,7 +35,7 @@ const app = await buildApp({
   db,
   metrics,
   redis,
-  masterKey,
+  masterKey: keyring,
   logger: { level: config.logLevel },
   bodyLimitBytes: config.bodyLimitBytes,
   ...(oidc ? { oidc } : {}),

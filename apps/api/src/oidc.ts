@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
-import type { MasterKey } from '@kiln/pki'
+import { keyringKeys, type MasterKeyring } from '@kiln/pki'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
 import {
@@ -396,18 +396,28 @@ export interface LoginState {
 
 type SealPurpose = 'session' | 'login'
 
-/** Seals small JSON values for cookies: AES-256-GCM, the purpose bound in as associated data. */
+/**
+ * Seals small JSON values for cookies: AES-256-GCM, the purpose bound in as associated data. Seals
+ * with the first key material and opens with any, so a master-key rotation keeps sessions alive for
+ * as long as the old key stays configured.
+ */
 export class CookieSealer {
-  readonly #key: Buffer
+  readonly #keys: Buffer[]
 
-  constructor(keyMaterial: Buffer) {
+  constructor(...keyMaterials: [Buffer, ...Buffer[]]) {
     // HKDF so one master key never serves two purposes directly.
-    this.#key = Buffer.from(hkdfSync('sha256', keyMaterial, 'kiln', 'kiln-session-cookie-v1', 32))
+    this.#keys = keyMaterials.map((material) =>
+      Buffer.from(hkdfSync('sha256', material, 'kiln', 'kiln-session-cookie-v1', 32)),
+    )
+  }
+
+  get #sealingKey(): Buffer {
+    return this.#keys[0]!
   }
 
   seal(purpose: SealPurpose, value: object): string {
     const nonce = randomBytes(12)
-    const cipher = createCipheriv('aes-256-gcm', this.#key, nonce)
+    const cipher = createCipheriv('aes-256-gcm', this.#sealingKey, nonce)
     cipher.setAAD(Buffer.from(`kiln:${purpose}:v1`))
     const body = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()])
     return `v1.${Buffer.concat([nonce, body, cipher.getAuthTag()]).toString('base64url')}`
@@ -418,15 +428,18 @@ export class CookieSealer {
     if (!sealed.startsWith('v1.')) return undefined
     const raw = Buffer.from(sealed.slice(3), 'base64url')
     if (raw.length < 12 + 16 + 2) return undefined
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', this.#key, raw.subarray(0, 12))
-      decipher.setAAD(Buffer.from(`kiln:${purpose}:v1`))
-      decipher.setAuthTag(raw.subarray(raw.length - 16))
-      const text = Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()])
-      return JSON.parse(text.toString('utf8')) as T
-    } catch {
-      return undefined
+    for (const key of this.#keys) {
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12))
+        decipher.setAAD(Buffer.from(`kiln:${purpose}:v1`))
+        decipher.setAuthTag(raw.subarray(raw.length - 16))
+        const text = Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()])
+        return JSON.parse(text.toString('utf8')) as T
+      } catch {
+        // Sealed under another key (or altered): try the next.
+      }
     }
+    return undefined
   }
 }
 
@@ -454,24 +467,29 @@ declare module 'fastify' {
   }
 }
 
-/** Builds the runtime from settings; the session key is KILN_SESSION_KEY, else derived from the master key. */
+/**
+ * Builds the runtime from settings. The session key is KILN_SESSION_KEY, else derived from the master
+ * keys: sealed with the newest, opened with any, so sessions survive a rotation until the old key is
+ * removed from KILN_MASTER_KEYS (then their holders log in again; KILN_SESSION_KEY avoids that).
+ */
 export function oidcRuntime(options: {
   verifier: OidcVerifier
   settings: OidcSettings
   redis: Redis
-  masterKey?: MasterKey | null
+  masterKey?: MasterKeyring | null
 }): OidcRuntime {
   const { settings } = options
-  let keyMaterial: Buffer
+  let keyMaterials: [Buffer, ...Buffer[]]
+  const masterKeys = options.masterKey ? keyringKeys(options.masterKey) : []
   if (settings.sessionKey) {
-    keyMaterial = Buffer.from(settings.sessionKey, 'base64')
-    if (keyMaterial.length !== 32) {
+    keyMaterials = [Buffer.from(settings.sessionKey, 'base64')]
+    if (keyMaterials[0].length !== 32) {
       throw new Error(
         'Invalid configuration:\n  KILN_SESSION_KEY: must be 32 random bytes, base64 (`openssl rand -base64 32`)',
       )
     }
-  } else if (options.masterKey) {
-    keyMaterial = options.masterKey.bytes
+  } else if (masterKeys[0]) {
+    keyMaterials = [masterKeys[0].bytes, ...masterKeys.slice(1).map((key) => key.bytes)]
   } else {
     throw new Error(
       'Invalid configuration:\n  KILN_SESSION_KEY: required for OIDC login without a master key',
@@ -483,7 +501,7 @@ export function oidcRuntime(options: {
   return {
     verifier: options.verifier,
     settings,
-    sealer: new CookieSealer(keyMaterial),
+    sealer: new CookieSealer(...keyMaterials),
     redis: options.redis,
     // __Host- pins the session cookie to this host, https and Path=/ (no Domain can widen it).
     cookies: secure

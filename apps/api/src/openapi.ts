@@ -22,6 +22,7 @@ export const apiTags = [
   { name: 'operations', description: 'Asynchronous work, to watch and cancel.' },
   { name: 'access', description: 'Who you are; project members and API tokens.' },
   { name: 'audit', description: 'Every mutation and credential issued, per project.' },
+  { name: 'master-keys', description: 'Re-sealing cluster private keys after a master-key rotation.' },
   { name: 'problems', description: 'What each problem `type` means, as a page for people.' },
   { name: 'auth', description: 'Portal login at the OIDC issuer (a session cookie), logout, who you are.' },
 ]

@@ -178,6 +178,12 @@ export const problemTypes = {
     status: 503,
     description: 'The server has no master key to open cluster CA keys, so it cannot sign credentials.',
   },
+  'master-key-missing': {
+    title: 'A sealed key needs a master key that is not configured',
+    status: 409,
+    description:
+      'A master-key rotation found cluster private keys sealed with a master key that is not in `KILN_MASTER_KEYS`, so it cannot re-seal them; `unopenable` names some of them and the key id they need. Nothing was re-sealed (unless `resealed` says otherwise). Add the missing key after the newest one in `KILN_MASTER_KEYS` on the API, restart it and rotate again.',
+  },
   'oidc-not-configured': {
     title: 'Login is not configured',
     status: 404,

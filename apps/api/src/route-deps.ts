@@ -1,6 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Database } from '@kiln/db'
-import type { MasterKey } from '@kiln/pki'
+import type { MasterKeyring } from '@kiln/pki'
 import type {
   FastifyBaseLogger,
   FastifyInstance,
@@ -31,6 +31,6 @@ export interface RouteDeps {
    * worker's dispatcher queues whatever this misses (Redis down, process killed).
    */
   dispatch(operationId: string): void
-  masterKey: MasterKey | null
   metrics: ApiMetrics
+  masterKey: MasterKeyring | null
 }

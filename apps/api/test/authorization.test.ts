@@ -38,6 +38,7 @@ const rules: Record<string, Rule> = {
   'self:read': { who: 'authenticated' },
   'catalogue:read': { who: 'authenticated' },
   'catalogue:write': { who: 'platform-admin' },
+  'master-keys:rotate': { who: 'platform-admin' },
   'projects:read': { who: 'project', role: 'viewer' },
   'projects:write': { who: 'platform-admin' },
   'projects:delete': { who: 'project', role: 'admin' },

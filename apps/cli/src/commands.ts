@@ -391,6 +391,35 @@ export const commands: Command[] = [
     },
   },
   {
+    path: ['admin', 'rotate-master-key'],
+    summary:
+      'Re-seal every cluster private key with the newest master key (platform admins; see docs/operations.md)',
+    args: [],
+    options: {},
+    examples: ['kiln admin rotate-master-key'],
+    async run(ctx) {
+      const api = await ctx.api()
+      const rotation = await call(api, api.client.POST('/v1/master-key-rotations'))
+      print(ctx.out, rotation, (r) =>
+        table(
+          [r],
+          [
+            ['KEY', (x) => x.keyId],
+            ['RESEALED', (x) => x.resealed],
+            ['ALREADY-CURRENT', (x) => x.alreadyCurrent],
+            ['REMAINING', (x) => x.remaining],
+            ['TOTAL', (x) => x.total],
+          ],
+        ),
+      )
+      if (rotation.remaining > 0) {
+        ctx.progress.write(
+          `${rotation.remaining} key(s) were sealed meanwhile with an older key: restart every process with the new KILN_MASTER_KEYS, then run this again.\n`,
+        )
+      }
+    },
+  },
+  {
     path: ['features', 'list'],
     summary: 'List the features a cluster can switch (--feature NAME=VALUE)',
     args: [],

@@ -1,5 +1,5 @@
 import { createDatabase } from '@kiln/db'
-import { masterKeyFromSettings } from '@kiln/pki'
+import { masterKeyringFromSettings } from '@kiln/pki'
 import { loadSimulatorConfig } from './config.ts'
 import { startApiServer } from './server.ts'
 
@@ -8,14 +8,15 @@ const db = createDatabase({ url: config.databaseUrl, maxConnections: 10 })
 const log = (event: Record<string, unknown>) =>
   console.log(JSON.stringify({ time: new Date().toISOString(), ...event }))
 
-if (config.devMode && !process.env.KILN_MASTER_KEY) {
+const { keyring, development } = masterKeyringFromSettings(config)
+if (development) {
   log({ msg: 'dev mode: using the well-known development master key; never use this in production' })
 }
 
 await db.$queryRaw`SELECT 1`
 const server = await startApiServer({
   db,
-  masterKey: masterKeyFromSettings(config).masterKey,
+  masterKey: keyring,
   host: config.host,
   port: config.port,
   domain: config.domain,

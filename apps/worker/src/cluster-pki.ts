@@ -24,7 +24,7 @@ import {
   generateServiceAccountKeyPair,
   loadClusterTrust,
   lookupOrGenerate,
-  type MasterKey,
+  type MasterKeyring,
   materialFromRecord,
   openAuthority,
   type PkiStore,
@@ -55,7 +55,7 @@ const caValidityDays = 3650
  * Generates, once, every authority a cluster's control plane needs: the cluster, etcd and
  * front-proxy CAs and the service-account key pair. A retry finds them and generates nothing.
  */
-export async function ensureClusterAuthorities(store: PkiStore, clusterId: string, masterKey: MasterKey) {
+export async function ensureClusterAuthorities(store: PkiStore, clusterId: string, masterKey: MasterKeyring) {
   for (const purpose of certificateAuthorityPurposes) {
     await lookupOrGenerate(store, clusterId, purpose, async () =>
       sealMaterial(
@@ -129,7 +129,7 @@ async function markRotation(
  */
 export async function issueNextClusterCa(
   db: Database,
-  masterKey: MasterKey,
+  masterKey: MasterKeyring,
   op: Operation,
 ): Promise<StepResult> {
   const { clusterId, params } = rotationOf(op)
@@ -240,7 +240,7 @@ export async function retirePreviousClusterCas(db: Database, op: Operation): Pro
  */
 export async function distributeClusterCaBundle(
   db: Database,
-  masterKey: MasterKey,
+  masterKey: MasterKeyring,
   op: Operation,
 ): Promise<StepResult> {
   const { clusterId } = rotationOf(op)

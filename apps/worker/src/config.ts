@@ -17,6 +17,8 @@ const Env = Type.Object({
   KILN_REPAIR_GRACE_SECONDS: Type.Integer({ minimum: 0, default: 300 }),
   /** Base64 of 32 bytes: wraps every cluster private key at rest. */
   KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  /** Comma-separated base64 master keys, newest first: the first seals, any opens (rotation). */
+  KILN_MASTER_KEYS: Type.Optional(Type.String({ minLength: 1 })),
   KILN_DEV_MODE: Type.Boolean({ default: false }),
   /** GET /metrics and /healthz on their own port; 0 turns the server off. */
   KILN_METRICS_HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
@@ -35,8 +37,9 @@ export interface WorkerConfig {
   retryHorizonMs: number
   retryMaxDelayMs: number
   repairGraceMs: number
-  /** Base64 of 32 bytes; resolved with masterKeyFromSettings at boot. */
+  /** Base64 of 32 bytes; resolved with masterKeyringFromSettings at boot. */
   masterKey: string | undefined
+  masterKeys: string | undefined
   devMode: boolean
   /** Where /metrics and /healthz listen; port 0: nowhere. */
   metrics: { host: string; port: number }
@@ -57,6 +60,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     retryMaxDelayMs: c.KILN_RETRY_MAX_DELAY_SECONDS * 1000,
     repairGraceMs: c.KILN_REPAIR_GRACE_SECONDS * 1000,
     masterKey: c.KILN_MASTER_KEY,
+    masterKeys: c.KILN_MASTER_KEYS,
     devMode: c.KILN_DEV_MODE,
     metrics: { host: c.KILN_METRICS_HOST, port: c.KILN_METRICS_PORT },
   }

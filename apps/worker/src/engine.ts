@@ -12,7 +12,7 @@ import {
   RetryLater,
   runOperation,
 } from '@kiln/jobs'
-import type { MasterKey } from '@kiln/pki'
+import type { MasterKeyring } from '@kiln/pki'
 import { type ConnectionOptions, DelayedError, type Job, Worker } from 'bullmq'
 import Value from 'typebox/value'
 import { type CatalogueSync, syncMachineClasses } from './catalogue.ts'
@@ -24,7 +24,7 @@ import { buildOperationDefinitions, markProgressing } from './operations.ts'
 export interface EngineOptions {
   db: Database
   /** Seals the private keys the engine generates (cluster CAs, service-account keys). */
-  masterKey: MasterKey
+  masterKey: MasterKeyring
   /** Where drivers keep their own state (the simulator's data centre). */
   databaseUrl: string
   connection: ConnectionOptions

@@ -1,6 +1,6 @@
 import { createDatabase } from '@kiln/db'
 import { startMetricsServer } from '@kiln/jobs'
-import { masterKeyFromSettings } from '@kiln/pki'
+import { masterKeyringFromSettings } from '@kiln/pki'
 import { loadWorkerConfig } from './config.ts'
 import { startEngine } from './engine.ts'
 import { WorkerMetrics } from './metrics.ts'
@@ -14,7 +14,7 @@ const log = (event: Record<string, unknown>) => {
   else console.log(line)
 }
 
-const { masterKey, development } = masterKeyFromSettings(config)
+const { keyring, development } = masterKeyringFromSettings(config)
 if (development) {
   log({
     msg: 'dev mode: cluster keys are sealed with the well-known development master key; never use this in production',
@@ -25,7 +25,7 @@ await db.$queryRaw`SELECT 1`
 const metrics = new WorkerMetrics()
 const engine = await startEngine({
   db,
-  masterKey,
+  masterKey: keyring,
   databaseUrl: config.databaseUrl,
   // BullMQ workers must never give up on Redis commands: a restarted Redis is waited for.
   connection: { url: config.redisUrl, maxRetriesPerRequest: null },

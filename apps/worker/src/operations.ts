@@ -30,7 +30,7 @@ import {
   reportedBroken,
 } from '@kiln/drivers'
 import type { OperationDefinition, OperationDefinitions, Outcome, StepHandler } from '@kiln/jobs'
-import type { MasterKey } from '@kiln/pki'
+import type { MasterKeyring } from '@kiln/pki'
 import { installAddons } from './addons.ts'
 import { bootstrapMaterialFor } from './bootstrap-material.ts'
 import {
@@ -58,7 +58,7 @@ export interface EngineDeps {
   db: Database
   drivers: DriverCache
   /** Seals every private key the engine generates before it is written. */
-  masterKey: MasterKey
+  masterKey: MasterKeyring
   metrics?: WorkerMetrics | undefined
 }
 

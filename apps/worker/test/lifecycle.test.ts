@@ -40,7 +40,7 @@ describe('worker process', () => {
     })
     const [code] = await once(child, 'exit')
     expect(code).not.toBe(0)
-    expect(output()).toMatch(/KILN_MASTER_KEY: required outside dev mode/)
+    expect(output()).toMatch(/KILN_MASTER_KEYS: required outside dev mode/)
   })
 
   it('refuses to start without its configuration and names what is missing', async () => {

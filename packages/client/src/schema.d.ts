@@ -896,6 +896,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/master-key-rotations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-seal every cluster private key with the newest master key (platform admins)
+         * @description Re-wraps the data key of every sealed private key with the newest key of `KILN_MASTER_KEYS` (the first); keys already on it are skipped, so it is idempotent, and a run cut short leaves every key openable and is finished by the next. Synchronous: it touches no backend and takes microseconds per key. Refused with `master-key-missing` (409), before anything is written, when a sealed key opens with none of the configured keys. Rotate after every process runs with the new keyring (`KILN_MASTER_KEYS=new,old`); remove the old key only once `remaining` is 0. Audited as `master-key.rotate`.
+         */
+        post: operations["rotateMasterKeys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/problems/{slug}": {
         parameters: {
             query?: never;
@@ -1155,7 +1175,7 @@ export interface components {
         Problem: {
             /**
              * Format: uri
-             * @description Identifies the kind of problem; compare it as a string. One of `https://kiln.dev/problems/invalid-request`, `https://kiln.dev/problems/malformed-json`, `https://kiln.dev/problems/bad-request`, `https://kiln.dev/problems/malformed-url`, `https://kiln.dev/problems/malformed-request`, `https://kiln.dev/problems/headers-too-large`, `https://kiln.dev/problems/request-timeout`, `https://kiln.dev/problems/unauthenticated`, `https://kiln.dev/problems/login-failed`, `https://kiln.dev/problems/login-expired`, `https://kiln.dev/problems/forbidden`, `https://kiln.dev/problems/cluster-deleting`, `https://kiln.dev/problems/cluster-gone`, `https://kiln.dev/problems/csrf-rejected`, `https://kiln.dev/problems/not-found`, `https://kiln.dev/problems/conflict`, `https://kiln.dev/problems/operation-in-progress`, `https://kiln.dev/problems/superseded`, `https://kiln.dev/problems/precondition-failed`, `https://kiln.dev/problems/payload-too-large`, `https://kiln.dev/problems/unsupported-media-type`, `https://kiln.dev/problems/invalid-spec`, `https://kiln.dev/problems/quota-exceeded`, `https://kiln.dev/problems/idempotency-key-reused`, `https://kiln.dev/problems/internal`, `https://kiln.dev/problems/rate-limited`, `https://kiln.dev/problems/service-unavailable`, `https://kiln.dev/problems/credentials-unavailable`, `https://kiln.dev/problems/oidc-not-configured`, `https://kiln.dev/problems/err-capacity`, `https://kiln.dev/problems/err-unavailable`, `https://kiln.dev/problems/err-transient`, `https://kiln.dev/problems/err-provision-failed`, `https://kiln.dev/problems/err-invalid-request`, `https://kiln.dev/problems/err-not-supported`, `https://kiln.dev/problems/err-internal`, `https://kiln.dev/problems/err-addon-unreachable`, `https://kiln.dev/problems/err-addon-tls`, `https://kiln.dev/problems/err-addon-unauthorized`, `https://kiln.dev/problems/err-addon-conflict`, `https://kiln.dev/problems/err-addon-throttled`, `https://kiln.dev/problems/err-addon-server-error`, `https://kiln.dev/problems/err-addon-rejected`, `https://kiln.dev/problems/err-addon-invalid-request`; `x-problem-types` describes each, and every server shows a page for it at `/problems/{slug}`.
+             * @description Identifies the kind of problem; compare it as a string. One of `https://kiln.dev/problems/invalid-request`, `https://kiln.dev/problems/malformed-json`, `https://kiln.dev/problems/bad-request`, `https://kiln.dev/problems/malformed-url`, `https://kiln.dev/problems/malformed-request`, `https://kiln.dev/problems/headers-too-large`, `https://kiln.dev/problems/request-timeout`, `https://kiln.dev/problems/unauthenticated`, `https://kiln.dev/problems/login-failed`, `https://kiln.dev/problems/login-expired`, `https://kiln.dev/problems/forbidden`, `https://kiln.dev/problems/cluster-deleting`, `https://kiln.dev/problems/cluster-gone`, `https://kiln.dev/problems/csrf-rejected`, `https://kiln.dev/problems/not-found`, `https://kiln.dev/problems/conflict`, `https://kiln.dev/problems/operation-in-progress`, `https://kiln.dev/problems/superseded`, `https://kiln.dev/problems/precondition-failed`, `https://kiln.dev/problems/payload-too-large`, `https://kiln.dev/problems/unsupported-media-type`, `https://kiln.dev/problems/invalid-spec`, `https://kiln.dev/problems/quota-exceeded`, `https://kiln.dev/problems/idempotency-key-reused`, `https://kiln.dev/problems/internal`, `https://kiln.dev/problems/rate-limited`, `https://kiln.dev/problems/service-unavailable`, `https://kiln.dev/problems/credentials-unavailable`, `https://kiln.dev/problems/master-key-missing`, `https://kiln.dev/problems/oidc-not-configured`, `https://kiln.dev/problems/err-capacity`, `https://kiln.dev/problems/err-unavailable`, `https://kiln.dev/problems/err-transient`, `https://kiln.dev/problems/err-provision-failed`, `https://kiln.dev/problems/err-invalid-request`, `https://kiln.dev/problems/err-not-supported`, `https://kiln.dev/problems/err-internal`, `https://kiln.dev/problems/err-addon-unreachable`, `https://kiln.dev/problems/err-addon-tls`, `https://kiln.dev/problems/err-addon-unauthorized`, `https://kiln.dev/problems/err-addon-conflict`, `https://kiln.dev/problems/err-addon-throttled`, `https://kiln.dev/problems/err-addon-server-error`, `https://kiln.dev/problems/err-addon-rejected`, `https://kiln.dev/problems/err-addon-invalid-request`; `x-problem-types` describes each, and every server shows a page for it at `/problems/{slug}`.
              * @example https://kiln.dev/problems/invalid-spec
              */
             type: string;
@@ -4427,6 +4447,37 @@ export interface components {
             };
         };
         /**
+         * @description What a master-key rotation did.
+         * @example {
+         *       "keyId": "3f9c2a71d0b84e56",
+         *       "keyIds": [
+         *         "3f9c2a71d0b84e56",
+         *         "8d01b6e4c2f7a935"
+         *       ],
+         *       "resealed": 120,
+         *       "alreadyCurrent": 4,
+         *       "remaining": 0,
+         *       "total": 124
+         *     }
+         */
+        MasterKeyRotation: {
+            /**
+             * @description The newest configured master key, which now wraps every sealed key.
+             * @example 3f9c2a71d0b84e56
+             */
+            keyId: string;
+            /** @description Every configured master key id, newest first. */
+            keyIds: string[];
+            /** @description Sealed keys re-wrapped by this request. */
+            resealed: number;
+            /** @description Sealed keys that were already on the newest key when the request began. */
+            alreadyCurrent: number;
+            /** @description Sealed keys still on an older key at the end: sealed meanwhile by a process not yet restarted with the new keyring. 0 once every process runs with it; rotate again then. */
+            remaining: number;
+            /** @description Sealed keys stored at the end. */
+            total: number;
+        };
+        /**
          * @description A JSON merge patch of a node group’s bounds, labels, taints, zones or rollout settings.
          * @example {
          *       "minCount": 2,
@@ -7171,6 +7222,39 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["UnexpectedError"];
+        };
+    };
+    rotateMasterKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What a master-key rotation did. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MasterKeyRotation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["UnexpectedError"];

@@ -1,4 +1,4 @@
-import type { Queryable } from './client.ts'
+import type { Database, Queryable } from './client.ts'
 import type { Prisma } from './generated/prisma/client.ts'
 
 /** A cluster's PKI material as stored: the public half in clear, the private key already sealed. */
@@ -138,4 +138,68 @@ export async function listClusterCertificates(db: Queryable, clusterId: string) 
 export async function deleteClusterSecrets(db: Queryable, clusterId: string): Promise<number> {
   const { count } = await db.clusterSecret.deleteMany({ where: { clusterId } })
   return count
+}
+
+/** Where a sealed key is stored (the row's primary key) and the sealed key as read. */
+export interface SealedKeyRow {
+  clusterId: string
+  purpose: string
+  generation: number
+  sealedKey: unknown
+}
+
+export type SealedKeyPosition = Pick<SealedKeyRow, 'clusterId' | 'purpose' | 'generation'>
+
+/** Before every row: the smallest uuid, the empty purpose, generation 0. */
+export const firstSealedKeyPosition: SealedKeyPosition = {
+  clusterId: '00000000-0000-0000-0000-000000000000',
+  purpose: '',
+  generation: 0,
+}
+
+/**
+ * The next `limit` sealed keys after `after` (primary-key order) that are not wrapped by master key
+ * `kid`: master-key rotation walks the table with these, a batch at a time.
+ */
+export async function sealedKeysNotUnder(
+  db: Queryable,
+  kid: string,
+  after: SealedKeyPosition,
+  limit: number,
+): Promise<SealedKeyRow[]> {
+  return db.$queryRaw<SealedKeyRow[]>`
+    SELECT "clusterId"::text AS "clusterId", purpose, generation, "sealedKey"
+    FROM "ClusterSecret"
+    WHERE ("clusterId", purpose, generation) > (${after.clusterId}::uuid, ${after.purpose}, ${after.generation})
+      AND "sealedKey"->>'kid' IS DISTINCT FROM ${kid}
+    ORDER BY "clusterId", purpose, generation
+    LIMIT ${limit}`
+}
+
+/** How many sealed keys there are, and how many of them master key `kid` wraps. */
+export async function countSealedKeys(db: Queryable, kid: string): Promise<{ total: number; under: number }> {
+  const [row] = await db.$queryRaw<{ total: bigint; under: bigint }[]>`
+    SELECT count(*) AS total, count(*) FILTER (WHERE "sealedKey"->>'kid' = ${kid}) AS under
+    FROM "ClusterSecret"`
+  return { total: Number(row?.total ?? 0), under: Number(row?.under ?? 0) }
+}
+
+/**
+ * Replaces sealed keys, each only if it is still exactly what was read (compare-and-set): a row
+ * deleted or re-sealed meanwhile is left alone. One transaction per batch; returns how many changed.
+ */
+export async function replaceSealedKeys(
+  db: Database,
+  replacements: readonly { row: SealedKeyRow; sealedKey: unknown }[],
+): Promise<number> {
+  if (replacements.length === 0) return 0
+  const counts = await db.$transaction(
+    replacements.map(
+      ({ row, sealedKey }) => db.$executeRaw`
+        UPDATE "ClusterSecret" SET "sealedKey" = ${JSON.stringify(sealedKey)}::jsonb
+        WHERE "clusterId" = ${row.clusterId}::uuid AND purpose = ${row.purpose}
+          AND generation = ${row.generation} AND "sealedKey" = ${JSON.stringify(row.sealedKey)}::jsonb`,
+    ),
+  )
+  return counts.reduce((sum, count) => sum + count, 0)
 }

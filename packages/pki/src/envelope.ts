@@ -55,20 +55,36 @@ export function parseMasterKey(base64: string): MasterKey {
   return Object.freeze(masterKey)
 }
 
-/** The current master key, or every master key still in use while they rotate. */
+/**
+ * The current master key, or every master key still in use while they rotate, newest first: the
+ * first seals, any of them opens.
+ */
 export type MasterKeyring = MasterKey | readonly MasterKey[]
+
+/** Every key of a keyring, newest first. */
+export const keyringKeys = (keyring: MasterKeyring): readonly MasterKey[] =>
+  Array.isArray(keyring) ? keyring : [keyring as MasterKey]
+
+/** The key that seals: the newest (first) of the keyring. */
+export function sealingKey(keyring: MasterKeyring): MasterKey {
+  const newest = keyringKeys(keyring)[0]
+  if (newest === undefined) {
+    throw new PkiError(PkiErrorCode.masterKeyInvalid, 'The master keyring is empty; nothing can seal.')
+  }
+  return newest
+}
 
 /**
  * `context` (e.g. the cluster id and purpose) is authenticated but not stored: a sealed key copied
  * to another cluster's row fails to open there.
  */
-export function sealPrivateKey(keyPem: string, masterKey: MasterKey, context = ''): SealedPrivateKey {
+export function sealPrivateKey(keyPem: string, keyring: MasterKeyring, context = ''): SealedPrivateKey {
   const dataKey = randomBytes(keyBytes)
   try {
     const data = encrypt(dataKey, Buffer.from(keyPem, 'utf8'), dataAssociatedData(context))
     return {
       v: 1,
-      ...wrapDataKey(dataKey, masterKey),
+      ...wrapDataKey(dataKey, sealingKey(keyring)),
       nonce: data.nonce,
       ciphertext: data.ciphertext,
       tag: data.tag,
@@ -123,7 +139,7 @@ function unwrapDataKey(sealed: SealedPrivateKey, keyring: MasterKeyring): Buffer
   if (typeof sealed !== 'object' || sealed === null || sealed.v !== 1) {
     throw corrupt('The sealed key is not a version 1 sealed key.')
   }
-  const masterKeys: readonly MasterKey[] = Array.isArray(keyring) ? keyring : [keyring as MasterKey]
+  const masterKeys = keyringKeys(keyring)
   const masterKey = masterKeys.find((candidate) => candidate.kid === sealed.kid)
   if (masterKey === undefined) {
     throw new PkiError(
@@ -199,18 +215,60 @@ export const developmentMasterKeyBase64 = createHash('sha256')
   .update('kiln development master key')
   .digest('base64')
 
+/** What a process's configuration says about master keys (KILN_MASTER_KEYS, KILN_MASTER_KEY, KILN_DEV_MODE). */
+export interface MasterKeySettings {
+  /** KILN_MASTER_KEYS: comma-separated base64 keys, newest first. */
+  masterKeys?: string | undefined
+  /** KILN_MASTER_KEY: one key (the keyring before rotation existed). */
+  masterKey?: string | undefined
+  devMode: boolean
+}
+
 /**
- * The master key a process runs with: the configured one, or in dev mode (only) the development
- * key. Without either it refuses, naming the variable, so no process starts with keys it cannot seal.
+ * The keyring a process runs with: KILN_MASTER_KEYS (newest first), else KILN_MASTER_KEY, else in
+ * dev mode (only) the development key. Without any it refuses, naming the variables, so no process
+ * starts with keys it cannot seal. Both variables at once are refused: which one wins would be a guess.
  */
-export function masterKeyFromSettings(settings: { masterKey?: string; devMode: boolean }): {
+export function masterKeyringFromSettings(settings: MasterKeySettings): {
+  keyring: readonly MasterKey[]
+  development: boolean
+} {
+  const invalid = (detail: string) =>
+    new PkiError(PkiErrorCode.masterKeyInvalid, `Invalid configuration:\n  ${detail}`)
+  if (settings.masterKeys && settings.masterKey) {
+    throw invalid(
+      '/KILN_MASTER_KEYS: set either KILN_MASTER_KEYS or KILN_MASTER_KEY, not both (KILN_MASTER_KEYS lists every key, newest first).',
+    )
+  }
+  if (settings.masterKeys) {
+    const keyring = settings.masterKeys
+      .split(',')
+      .map((text) => text.trim())
+      .filter((text) => text.length > 0)
+      .map((text, index) => {
+        try {
+          return parseMasterKey(text)
+        } catch (error) {
+          throw invalid(`/KILN_MASTER_KEYS: key ${index + 1}: ${(error as Error).message}`)
+        }
+      })
+    if (keyring.length === 0) throw invalid('/KILN_MASTER_KEYS: lists no key.')
+    const kids = keyring.map((key) => key.kid)
+    if (new Set(kids).size !== kids.length) throw invalid('/KILN_MASTER_KEYS: lists the same key twice.')
+    return { keyring, development: false }
+  }
+  if (settings.masterKey) return { keyring: [parseMasterKey(settings.masterKey)], development: false }
+  if (settings.devMode) return { keyring: [parseMasterKey(developmentMasterKeyBase64)], development: true }
+  throw invalid(
+    '/KILN_MASTER_KEYS: required outside dev mode (32 random bytes, base64: `openssl rand -base64 32`; comma-separated, newest first, while keys rotate; KILN_MASTER_KEY for one key); set KILN_DEV_MODE=true only on a development machine.',
+  )
+}
+
+/** The sealing key a process runs with (the newest of masterKeyringFromSettings). */
+export function masterKeyFromSettings(settings: MasterKeySettings): {
   masterKey: MasterKey
   development: boolean
 } {
-  if (settings.masterKey) return { masterKey: parseMasterKey(settings.masterKey), development: false }
-  if (settings.devMode) return { masterKey: parseMasterKey(developmentMasterKeyBase64), development: true }
-  throw new PkiError(
-    PkiErrorCode.masterKeyInvalid,
-    'Invalid configuration:\n  /KILN_MASTER_KEY: required outside dev mode (32 random bytes, base64: `openssl rand -base64 32`); set KILN_DEV_MODE=true only on a development machine.',
-  )
+  const { keyring, development } = masterKeyringFromSettings(settings)
+  return { masterKey: sealingKey(keyring), development }
 }

@@ -31,13 +31,17 @@ export {
 export { type SignCsrRequest, type SignedCertificate, signCsr } from './csr.ts'
 export {
   developmentMasterKeyBase64,
+  keyringKeys,
   type MasterKey,
   type MasterKeyring,
+  type MasterKeySettings,
   masterKeyFromSettings,
+  masterKeyringFromSettings,
   openPrivateKey,
   parseMasterKey,
   rewrapPrivateKey,
   type SealedPrivateKey,
+  sealingKey,
   sealPrivateKey,
 } from './envelope.ts'
 export { PkiError, PkiErrorCode } from './errors.ts'

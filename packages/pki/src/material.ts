@@ -1,10 +1,4 @@
-import {
-  type MasterKey,
-  type MasterKeyring,
-  openPrivateKey,
-  type SealedPrivateKey,
-  sealPrivateKey,
-} from './envelope.ts'
+import { type MasterKeyring, openPrivateKey, type SealedPrivateKey, sealPrivateKey } from './envelope.ts'
 import { PkiError, PkiErrorCode } from './errors.ts'
 import type { KeyPair } from './keys.ts'
 import { type MaterialKind, materialKindOf, type Purpose } from './purposes.ts'
@@ -50,7 +44,7 @@ export function sealMaterial(
   clusterId: string,
   purpose: Purpose,
   material: CertificateAndKey | KeyPair,
-  masterKey: MasterKey,
+  keyring: MasterKeyring,
   generation = 1,
 ): StoredMaterial {
   const context = sealingContext(clusterId, purpose, generation)
@@ -59,12 +53,12 @@ export function sealMaterial(
       ? {
           kind: 'certificate',
           certPem: material.certPem,
-          sealedKey: sealPrivateKey(material.keyPem, masterKey, context),
+          sealedKey: sealPrivateKey(material.keyPem, keyring, context),
         }
       : {
           kind: 'key-pair',
           publicKeyPem: material.publicKeyPem,
-          sealedKey: sealPrivateKey(material.privateKeyPem, masterKey, context),
+          sealedKey: sealPrivateKey(material.privateKeyPem, keyring, context),
         }
   return expectKind(stored, materialKindOf(purpose), purpose)
 }

@@ -2,8 +2,10 @@ import { randomBytes } from 'node:crypto'
 import { inspect } from 'node:util'
 import { beforeAll, describe, expect, it } from 'vitest'
 import {
+  developmentMasterKeyBase64,
   generateServiceAccountKeyPair,
   type MasterKey,
+  masterKeyringFromSettings,
   openPrivateKey,
   PkiErrorCode,
   parseMasterKey,
@@ -161,5 +163,44 @@ describe('rewrapPrivateKey', () => {
     expect(() => openPrivateKey(rewrapped, masterKey, 'c/admin')).toThrow(
       expect.objectContaining({ code: PkiErrorCode.masterKeyUnknown }),
     )
+  })
+})
+
+describe('masterKeyringFromSettings', () => {
+  const a = randomBytes(32).toString('base64')
+  const b = randomBytes(32).toString('base64')
+  const kid = (base64: string) => parseMasterKey(base64).kid
+
+  it('reads KILN_MASTER_KEYS newest first, and the first seals', () => {
+    const { keyring, development } = masterKeyringFromSettings({ masterKeys: ` ${b} , ${a}`, devMode: true })
+    expect(development).toBe(false)
+    expect(keyring.map((k) => k.kid)).toEqual([kid(b), kid(a)])
+    const sealed = sealPrivateKey(keyPem, keyring, 'ctx')
+    expect(sealed.kid).toBe(kid(b))
+    expect(openPrivateKey(sealPrivateKey(keyPem, parseMasterKey(a), 'ctx'), keyring, 'ctx')).toBe(keyPem)
+  })
+
+  it('still accepts KILN_MASTER_KEY alone, and dev mode keeps the development key', () => {
+    expect(masterKeyringFromSettings({ masterKey: a, devMode: false }).keyring.map((k) => k.kid)).toEqual([
+      kid(a),
+    ])
+    const dev = masterKeyringFromSettings({ devMode: true })
+    expect(dev).toMatchObject({ development: true })
+    expect(dev.keyring.map((k) => k.kid)).toEqual([kid(developmentMasterKeyBase64)])
+  })
+
+  it('refuses no key outside dev mode, both variables, a bad entry, a repeated key and an empty list', () => {
+    const refused = (settings: Parameters<typeof masterKeyringFromSettings>[0], message: RegExp) =>
+      expect(() => masterKeyringFromSettings(settings)).toThrow(
+        expect.objectContaining({
+          code: PkiErrorCode.masterKeyInvalid,
+          message: expect.stringMatching(message),
+        }),
+      )
+    refused({ devMode: false }, /KILN_MASTER_KEYS: required outside dev mode/)
+    refused({ masterKeys: a, masterKey: b, devMode: false }, /not both/)
+    refused({ masterKeys: `${a},not-a-key`, devMode: false }, /KILN_MASTER_KEYS: key 2: .*base64/)
+    refused({ masterKeys: `${a},${a}`, devMode: false }, /same key twice/)
+    refused({ masterKeys: ' , ', devMode: true }, /lists no key/)
   })
 })

@@ -15,7 +15,7 @@ import {
   certificateInfo,
   clusterTrust,
   issueClusterClientCertificate,
-  type MasterKey,
+  type MasterKeyring,
   PkiError,
   PkiErrorCode,
   renderKubeconfig,
@@ -53,7 +53,7 @@ async function issuanceTarget(
   { db, masterKey }: RouteDeps,
   request: FastifyRequest,
   params: { project: string; cluster: string },
-): Promise<{ cluster: ClusterReadRow; masterKey: MasterKey }> {
+): Promise<{ cluster: ClusterReadRow; masterKey: MasterKeyring }> {
   refuseReplay(request, 'credential')
   if (!masterKey) {
     throw new HttpProblem(

@@ -1,4 +1,4 @@
-import type { MasterKey } from '@kiln/pki'
+import type { MasterKeyring } from '@kiln/pki'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
 import { decodeJwt } from 'jose'
@@ -32,7 +32,7 @@ export interface OidcRouteDeps {
   oidc?: { verifier: OidcVerifier; settings: OidcSettings }
   redis: Redis
   /** Session cookies are sealed under a key derived from it unless `settings.sessionKey` is set. */
-  masterKey: MasterKey | null
+  masterKey: MasterKeyring | null
 }
 
 const loginTtlSeconds = 600
