@@ -46,6 +46,16 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   const codes = codesOf(error)
   if (codes.some((c) => unavailableCodes.has(c))) return true
   const message = error instanceof Error ? error.message : ''
+  // P2028 covers every interactive-transaction failure; only running out of time means an overloaded
+  // database (every connection busy, or the work outliving its limit), which a retry can get past.
+  if (
+    codes.includes('P2028') &&
+    /expired transaction|Unable to start a transaction in the given time|Transaction already closed|timed? ?out/i.test(
+      message,
+    )
+  ) {
+    return true
+  }
   return /Can't reach database server|Connection terminated|connect ECONNREFUSED|database system is (starting up|shutting down)|terminating connection|DatabaseNotReachable|ConnectionClosed|Timed out fetching a new connection/i.test(
     message,
   )
