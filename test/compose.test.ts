@@ -4,6 +4,7 @@ import { parse } from 'yaml'
 import { loadApiConfig } from '../apps/api/src/config.ts'
 import { loadSimulatorConfig } from '../apps/simulator/src/config.ts'
 import { loadWorkerConfig } from '../apps/worker/src/config.ts'
+import { entryPoints } from '../scripts/build.ts'
 
 // No Docker engine runs here, so docker-compose.yml is checked for what would break it: its app
 // services must satisfy the real config loaders and start files that exist.
@@ -40,23 +41,46 @@ describe('docker-compose.yml', () => {
     expect(loadSimulatorConfig(compose.services['simulator']!.environment).host).toBe('0.0.0.0')
   })
 
-  it('starts entry points that exist', () => {
-    for (const name of ['api', 'worker', 'simulator']) {
-      const file = compose.services[name]!.command!.find((part) => part.endsWith('.ts'))!
-      expect(existsSync(file), file).toBe(true)
+  it('runs the built JavaScript that `npm run build` produces, never TypeScript through tsx', () => {
+    const built = Object.entries(entryPoints).flatMap(([app, names]) =>
+      names.map((name) => `apps/${app}/dist/${name}.js`),
+    )
+    for (const [name, service] of Object.entries(compose.services)) {
+      const command = (service.command ?? []).join(' ')
+      expect(command, name).not.toMatch(/\btsx\b|\.ts\b/)
+      if (service.build === undefined) continue
+      const files = command.match(/apps\/\S+?\.js\b/g) ?? []
+      expect(files.length, `${name} runs no apps/*/dist/*.js`).toBeGreaterThan(0)
+      for (const file of files) expect(built, `${name}: ${file}`).toContain(file)
     }
-    expect(existsSync('Dockerfile')).toBe(true)
+    expect(compose.services['api']!.command).toEqual([
+      'node',
+      '--enable-source-maps',
+      'apps/api/dist/main.js',
+    ])
+    expect(compose.services['migrate']!.command!.join(' ')).toContain('node apps/api/dist/migrate.js')
   })
 
-  it('builds an image whose npm ci sees every workspace', () => {
-    const dockerfile = readFileSync('Dockerfile', 'utf8')
+  it('builds an image whose every npm ci (build and runtime stages) sees every workspace', () => {
+    const stages = readFileSync('Dockerfile', 'utf8')
+      .split(/^FROM /m)
+      .slice(1)
+    expect(stages.length).toBe(2)
     const workspaces = ['apps', 'packages'].flatMap((root) =>
       readdirSync(root)
         .filter((name) => existsSync(`${root}/${name}/package.json`))
         .map((name) => `${root}/${name}`),
     )
-    for (const workspace of workspaces)
-      expect(dockerfile, workspace).toContain(`COPY ${workspace}/package.json ${workspace}/`)
-    expect(dockerfile.indexOf('RUN npm ci')).toBeGreaterThan(dockerfile.lastIndexOf('/package.json'))
+    for (const stage of stages) {
+      const npmCi = stage.indexOf('RUN npm ci')
+      expect(npmCi).toBeGreaterThan(0)
+      for (const workspace of workspaces) {
+        const copy = new RegExp(`COPY (--from=build /app/)?${workspace}/package\\.json ${workspace}/\n`)
+        const at = stage.search(copy)
+        expect(at, `${workspace} in stage FROM ${stage.split('\n')[0]}`).toBeGreaterThan(0)
+        expect(at).toBeLessThan(npmCi)
+      }
+    }
+    expect(stages[1]).toContain('RUN npm ci --omit=dev')
   })
 })

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseSettings } from '@kiln/domain'
 import Type from 'typebox'
@@ -15,6 +16,8 @@ const Env = Type.Object({
   ),
   KILN_PUBLIC_URL: Type.String({ default: 'http://127.0.0.1:8080' }),
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+  /** API processes on one port (node:cluster); default one per core; 1 runs no cluster. */
+  KILN_API_PROCESSES: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 262_144 }),
   KILN_QUEUE_PREFIX: Type.String({ minLength: 1, default: 'kiln' }),
   /** Base64 of 32 bytes: opens a cluster's CA key to sign the credentials it issues. */
@@ -65,6 +68,8 @@ export interface ApiConfig {
   publicUrl: string
   portalDir: string
   databasePoolSize: number
+  /** API processes sharing the port (each with its own pool of databasePoolSize connections). */
+  processes: number
   bodyLimitBytes: number
   queuePrefix: string
   /** Resolved with masterKeyringFromSettings at boot. */
@@ -98,6 +103,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     publicUrl: c.KILN_PUBLIC_URL,
     portalDir: c.KILN_PORTAL_DIR ?? fileURLToPath(new URL('../../portal/dist', import.meta.url)),
     databasePoolSize: c.DATABASE_POOL_SIZE,
+    processes: c.KILN_API_PROCESSES ?? availableParallelism(),
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
     queuePrefix: c.KILN_QUEUE_PREFIX,
     masterKey: c.KILN_MASTER_KEY,

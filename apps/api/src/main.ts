@@ -1,13 +1,17 @@
+import cluster from 'node:cluster'
 import { createDatabase } from '@kiln/db'
 import { startMetricsServer } from '@kiln/jobs'
 import { masterKeyringFromSettings } from '@kiln/pki'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
+import { superviseApiProcesses } from './cluster.ts'
 import { loadApiConfig } from './config.ts'
 import { createApiMetrics } from './metrics.ts'
 import { OidcVerifier } from './oidc.ts'
 
 const config = loadApiConfig()
+// KILN_API_PROCESSES > 1: this process only supervises that many API processes (this file again).
+if (cluster.isPrimary && config.processes > 1) await superviseApiProcesses(config.processes)
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.databasePoolSize })
 const redis = new Redis(config.redisUrl, {
   maxRetriesPerRequest: 1,
