@@ -14,6 +14,7 @@ import { redisUrl } from './support/api.ts'
 import { databaseUrl } from './support/database.ts'
 import { exited, freePort, spawnTracked } from './support/ephemeral-services.ts'
 import { eventually } from './support/eventually.ts'
+import { scrape, sumOf } from './support/prometheus-text.ts'
 
 // The production image without Docker: `npm run build`'s apps, a tree assembled like the Dockerfile's
 // runtime stage (the workspaces' package files, `npm ci --omit=dev`, the bundles and prisma/), and
@@ -75,6 +76,7 @@ const processes: Record<string, Started> = {}
 let tree: string
 let env: NodeJS.ProcessEnv
 let api: string
+let apiMetricsPort: number
 const database = `kiln_test_${runId}_image`
 const prefix = `kiln-image-${runId}`
 const migrations: { code: number; stdout: string }[] = []
@@ -139,6 +141,7 @@ beforeAll(async () => {
   await run('npx', ['tsx', 'scripts/build.ts'], { maxBuffer: 16 << 20 })
   tree = await runtimeTree()
   const [apiPort, simulatorPort, issuerPort] = [await freePort(), await freePort(), await freePort()]
+  apiMetricsPort = await freePort()
   api = `http://127.0.0.1:${apiPort}`
   // Only what the image's environment would hold: nothing of this test process's own.
   env = {
@@ -157,7 +160,11 @@ beforeAll(async () => {
   const seeded = await runNode('apps/api/dist/seed.main.js')
   expect(seeded, seeded.stdout).toMatchObject({ code: 0 })
 
-  start('api', 'apps/api/dist/main.js', { PORT: String(apiPort), KILN_API_PROCESSES: '2' })
+  start('api', 'apps/api/dist/main.js', {
+    PORT: String(apiPort),
+    KILN_API_PROCESSES: '2',
+    KILN_METRICS_PORT: String(apiMetricsPort),
+  })
   start('worker', 'apps/worker/dist/main.js')
   start('simulator', 'apps/simulator/dist/main.js', { SIMULATOR_API_PORT: String(simulatorPort) })
   start('issuer', 'apps/issuer/dist/main.js', { KILN_ISSUER_PORT: String(issuerPort) })
@@ -261,6 +268,16 @@ describe('the API on every core (KILN_API_PROCESSES=2)', () => {
       10_000,
       50,
     )
+
+    // The primary's /metrics sums both processes' series: all ten requests, whichever process served them.
+    const templateRequests = async () =>
+      sumOf(await scrape(`http://127.0.0.1:${apiMetricsPort}/metrics`), 'kiln_http_requests_total', {
+        route: '/v1/templates',
+        status: '200',
+      })
+    const counted = await templateRequests()
+    for (let i = 0; i < 10; i++) expect(await statusOnNewConnection(`${api}/v1/templates`)).toBe(200)
+    expect(await templateRequests()).toBe(counted + 10)
 
     // One dies: the other keeps answering while the primary starts a replacement.
     const [killed, survivor] = children as [number, number]

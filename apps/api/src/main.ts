@@ -1,6 +1,6 @@
 import cluster from 'node:cluster'
 import { createDatabase } from '@kiln/db'
-import { startMetricsServer } from '@kiln/jobs'
+import { AggregatorRegistry, startMetricsServer } from '@kiln/jobs'
 import { masterKeyringFromSettings } from '@kiln/pki'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
@@ -11,7 +11,14 @@ import { OidcVerifier } from './oidc.ts'
 
 const config = loadApiConfig()
 // KILN_API_PROCESSES > 1: this process only supervises that many API processes (this file again).
-if (cluster.isPrimary && config.processes > 1) await superviseApiProcesses(config.processes)
+if (cluster.isPrimary && config.processes > 1) {
+  // One scrape of the primary answers for every API process: prom-client asks each over IPC and sums.
+  if (config.metrics.port > 0) {
+    const aggregator = new AggregatorRegistry()
+    await startMetricsServer({ ...config.metrics, metrics: () => aggregator.clusterMetrics() })
+  }
+  await superviseApiProcesses(config.processes)
+}
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.databasePoolSize })
 const redis = new Redis(config.redisUrl, {
   maxRetriesPerRequest: 1,
@@ -49,8 +56,14 @@ const app = await buildApp({
   rateLimits: config.rateLimits,
   ...(config.trustProxy !== undefined ? { trustProxy: config.trustProxy } : {}),
 })
+// An API process under a primary hands its registry to the primary's scrape instead of listening.
+// (Constructing one is what installs prom-client's IPC listener in this process.)
+if (cluster.isWorker) {
+  new AggregatorRegistry()
+  AggregatorRegistry.setRegistries([metrics.registry])
+}
 const metricsServer =
-  config.metrics.port > 0
+  config.metrics.port > 0 && cluster.isPrimary
     ? await startMetricsServer({ ...config.metrics, metrics: () => metrics.registry.metrics() })
     : undefined
 if (config.authentication === 'required' && !oidc) {
