@@ -72,6 +72,26 @@ export interface WorkerProcess {
   stop(graceMs?: number): Promise<void>
 }
 
+/** An API server as a child process (`node --import tsx apps/api/src/main.ts`) on an ephemeral port. */
+export interface ApiProcess {
+  name: string
+  child: ChildProcess
+  /** `http://127.0.0.1:<port>`, once it listens. */
+  url: string
+  alive(): boolean
+  /** SIGTERM: the API finishes in-flight requests and exits; SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>
+}
+
+/** Environment overrides for a child process; `undefined` removes a variable. */
+export type EnvOverrides = Record<string, string | undefined>
+
+function childEnv(base: EnvOverrides, overrides: EnvOverrides = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...base, ...overrides }
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k]
+  return env
+}
+
 /** The two books of the data centre side by side: the simulator's and Kiln's. */
 export interface Books {
   /** Simulator machines with an `allocated_to`. */
@@ -103,7 +123,10 @@ export interface Stack {
   /** Where the simulated API server (every cluster's, routed by TLS server name) listens. */
   apiServerPort: number
   workers: WorkerProcess[]
-  startWorker(): WorkerProcess
+  /** Starts a worker process; `env` overrides its environment (another Redis topology, say). */
+  startWorker(env?: EnvOverrides): WorkerProcess
+  /** Starts an API process on the stack's database and queue; resolves once it listens. */
+  startApi(env?: EnvOverrides): Promise<ApiProcess>
   liveWorkers(): WorkerProcess[]
   createCluster(name: string): Promise<string>
   deleteCluster(name: string): Promise<string>
@@ -201,24 +224,35 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       await Promise.all(workers.filter((w) => w.alive()).map((w) => w.stop(10_000)))
     })
     let workerCount = 0
-
-    const startWorker = (): WorkerProcess => {
-      const name = `w${++workerCount}`
-      const child = spawnTracked(process.execPath, ['--import', 'tsx', 'apps/worker/src/main.ts'], {
+    /** A Kiln process (`node --import tsx <entry>`) on the stack's database and queue, in dev mode. */
+    const spawnKiln = (entry: string, own: EnvOverrides, overrides: EnvOverrides = {}) =>
+      spawnTracked(process.execPath, ['--import', 'tsx', entry], {
         cwd: repoRoot,
-        env: {
-          ...process.env,
-          DATABASE_URL: databaseUrl,
-          REDIS_URL: redisFixed.url,
-          KILN_DEV_MODE: 'true',
-          KILN_QUEUE_PREFIX: prefix,
+        env: childEnv(
+          {
+            DATABASE_URL: databaseUrl,
+            REDIS_URL: redisFixed.url,
+            KILN_DEV_MODE: 'true',
+            KILN_QUEUE_PREFIX: prefix,
+            ...own,
+          },
+          overrides,
+        ),
+      })
+
+    const startWorker = (env?: EnvOverrides): WorkerProcess => {
+      const name = `w${++workerCount}`
+      const child = spawnKiln(
+        'apps/worker/src/main.ts',
+        {
           WORKER_CONCURRENCY: String(options.workerConcurrency ?? 8),
           OPERATION_LEASE_MS: '3000',
           HEALTH_INTERVAL_MS: '0',
           // Faults pass in seconds here; production's 30 s between attempts would only slow the runs.
           KILN_RETRY_MAX_DELAY_SECONDS: '2',
         },
-      })
+        env,
+      )
       let markReady: () => void = () => {}
       const worker: WorkerProcess = {
         name,
@@ -261,6 +295,67 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       )
       workers.push(worker)
       return worker
+    }
+
+    const apis: ApiProcess[] = []
+    cleanup.push(async () => {
+      await Promise.all(apis.filter((a) => a.alive()).map((a) => a.stop(10_000)))
+    })
+    const startApi = async (env?: EnvOverrides): Promise<ApiProcess> => {
+      const name = `api${apis.length + 1}`
+      const child = spawnKiln(
+        'apps/api/src/main.ts',
+        {
+          HOST: '127.0.0.1',
+          PORT: '0',
+          KILN_API_PROCESSES: '1',
+          LOG_LEVEL: 'info',
+        },
+        env,
+      )
+      const alive = () => child.exitCode === null && child.signalCode === null
+      // Settles once: the listening line, the process's exit, or 90 s of silence.
+      const listening = new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${name} did not listen within 90 s`)), 90_000)
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer)
+          reject(new Error(`${name} exited (${code ?? signal}) before listening`))
+        })
+        const onData = (chunk: Buffer) => {
+          for (const line of chunk.toString().split('\n')) {
+            if (line.trim() === '') continue
+            log(`[${name} pid ${child.pid}] ${line}`)
+            const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1]
+            if (url) {
+              clearTimeout(timer)
+              resolve(url)
+            }
+          }
+        }
+        child.stdout?.on('data', onData)
+        child.stderr?.on('data', onData)
+      })
+      child.once('exit', (code, signal) =>
+        log(`[${name} pid ${child.pid}] exited code=${code} signal=${signal}`),
+      )
+      const api: ApiProcess = {
+        name,
+        child,
+        url: '',
+        alive,
+        async stop(graceMs = 15_000) {
+          if (!alive()) return
+          child.kill('SIGTERM')
+          const done = await Promise.race([exited(child).then(() => true), sleep(graceMs).then(() => false)])
+          if (!done) {
+            child.kill('SIGKILL')
+            await exited(child)
+          }
+        },
+      }
+      apis.push(api)
+      api.url = await listening
+      return api
     }
 
     const statuses = async (ids: string[]) => {
@@ -347,6 +442,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       apiServerPort: apiServer.port,
       workers,
       startWorker,
+      startApi,
       liveWorkers: () => workers.filter((w) => w.alive()),
       async createCluster(name) {
         const res = await app.inject({

@@ -1,13 +1,13 @@
 import { createDatabase } from '@kiln/db'
+import { createRedisClient, queueConnection, queuePrefixFor } from '@kiln/jobs'
 import { masterKeyFromSettings } from '@kiln/pki'
-import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadApiConfig } from './config.ts'
 import { OidcVerifier } from './oidc.ts'
 
 const config = loadApiConfig()
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.databasePoolSize })
-const redis = new Redis(config.redisUrl, {
+const redis = createRedisClient(config.redis, {
   maxRetriesPerRequest: 1,
   enableOfflineQueue: false,
   lazyConnect: false,
@@ -31,6 +31,11 @@ if (config.oidc) {
 const app = await buildApp({
   db,
   redis,
+  // New operations go to the workers at once; the worker's dispatcher is the fallback when Redis is down.
+  queue: {
+    connection: queueConnection(config.redis, { maxRetriesPerRequest: 1 }),
+    prefix: queuePrefixFor(config.redis, config.queuePrefix),
+  },
   masterKey,
   logger: { level: config.logLevel },
   bodyLimitBytes: config.bodyLimitBytes,

@@ -1,4 +1,5 @@
 import { createDatabase } from '@kiln/db'
+import { closeQueueConnection, queueConnection, queuePrefixFor } from '@kiln/jobs'
 import { masterKeyFromSettings } from '@kiln/pki'
 import { loadWorkerConfig } from './config.ts'
 import { startEngine } from './engine.ts'
@@ -20,13 +21,14 @@ if (development) {
 }
 
 await db.$queryRaw`SELECT 1`
+// BullMQ workers must never give up on Redis commands: a restarted (or failed-over) Redis is waited for.
+const connection = queueConnection(config.redis, { maxRetriesPerRequest: null })
 const engine = await startEngine({
   db,
   masterKey,
   databaseUrl: config.databaseUrl,
-  // BullMQ workers must never give up on Redis commands: a restarted Redis is waited for.
-  connection: { url: config.redisUrl, maxRetriesPerRequest: null },
-  prefix: config.queuePrefix,
+  connection,
+  prefix: queuePrefixFor(config.redis, config.queuePrefix),
   concurrency: config.concurrency,
   leaseMs: config.leaseMs,
   healthIntervalMs: config.healthIntervalMs,
@@ -44,6 +46,7 @@ async function shutdown(signal: string) {
   stopping = true
   log({ msg: 'worker stopping', signal })
   await engine.stop()
+  await closeQueueConnection(connection)
   await db.$disconnect()
   log({ msg: 'worker stopped', signal })
   process.exit(0)
