@@ -515,6 +515,21 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   }
 }
 
+/** POST a cluster create (the harness template) to an API process, with an Idempotency-Key. */
+export async function postCluster(apiUrl: string, name: string, key: string) {
+  const res = await fetch(`${apiUrl}/v1/projects/${project}/clusters`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': key },
+    body: JSON.stringify({ name, template: templateName }),
+    signal: AbortSignal.timeout(20_000),
+  })
+  return {
+    status: res.status,
+    body: (await res.json()) as Record<string, unknown>,
+    replayed: res.headers.get('idempotent-replayed') === 'true',
+  }
+}
+
 /** GET the cluster list and return each cluster's phase by name. */
 export async function clusterPhases(app: KilnApp): Promise<Map<string, string>> {
   const res = await app.inject({ method: 'GET', url: `/v1/projects/${project}/clusters?limit=500` })

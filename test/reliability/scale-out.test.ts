@@ -12,12 +12,11 @@ import {
   clusterPhases,
   dataCentre,
   describeUnsucceeded,
-  project,
+  postCluster,
   type Stack,
   sleep,
   slowMachineCalls,
   startStack,
-  templateName,
   type WorkerProcess,
 } from './harness.ts'
 
@@ -67,20 +66,10 @@ describe('scale-out', () => {
     for (let attempt = 1; attempt <= 10; attempt++) {
       const api = apis[target]!
       try {
-        const res = await fetch(`${api.url}/v1/projects/${project}/clusters`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': key },
-          body: JSON.stringify({ name, template: templateName }),
-          signal: AbortSignal.timeout(20_000),
-        })
-        const body = (await res.json()) as { id: string }
+        const res = await postCluster(api.url, name, key)
+        const body = res.body
         if (res.status === 202) {
-          return {
-            operationId: body.id,
-            api: api.name,
-            replayed: res.headers.get('idempotent-replayed') === 'true',
-            attempts: attempt,
-          }
+          return { operationId: body.id as string, api: api.name, replayed: res.replayed, attempts: attempt }
         }
         if (res.status !== 503)
           throw new Error(`create ${name} on ${api.name}: ${res.status} ${JSON.stringify(body)}`)
