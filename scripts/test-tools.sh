@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tools the tests drive as real clients: kubectl (Debian's kubernetes-client), openssl, jq and curl
 # (the README tour, scripts/tour.sh), and the browser the portal's end-to-end tests drive (Debian's
-# chromium, through playwright-core).
+# chromium, through playwright-core), and PgBouncer (test/reliability/pgbouncer.test.ts).
 # Installs only what is missing.
 set -euo pipefail
 missing=()
@@ -11,6 +11,7 @@ command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+[ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-tools: installing ${missing[*]}"
   apt-get update -qq
@@ -21,4 +22,5 @@ openssl version >/dev/null
 jq --version >/dev/null
 curl --version >/dev/null
 /usr/bin/chromium --version >/dev/null
-echo "test-tools: kubectl, openssl, jq, curl, script and chromium are available"
+/usr/sbin/pgbouncer --version >/dev/null
+echo "test-tools: kubectl, openssl, jq, curl, script, chromium and pgbouncer are available"

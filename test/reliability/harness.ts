@@ -139,6 +139,13 @@ export interface Stack {
   books(): Promise<Books>
   /** Asserts that the simulator and Kiln agree exactly, and returns the books. */
   expectNoOrphans(expectedAllocated: number): Promise<Books>
+  /**
+   * Waits for the operations, then asserts that every one succeeded, every cluster is Ready and the
+   * books hold `machinesPerCluster` machines for each operation's cluster.
+   */
+  expectAllReady(ids: string[], machinesPerCluster: number, timeoutMs: number): Promise<Books>
+  /** A server started beside the stack (Sentinel, PgBouncer…): closed after Kiln's processes, its logs in dumpLogs. */
+  adopt<T extends { logs(): string[]; close(): Promise<unknown> }>(server: T): T
   log(line: string): void
   logs(): string[]
   /** The last `n` lines of worker and server output, for failure reports. */
@@ -219,6 +226,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     })
     cleanup.push(() => app.close())
 
+    const adopted: { logs(): string[]; close(): Promise<unknown> }[] = []
+    cleanup.push(() => Promise.all(adopted.map((s) => s.close())))
     const workers: WorkerProcess[] = []
     cleanup.push(async () => {
       await Promise.all(workers.filter((w) => w.alive()).map((w) => w.stop(10_000)))
@@ -500,8 +509,24 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       },
       log,
       logs: () => [...lines],
+      async expectAllReady(ids, machinesPerCluster, timeoutMs) {
+        await stack.waitTerminal(ids, timeoutMs)
+        const unsucceeded = await describeUnsucceeded(db, ids)
+        expect(unsucceeded, JSON.stringify(unsucceeded, null, 2)).toEqual([])
+        const phases = await clusterPhases(app)
+        expect([...phases.entries()].filter(([, phase]) => phase !== 'Ready')).toEqual([])
+        return stack.expectNoOrphans(ids.length * machinesPerCluster)
+      },
+      adopt(server) {
+        adopted.push(server)
+        return server
+      },
       dumpLogs(n = 300) {
-        const server = [...pgServer.logs().slice(-40), ...redisFixed.logs().slice(-20)]
+        const server = [
+          ...pgServer.logs().slice(-40),
+          ...redisFixed.logs().slice(-20),
+          ...adopted.flatMap((s) => s.logs().slice(-40)),
+        ]
         console.log(
           `---- last ${n} harness/worker log lines ----\n${lines.slice(-n).join('\n')}\n---- servers ----\n${server.join('\n')}`,
         )

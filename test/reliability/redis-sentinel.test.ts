@@ -10,9 +10,7 @@ import { redisTopologyFromEnv } from '../../packages/jobs/src/redis.ts'
 import { type SentinelSet, startSentinelSet } from '../support/redis-ha.ts'
 import {
   type ApiProcess,
-  clusterPhases,
   dataCentre,
-  describeUnsucceeded,
   type EnvOverrides,
   postCluster,
   type Stack,
@@ -37,7 +35,7 @@ describe('redis sentinel failover', () => {
       controlPlane: 1,
       workers: 2,
     })
-    sentinel = await startSentinelSet()
+    sentinel = stack.adopt(await startSentinelSet())
     // No REDIS_URL: the processes find the primary by asking the Sentinel.
     env = {
       REDIS_URL: undefined,
@@ -53,14 +51,10 @@ describe('redis sentinel failover', () => {
 
   afterAll(async () => {
     await stack?.close()
-    await sentinel?.close()
   })
 
   it('finishes every operation exactly once after the primary is killed and the replica promoted', async () => {
-    onTestFailed(() => {
-      stack.dumpLogs(300)
-      console.log(sentinel.logs().slice(-60).join('\n'))
-    })
+    onTestFailed(() => stack.dumpLogs(300))
     const ids = new Map<string, string>()
     const create = async (name: string) => {
       const res = await postCluster(api.url, name, `sentinel-${name}`)
@@ -99,9 +93,7 @@ describe('redis sentinel failover', () => {
     }
 
     const all = [...ids.values()]
-    await stack.waitTerminal(all, 180_000)
-    const unsucceeded = await describeUnsucceeded(stack.db, all)
-    expect(unsucceeded, JSON.stringify(unsucceeded, null, 2)).toEqual([])
+    const books = await stack.expectAllReady(all, machinesPerCluster, 180_000)
     const finishedAfterKill = await stack.db.operation.count({
       where: { id: { in: all }, finishedAt: { gt: new Date(killedAt) } },
     })
@@ -118,9 +110,6 @@ describe('redis sentinel failover', () => {
       expect(r._count.operations, `operations of ${r.name}`).toBe(1)
       expect(r._count.machines, `machines of ${r.name}`).toBe(machinesPerCluster)
     }
-    const phases = await clusterPhases(stack.app)
-    expect([...phases.entries()].filter(([, phase]) => phase !== 'Ready')).toEqual([])
-    const books = await stack.expectNoOrphans(ids.size * machinesPerCluster)
 
     // The same worker processes did it, through the promoted replica.
     expect(stack.workers.map((w) => w.pid)).toEqual(pids)

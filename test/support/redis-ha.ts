@@ -3,8 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Redis } from 'ioredis'
-import { exited, freePort, spawnTracked } from './ephemeral-services.ts'
+import { askRedis, exited, freePort, spawnTracked } from './ephemeral-services.ts'
 
 // Throwaway Redis topologies for the high-availability tests: a primary, a replica and a Sentinel;
 // or a three-master Redis Cluster. Every server is a real redis-server on a free loopback port, in
@@ -32,26 +31,7 @@ function startServer(dir: string, args: string[], lines: string[], label: string
   return { port: Number(args[args.indexOf('--port') + 1]), child }
 }
 
-/** One command on a short-lived connection; undefined when the server does not answer. */
-async function ask(port: number, ...command: string[]): Promise<unknown> {
-  const client = new Redis({
-    port,
-    host: '127.0.0.1',
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    enableOfflineQueue: false,
-  })
-  client.on('error', () => {})
-  try {
-    await client.connect()
-    return await client.call(command[0]!, ...command.slice(1))
-  } catch {
-    return undefined
-  } finally {
-    client.disconnect()
-  }
-}
+const ask = (port: number, ...command: string[]) => askRedis(`redis://127.0.0.1:${port}`, ...command)
 
 async function until(what: string, check: () => Promise<boolean>, lines: string[], timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs
