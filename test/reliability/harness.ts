@@ -72,6 +72,26 @@ export interface WorkerProcess {
   stop(graceMs?: number): Promise<void>
 }
 
+/** An API server as a child process (`node --import tsx apps/api/src/main.ts`) on an ephemeral port. */
+export interface ApiProcess {
+  name: string
+  child: ChildProcess
+  /** `http://127.0.0.1:<port>`, once it listens. */
+  url: string
+  alive(): boolean
+  /** SIGTERM: the API finishes in-flight requests and exits; SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>
+}
+
+/** Environment overrides for a child process; `undefined` removes a variable. */
+export type EnvOverrides = Record<string, string | undefined>
+
+function childEnv(base: EnvOverrides, overrides: EnvOverrides = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...base, ...overrides }
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k]
+  return env
+}
+
 /** The two books of the data centre side by side: the simulator's and Kiln's. */
 export interface Books {
   /** Simulator machines with an `allocated_to`. */
@@ -103,7 +123,10 @@ export interface Stack {
   /** Where the simulated API server (every cluster's, routed by TLS server name) listens. */
   apiServerPort: number
   workers: WorkerProcess[]
-  startWorker(): WorkerProcess
+  /** Starts a worker process; `env` overrides its environment (another Redis topology, say). */
+  startWorker(env?: EnvOverrides): WorkerProcess
+  /** Starts an API process on the stack's database and queue; resolves once it listens. */
+  startApi(env?: EnvOverrides): Promise<ApiProcess>
   liveWorkers(): WorkerProcess[]
   createCluster(name: string): Promise<string>
   deleteCluster(name: string): Promise<string>
@@ -116,6 +139,13 @@ export interface Stack {
   books(): Promise<Books>
   /** Asserts that the simulator and Kiln agree exactly, and returns the books. */
   expectNoOrphans(expectedAllocated: number): Promise<Books>
+  /**
+   * Waits for the operations, then asserts that every one succeeded, every cluster is Ready and the
+   * books hold `machinesPerCluster` machines for each operation's cluster.
+   */
+  expectAllReady(ids: string[], machinesPerCluster: number, timeoutMs: number): Promise<Books>
+  /** A server started beside the stack (Sentinel, PgBouncer…): closed after Kiln's processes, its logs in dumpLogs. */
+  adopt<T extends { logs(): string[]; close(): Promise<unknown> }>(server: T): T
   log(line: string): void
   logs(): string[]
   /** The last `n` lines of worker and server output, for failure reports. */
@@ -208,29 +238,42 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     })
     cleanup.push(() => app.close())
 
+    const adopted: { logs(): string[]; close(): Promise<unknown> }[] = []
+    cleanup.push(() => Promise.all(adopted.map((s) => s.close())))
     const workers: WorkerProcess[] = []
     cleanup.push(async () => {
       await Promise.all(workers.filter((w) => w.alive()).map((w) => w.stop(10_000)))
     })
     let workerCount = 0
-
-    const startWorker = (): WorkerProcess => {
-      const name = `w${++workerCount}`
-      const child = spawnTracked(process.execPath, ['--import', 'tsx', 'apps/worker/src/main.ts'], {
+    /** A Kiln process (`node --import tsx <entry>`) on the stack's database and queue, in dev mode. */
+    const spawnKiln = (entry: string, own: EnvOverrides, overrides: EnvOverrides = {}) =>
+      spawnTracked(process.execPath, ['--import', 'tsx', entry], {
         cwd: repoRoot,
-        env: {
-          ...process.env,
-          DATABASE_URL: databaseUrl,
-          REDIS_URL: redisFixed.url,
-          KILN_DEV_MODE: 'true',
-          KILN_QUEUE_PREFIX: prefix,
+        env: childEnv(
+          {
+            DATABASE_URL: databaseUrl,
+            REDIS_URL: redisFixed.url,
+            KILN_DEV_MODE: 'true',
+            KILN_QUEUE_PREFIX: prefix,
+            ...own,
+          },
+          overrides,
+        ),
+      })
+
+    const startWorker = (env?: EnvOverrides): WorkerProcess => {
+      const name = `w${++workerCount}`
+      const child = spawnKiln(
+        'apps/worker/src/main.ts',
+        {
           WORKER_CONCURRENCY: String(options.workerConcurrency ?? 8),
           OPERATION_LEASE_MS: '3000',
           HEALTH_INTERVAL_MS: '0',
           // Faults pass in seconds here; production's 30 s between attempts would only slow the runs.
           KILN_RETRY_MAX_DELAY_SECONDS: '2',
         },
-      })
+        env,
+      )
       let markReady: () => void = () => {}
       const worker: WorkerProcess = {
         name,
@@ -273,6 +316,67 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       )
       workers.push(worker)
       return worker
+    }
+
+    const apis: ApiProcess[] = []
+    cleanup.push(async () => {
+      await Promise.all(apis.filter((a) => a.alive()).map((a) => a.stop(10_000)))
+    })
+    const startApi = async (env?: EnvOverrides): Promise<ApiProcess> => {
+      const name = `api${apis.length + 1}`
+      const child = spawnKiln(
+        'apps/api/src/main.ts',
+        {
+          HOST: '127.0.0.1',
+          PORT: '0',
+          KILN_API_PROCESSES: '1',
+          LOG_LEVEL: 'info',
+        },
+        env,
+      )
+      const alive = () => child.exitCode === null && child.signalCode === null
+      // Settles once: the listening line, the process's exit, or 90 s of silence.
+      const listening = new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${name} did not listen within 90 s`)), 90_000)
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer)
+          reject(new Error(`${name} exited (${code ?? signal}) before listening`))
+        })
+        const onData = (chunk: Buffer) => {
+          for (const line of chunk.toString().split('\n')) {
+            if (line.trim() === '') continue
+            log(`[${name} pid ${child.pid}] ${line}`)
+            const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1]
+            if (url) {
+              clearTimeout(timer)
+              resolve(url)
+            }
+          }
+        }
+        child.stdout?.on('data', onData)
+        child.stderr?.on('data', onData)
+      })
+      child.once('exit', (code, signal) =>
+        log(`[${name} pid ${child.pid}] exited code=${code} signal=${signal}`),
+      )
+      const api: ApiProcess = {
+        name,
+        child,
+        url: '',
+        alive,
+        async stop(graceMs = 15_000) {
+          if (!alive()) return
+          child.kill('SIGTERM')
+          const done = await Promise.race([exited(child).then(() => true), sleep(graceMs).then(() => false)])
+          if (!done) {
+            child.kill('SIGKILL')
+            await exited(child)
+          }
+        },
+      }
+      apis.push(api)
+      api.url = await listening
+      return api
     }
 
     const statuses = async (ids: string[]) => {
@@ -359,6 +463,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       apiServerPort: apiServer.port,
       workers,
       startWorker,
+      startApi,
       liveWorkers: () => workers.filter((w) => w.alive()),
       async createCluster(name) {
         const res = await app.inject({
@@ -416,8 +521,24 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       },
       log,
       logs: () => [...lines],
+      async expectAllReady(ids, machinesPerCluster, timeoutMs) {
+        await stack.waitTerminal(ids, timeoutMs)
+        const unsucceeded = await describeUnsucceeded(db, ids)
+        expect(unsucceeded, JSON.stringify(unsucceeded, null, 2)).toEqual([])
+        const phases = await clusterPhases(app)
+        expect([...phases.entries()].filter(([, phase]) => phase !== 'Ready')).toEqual([])
+        return stack.expectNoOrphans(ids.length * machinesPerCluster)
+      },
+      adopt(server) {
+        adopted.push(server)
+        return server
+      },
       dumpLogs(n = 300) {
-        const server = [...pgServer.logs().slice(-40), ...redisFixed.logs().slice(-20)]
+        const server = [
+          ...pgServer.logs().slice(-40),
+          ...redisFixed.logs().slice(-20),
+          ...adopted.flatMap((s) => s.logs().slice(-40)),
+        ]
         console.log(
           `---- last ${n} harness/worker log lines ----\n${lines.slice(-n).join('\n')}\n---- servers ----\n${server.join('\n')}`,
         )
@@ -428,6 +549,21 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   } catch (error) {
     await closeAll()
     throw error
+  }
+}
+
+/** POST a cluster create (the harness template) to an API process, with an Idempotency-Key. */
+export async function postCluster(apiUrl: string, name: string, key: string) {
+  const res = await fetch(`${apiUrl}/v1/projects/${project}/clusters`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': key },
+    body: JSON.stringify({ name, template: templateName }),
+    signal: AbortSignal.timeout(20_000),
+  })
+  return {
+    status: res.status,
+    body: (await res.json()) as Record<string, unknown>,
+    replayed: res.headers.get('idempotent-replayed') === 'true',
   }
 }
 

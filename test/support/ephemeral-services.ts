@@ -388,6 +388,25 @@ export interface EphemeralRedis {
   close(): Promise<void>
 }
 
+/** One command on a short-lived connection that never retries; undefined when nothing answers. */
+export async function askRedis(url: string, ...command: string[]): Promise<unknown> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  })
+  client.on('error', () => {})
+  try {
+    await client.connect()
+    return await client.call(command[0]!, ...command.slice(1))
+  } catch {
+    return undefined
+  } finally {
+    client.disconnect()
+  }
+}
+
 /** `redis-server` on a free loopback port, without persistence. */
 export async function startEphemeralRedis(): Promise<EphemeralRedis> {
   installExitHooks()
@@ -397,23 +416,7 @@ export async function startEphemeralRedis(): Promise<EphemeralRedis> {
   const lines: string[] = []
   let child: ChildProcess | null = null
 
-  const ping = async () => {
-    const client = new Redis(url, {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-      enableOfflineQueue: false,
-    })
-    client.on('error', () => {})
-    try {
-      await client.connect()
-      return (await client.ping()) === 'PONG'
-    } catch {
-      return false
-    } finally {
-      client.disconnect()
-    }
-  }
+  const ping = async () => (await askRedis(url, 'PING')) === 'PONG'
 
   const start = async () => {
     if (child) return

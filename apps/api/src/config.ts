@@ -1,13 +1,19 @@
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseSettings } from '@kiln/domain'
+import { type RedisTopology, redisTopologyFromEnv } from '@kiln/jobs'
 import Type from 'typebox'
 import { defaultAllowedAlgorithms, defaultScopes, type OidcSettings } from './oidc.ts'
 import type { RateLimits } from './rate-limits.ts'
 
 const Env = Type.Object({
   DATABASE_URL: Type.String({ minLength: 1, description: 'PostgreSQL connection string.' }),
-  REDIS_URL: Type.String({ minLength: 1, description: 'Redis connection string.' }),
+  REDIS_URL: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description: 'Redis connection string; optional with KILN_REDIS_SENTINELS or KILN_REDIS_CLUSTER_NODES.',
+    }),
+  ),
   HOST: Type.String({ default: '127.0.0.1' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
   LOG_LEVEL: Type.Union(
@@ -61,7 +67,8 @@ const Env = Type.Object({
 
 export interface ApiConfig {
   databaseUrl: string
-  redisUrl: string
+  /** A single server, a Sentinel-managed primary or a Redis Cluster. */
+  redis: RedisTopology
   host: string
   port: number
   logLevel: string
@@ -96,7 +103,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
   const c = parseSettings(Env, env)
   return {
     databaseUrl: c.DATABASE_URL,
-    redisUrl: c.REDIS_URL,
+    redis: redisTopologyFromEnv(env),
     host: c.HOST,
     port: c.PORT,
     logLevel: c.LOG_LEVEL,

@@ -1,8 +1,13 @@
 import cluster from 'node:cluster'
 import { createDatabase } from '@kiln/db'
-import { AggregatorRegistry, startMetricsServer } from '@kiln/jobs'
+import {
+  AggregatorRegistry,
+  createRedisClient,
+  queueConnection,
+  queuePrefixFor,
+  startMetricsServer,
+} from '@kiln/jobs'
 import { masterKeyringFromSettings } from '@kiln/pki'
-import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { superviseApiProcesses } from './cluster.ts'
 import { loadApiConfig } from './config.ts'
@@ -20,7 +25,7 @@ if (cluster.isPrimary && config.processes > 1) {
   await superviseApiProcesses(config.processes)
 }
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.databasePoolSize })
-const redis = new Redis(config.redisUrl, {
+const redis = createRedisClient(config.redis, {
   maxRetriesPerRequest: 1,
   enableOfflineQueue: false,
   lazyConnect: false,
@@ -46,6 +51,11 @@ const app = await buildApp({
   db,
   metrics,
   redis,
+  // New operations go to the workers at once; the worker's dispatcher is the fallback when Redis is down.
+  queue: {
+    connection: queueConnection(config.redis, { maxRetriesPerRequest: 1 }),
+    prefix: queuePrefixFor(config.redis, config.queuePrefix),
+  },
   masterKey: keyring,
   logger: { level: config.logLevel },
   bodyLimitBytes: config.bodyLimitBytes,

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
+import type { RedisClient as Redis } from '@kiln/jobs'
 import { keyringKeys, type MasterKeyring } from '@kiln/pki'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { Redis } from 'ioredis'
 import {
   createRemoteJWKSet,
   decodeJwt,

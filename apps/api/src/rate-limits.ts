@@ -1,6 +1,6 @@
 import rateLimit, { normalizeIP } from '@fastify/rate-limit'
+import type { RedisClient as Redis } from '@kiln/jobs'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Redis } from 'ioredis'
 import { HttpProblem } from './problems.ts'
 
 export interface RateLimits {

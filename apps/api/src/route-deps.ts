@@ -1,5 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Database } from '@kiln/db'
+import type { RedisClient as Redis } from '@kiln/jobs'
 import type { MasterKeyring } from '@kiln/pki'
 import type {
   FastifyBaseLogger,
@@ -8,7 +9,6 @@ import type {
   RawRequestDefaultExpression,
   RawServerDefault,
 } from 'fastify'
-import type { Redis } from 'ioredis'
 import type { ApiMetrics } from './metrics.ts'
 
 // What routes share, apart from app.ts: routes and their helpers import this, app.ts imports them,

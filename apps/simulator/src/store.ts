@@ -107,12 +107,16 @@ export class ObjectStore {
   async ensureSchema(): Promise<void> {
     const client = await this.pool.connect()
     try {
-      // The same lock the simulated data centre takes to create its tables in this schema.
-      await client.query('SELECT pg_advisory_lock(hashtext($1))', ['kiln-simulator-schema'])
+      // The same (transaction-scoped, PgBouncer-safe) lock the simulated data centre takes to create
+      // its tables in this schema.
+      await client.query('BEGIN')
       try {
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['kiln-simulator-schema'])
         await client.query(schema)
-      } finally {
-        await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['kiln-simulator-schema'])
+        await client.query('COMMIT')
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined)
+        throw error
       }
     } finally {
       client.release()

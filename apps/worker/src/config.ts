@@ -1,9 +1,11 @@
 import { parseSettings } from '@kiln/domain'
+import { type RedisTopology, redisTopologyFromEnv } from '@kiln/jobs'
 import Type from 'typebox'
 
 const Env = Type.Object({
   DATABASE_URL: Type.String({ minLength: 1 }),
-  REDIS_URL: Type.String({ minLength: 1 }),
+  /** A single Redis; optional with KILN_REDIS_SENTINELS or KILN_REDIS_CLUSTER_NODES (see @kiln/jobs redis.ts). */
+  REDIS_URL: Type.Optional(Type.String({ minLength: 1 })),
   KILN_QUEUE_PREFIX: Type.String({ minLength: 1, default: 'kiln' }),
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
   OPERATION_LEASE_MS: Type.Integer({ minimum: 1000, default: 15_000 }),
@@ -27,7 +29,8 @@ const Env = Type.Object({
 
 export interface WorkerConfig {
   databaseUrl: string
-  redisUrl: string
+  /** A single server, a Sentinel-managed primary or a Redis Cluster. */
+  redis: RedisTopology
   queuePrefix: string
   concurrency: number
   leaseMs: number
@@ -50,7 +53,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   const c = parseSettings(Env, env)
   return {
     databaseUrl: c.DATABASE_URL,
-    redisUrl: c.REDIS_URL,
+    redis: redisTopologyFromEnv(env),
     queuePrefix: c.KILN_QUEUE_PREFIX,
     concurrency: c.WORKER_CONCURRENCY,
     leaseMs: c.OPERATION_LEASE_MS,

@@ -1,5 +1,5 @@
 import { createDatabase } from '@kiln/db'
-import { startMetricsServer } from '@kiln/jobs'
+import { closeQueueConnection, queueConnection, queuePrefixFor, startMetricsServer } from '@kiln/jobs'
 import { masterKeyringFromSettings } from '@kiln/pki'
 import { loadWorkerConfig } from './config.ts'
 import { startEngine } from './engine.ts'
@@ -23,13 +23,14 @@ if (development) {
 
 await db.$queryRaw`SELECT 1`
 const metrics = new WorkerMetrics()
+// BullMQ workers must never give up on Redis commands: a restarted (or failed-over) Redis is waited for.
+const connection = queueConnection(config.redis, { maxRetriesPerRequest: null })
 const engine = await startEngine({
   db,
   masterKey: keyring,
   databaseUrl: config.databaseUrl,
-  // BullMQ workers must never give up on Redis commands: a restarted Redis is waited for.
-  connection: { url: config.redisUrl, maxRetriesPerRequest: null },
-  prefix: config.queuePrefix,
+  connection,
+  prefix: queuePrefixFor(config.redis, config.queuePrefix),
   concurrency: config.concurrency,
   leaseMs: config.leaseMs,
   healthIntervalMs: config.healthIntervalMs,
@@ -62,6 +63,7 @@ async function shutdown(signal: string) {
   log({ msg: 'worker stopping', signal })
   await engine.stop()
   await metricsServer?.close()
+  await closeQueueConnection(connection)
   await db.$disconnect()
   log({ msg: 'worker stopped', signal })
   process.exit(0)

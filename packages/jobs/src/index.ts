@@ -1,4 +1,5 @@
 export * from './catalogue.ts'
 export * from './metrics.ts'
 export * from './producer.ts'
+export * from './redis.ts'
 export * from './step-runner.ts'

@@ -1,6 +1,6 @@
+import type { RedisClient as Redis } from '@kiln/jobs'
 import type { MasterKeyring } from '@kiln/pki'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Redis } from 'ioredis'
 import { decodeJwt } from 'jose'
 import * as client from 'openid-client'
 import Type from 'typebox'

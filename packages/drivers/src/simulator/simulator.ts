@@ -148,13 +148,17 @@ export class SimulatorDriver implements Driver {
       }
       client.on('error', onError)
       try {
-        // Serialise first-time setup across worker processes.
-        await client.query('SELECT pg_advisory_lock(hashtext($1))', ['kiln-simulator-schema'])
+        // Serialise first-time setup across worker processes. A transaction-scoped lock, not a session
+        // one: behind PgBouncer in transaction mode, a session lock could stay on a server connection.
+        await client.query('BEGIN')
         try {
+          await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['kiln-simulator-schema'])
           await client.query(schemaSql)
           await this.rackInventory(client)
-        } finally {
-          await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['kiln-simulator-schema'])
+          await client.query('COMMIT')
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined)
+          throw error
         }
       } finally {
         client.off('error', onError)
