@@ -61,7 +61,7 @@ export async function startTestStack(
   options: {
     engine?: Partial<EngineOptions> | false
     /** More of the API's options: OIDC, authentication, the built portal. */
-    api?: Partial<Pick<AppDeps, 'oidc' | 'authentication' | 'platformAdminGroups' | 'portalDir'>>
+    api?: Partial<Pick<AppDeps, 'oidc' | 'authentication' | 'platformAdminGroups' | 'portalDir' | 'logger'>>
   } = {},
 ): Promise<TestStack> {
   const database = await createTestDatabase(inject('templateDatabase'), inject('runId'))

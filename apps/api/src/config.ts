@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url'
-import { parseSettings } from '@kiln/domain'
+import { LogLevelSetting, parseSettings } from '@kiln/domain'
+import { type TracingSettings, tracingSettings } from '@kiln/telemetry'
 import Type from 'typebox'
 import { defaultAllowedAlgorithms, defaultScopes, type OidcSettings } from './oidc.ts'
 import type { RateLimits } from './rate-limits.ts'
@@ -9,10 +10,7 @@ const Env = Type.Object({
   REDIS_URL: Type.String({ minLength: 1, description: 'Redis connection string.' }),
   HOST: Type.String({ default: '127.0.0.1' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
-  LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-    { default: 'info' },
-  ),
+  LOG_LEVEL: LogLevelSetting,
   KILN_PUBLIC_URL: Type.String({ default: 'http://127.0.0.1:8080' }),
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 262_144 }),
@@ -76,6 +74,8 @@ export interface ApiConfig {
   oidc: OidcSettings | undefined
   rateLimits: RateLimits
   trustProxy: boolean | string[] | undefined
+  /** The standard OTEL_* variables; off unless they ask for OTLP. */
+  tracing: TracingSettings
 }
 
 /** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
@@ -105,6 +105,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
       windowMs: c.KILN_RATE_LIMIT_WINDOW_SECONDS * 1000,
     },
     trustProxy: trustProxyOf(c.KILN_TRUST_PROXY),
+    tracing: tracingSettings(env, 'kiln-api'),
   }
 }
 

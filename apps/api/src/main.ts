@@ -1,11 +1,14 @@
 import { createDatabase } from '@kiln/db'
 import { masterKeyFromSettings } from '@kiln/pki'
+import { createLogger, startTracing } from '@kiln/telemetry'
 import { Redis } from 'ioredis'
 import { buildApp } from './app.ts'
 import { loadApiConfig } from './config.ts'
 import { OidcVerifier } from './oidc.ts'
 
 const config = loadApiConfig()
+const tracing = await startTracing(config.tracing)
+const logger = createLogger({ service: 'kiln-api', level: config.logLevel })
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.databasePoolSize })
 const redis = new Redis(config.redisUrl, {
   maxRetriesPerRequest: 1,
@@ -22,7 +25,7 @@ if (config.oidc) {
   try {
     oidc = { verifier: await OidcVerifier.discover(config.oidc), settings: config.oidc }
   } catch (error) {
-    console.error(
+    logger.fatal(
       `Cannot start: OIDC discovery of KILN_OIDC_ISSUER=${config.oidc.issuer} failed: ${error instanceof Error ? error.message : String(error)}`,
     )
     process.exit(1)
@@ -32,7 +35,7 @@ const app = await buildApp({
   db,
   redis,
   masterKey,
-  logger: { level: config.logLevel },
+  logger,
   bodyLimitBytes: config.bodyLimitBytes,
   ...(oidc ? { oidc } : {}),
   authentication: config.authentication,
@@ -52,7 +55,7 @@ async function shutdown(signal: string) {
   app.log.info({ signal }, 'shutting down')
   // Stop accepting requests and finish in-flight ones, then release the clients.
   await app.close()
-  await Promise.allSettled([db.$disconnect(), redis.quit()])
+  await Promise.allSettled([db.$disconnect(), redis.quit(), tracing.shutdown()])
   process.exit(0)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
