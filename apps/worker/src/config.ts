@@ -1,4 +1,5 @@
-import { parseSettings } from '@kiln/domain'
+import { LogLevelSetting, parseSettings } from '@kiln/domain'
+import { type TracingSettings, tracingSettings } from '@kiln/telemetry'
 import Type from 'typebox'
 
 const Env = Type.Object({
@@ -18,6 +19,7 @@ const Env = Type.Object({
   /** Base64 of 32 bytes: wraps every cluster private key at rest. */
   KILN_MASTER_KEY: Type.Optional(Type.String({ minLength: 1 })),
   KILN_DEV_MODE: Type.Boolean({ default: false }),
+  LOG_LEVEL: LogLevelSetting,
 })
 
 export interface WorkerConfig {
@@ -35,6 +37,9 @@ export interface WorkerConfig {
   /** Base64 of 32 bytes; resolved with masterKeyFromSettings at boot. */
   masterKey: string | undefined
   devMode: boolean
+  logLevel: string
+  /** The standard OTEL_* variables; off unless they ask for OTLP. */
+  tracing: TracingSettings
 }
 
 /** Parses the environment once, at boot; refuses to start naming what is missing. */
@@ -53,5 +58,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     repairGraceMs: c.KILN_REPAIR_GRACE_SECONDS * 1000,
     masterKey: c.KILN_MASTER_KEY,
     devMode: c.KILN_DEV_MODE,
+    logLevel: c.LOG_LEVEL,
+    tracing: tracingSettings(env, 'kiln-worker'),
   }
 }

@@ -1,5 +1,6 @@
 import type { Backend } from '@kiln/db'
 import { createDriver, type Driver } from '@kiln/drivers'
+import { tracedDriver } from './operation-telemetry.ts'
 
 interface Entry {
   driver: Driver
@@ -48,7 +49,7 @@ export class DriverCache {
       if (cached.borrowers === 0) this.close(cached)
     }
     const entry: Entry = {
-      driver: createDriver(backend, { databaseUrl: this.databaseUrl }),
+      driver: tracedDriver(createDriver(backend, { databaseUrl: this.databaseUrl }), backend),
       configuration,
       builtFrom: backend.updatedAt.getTime(),
       borrowers: 0,

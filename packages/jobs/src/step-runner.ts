@@ -92,6 +92,8 @@ export interface RunnerOptions {
   retryBaseDelayMs?: number
   retryMaxDelayMs?: number
   classify(error: unknown): ClassifiedError
+  /** Runs each step's handler (the worker traces and logs it there); default: just runs it. */
+  aroundStep?: <T>(operation: Operation, step: string, run: () => Promise<T>) => Promise<T>
 }
 
 const statusFor: Record<ErrorClass, number> = { user: 422, platform: 503, retryable: 503 }
@@ -287,7 +289,8 @@ export async function runOperation(
       const handler = definition.steps[step.name]
       if (!handler) throw new Error(`No handler for step ${step.name} of ${op.kind}`)
       try {
-        const result = await handler({ db, operation: op })
+        const run = () => handler({ db, operation: op })
+        const result = await (options.aroundStep ? options.aroundStep(op, step.name, run) : run())
         if (lost) throw new LeaseLost(operationId)
         // A success ends the step's failure streak: the next failure starts a fresh horizon.
         steps[i] = {
