@@ -251,8 +251,10 @@ export async function startSimulatorChild(): Promise<SimulatorChild> {
       let buffer = ''
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
         buffer += chunk
-        const match = /"msg":"simulator API server ready","address":"(https:\/\/[^"]+)"/.exec(buffer)
-        if (match) resolve(match[1]!)
+        // A JSON line; its fields in any order (pino writes `msg` last).
+        const line = /^.*"msg":"simulator API server ready".*$/m.exec(buffer)?.[0]
+        const address = line ? (JSON.parse(line) as { address?: string }).address : undefined
+        if (address) resolve(address)
         if (buffer.length > 100_000) buffer = buffer.slice(-10_000)
       })
       void exited.then(() => reject(new Error(`simulator exited before it was ready: ${tail}`)))

@@ -61,7 +61,9 @@ export async function startTestStack(
   options: {
     engine?: Partial<EngineOptions> | false
     /** More of the API's options: OIDC, authentication, the built portal. */
-    api?: Partial<Pick<AppDeps, 'oidc' | 'authentication' | 'platformAdminGroups' | 'portalDir' | 'metrics'>>
+    api?: Partial<
+      Pick<AppDeps, 'oidc' | 'authentication' | 'platformAdminGroups' | 'portalDir' | 'metrics' | 'logger'>
+    >
   } = {},
 ): Promise<TestStack> {
   const database = await createTestDatabase(inject('templateDatabase'), inject('runId'))

@@ -5,7 +5,7 @@ import type { Database } from '@kiln/db'
 import type { RedisClient as Redis } from '@kiln/jobs'
 import { JobProducer, type QueueSettings } from '@kiln/jobs'
 import type { MasterKeyring } from '@kiln/pki'
-import Fastify, { type FastifyBaseLogger, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyServerOptions, LogController } from 'fastify'
 import { registerAuthentication } from './auth.ts'
 import { type ApiMetrics, createApiMetrics, registerRequestMetrics } from './metrics.ts'
 import { type OidcSettings, type OidcVerifier, sessionIdentity } from './oidc.ts'
@@ -18,6 +18,7 @@ import {
   registerProblemHandlers,
 } from './problems.ts'
 import { type RateLimits, rateLimitHooks } from './rate-limits.ts'
+import { registerRequestTelemetry } from './request-telemetry.ts'
 import type { KilnApp, RouteDeps } from './route-deps.ts'
 import { registerAccessRoutes } from './routes/access.routes.ts'
 import { registerAuditRoutes } from './routes/audit.routes.ts'
@@ -70,11 +71,16 @@ export interface AppDeps {
 
 export type { KilnApp, RouteDeps } from './route-deps.ts'
 
+const isLoggerInstance = (logger: AppDeps['logger']): logger is FastifyBaseLogger =>
+  typeof logger === 'object' && typeof (logger as Partial<FastifyBaseLogger>).child === 'function'
+
 /** Builds the API without listening; tests call `inject()` on it, `main.ts` listens. */
 export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   const schemas = namedSchemas()
   const app = Fastify({
-    logger: deps.logger ?? false,
+    // A logger of our own (main.ts: Kiln's one log shape) is an instance; options build Fastify's.
+    ...(isLoggerInstance(deps.logger) ? { loggerInstance: deps.logger } : { logger: deps.logger ?? false }),
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
     bodyLimit: deps.bodyLimitBytes ?? 262_144,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
@@ -96,6 +102,7 @@ export async function buildApp(deps: AppDeps): Promise<KilnApp> {
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as KilnApp
 
   for (const schema of schemas) app.addSchema(schema as { $id: string })
+  registerRequestTelemetry(app)
   registerProblemHandlers(app)
   const metrics = deps.metrics ?? createApiMetrics({ processMetrics: false })
   registerRequestMetrics(app, metrics)

@@ -3,6 +3,7 @@ import { DomainError, ErrorCode, notFound, type ProjectRole, roleAtLeast } from 
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { AuthenticationError, type AuthenticationFailure, type VerifiedIdentity } from './oidc.ts'
 import { schemaProblem } from './problems.ts'
+import { requestTraceparent } from './request-telemetry.ts'
 
 /** What a route needs; declared next to every route and enforced here, in one place (see `requirements`). */
 export type Permission =
@@ -338,4 +339,5 @@ export function registerAuthentication(app: FastifyInstance, db: Database, optio
 export const actorOf = (request: FastifyRequest): Actor => ({
   subject: request.principal.subject,
   requestId: request.id,
+  traceparent: requestTraceparent(request),
 })

@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
+import type { Logger } from '@kiln/telemetry'
 
 // The API on every core: this process (the cluster primary) forks `processes` API processes that
 // share its port (node:cluster hands each connection to one of them) and only supervises them. Every
@@ -9,27 +10,15 @@ import cluster, { type Worker } from 'node:cluster'
 /** Time SIGTERM gives the API processes to finish in-flight requests before they are killed. */
 const drainTimeoutMs = 25_000
 
-/** One JSON line per event, shaped like the API processes' pino lines. */
-const log = (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}) => {
-  const line = JSON.stringify({
-    level: { info: 30, warn: 40, error: 50 }[level],
-    time: Date.now(),
-    pid: process.pid,
-    role: 'primary',
-    msg,
-    ...fields,
-  })
-  if (level === 'error') console.error(line)
-  else console.log(line)
-}
-
 /**
  * Runs `processes` API processes and replaces one that dies. One that dies before it ever listened
  * (bad configuration, an unreachable OIDC issuer) stops them all: restarting it would only hide why.
  * SIGTERM or SIGINT drains them (each closes its server and finishes in-flight requests) and exits.
  * Never resolves: the primary ends with process.exit.
  */
-export function superviseApiProcesses(processes: number): Promise<never> {
+export function superviseApiProcesses(processes: number, logger: Logger): Promise<never> {
+  const log = (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}) =>
+    logger[level]({ role: 'primary', ...fields }, msg)
   const listened = new Set<number>()
   let stopping: { reason: string; exitCode: number } | undefined
 

@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { parseSettings } from '@kiln/domain'
+import { LogLevelSetting, parseSettings } from '@kiln/domain'
 import { type RedisTopology, redisTopologyFromEnv } from '@kiln/jobs'
+import { type TracingSettings, tracingSettings } from '@kiln/telemetry'
 import Type from 'typebox'
 import { defaultAllowedAlgorithms, defaultScopes, type OidcSettings } from './oidc.ts'
 import type { RateLimits } from './rate-limits.ts'
@@ -16,10 +17,7 @@ const Env = Type.Object({
   ),
   HOST: Type.String({ default: '127.0.0.1' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
-  LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-    { default: 'info' },
-  ),
+  LOG_LEVEL: LogLevelSetting,
   KILN_PUBLIC_URL: Type.String({ default: 'http://127.0.0.1:8080' }),
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
   /** API processes on one port (node:cluster); default one per core; 1 runs no cluster. */
@@ -96,6 +94,8 @@ export interface ApiConfig {
   trustProxy: boolean | string[] | undefined
   /** Where /metrics listens; port 0: nowhere. */
   metrics: { host: string; port: number }
+  /** The standard OTEL_* variables; off unless they ask for OTLP. */
+  tracing: TracingSettings
 }
 
 /** Parses the environment once, at boot. Refuses to start, naming every missing or bad variable. */
@@ -128,6 +128,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     },
     trustProxy: trustProxyOf(c.KILN_TRUST_PROXY),
     metrics: { host: c.KILN_METRICS_HOST, port: c.KILN_METRICS_PORT },
+    tracing: tracingSettings(env, 'kiln-api'),
   }
 }
 

@@ -8,6 +8,7 @@ import {
   startMetricsServer,
 } from '@kiln/jobs'
 import { masterKeyringFromSettings } from '@kiln/pki'
+import { createLogger, startTracing } from '@kiln/telemetry'
 import { buildApp } from './app.ts'
 import { superviseApiProcesses } from './cluster.ts'
 import { loadApiConfig } from './config.ts'
@@ -15,6 +16,7 @@ import { createApiMetrics } from './metrics.ts'
 import { OidcVerifier } from './oidc.ts'
 
 const config = loadApiConfig()
+const logger = createLogger({ service: 'kiln-api', level: config.logLevel })
 // KILN_API_PROCESSES > 1: this process only supervises that many API processes (this file again).
 if (cluster.isPrimary && config.processes > 1) {
   // One scrape of the primary answers for every API process: prom-client asks each over IPC and sums.
@@ -22,8 +24,9 @@ if (cluster.isPrimary && config.processes > 1) {
     const aggregator = new AggregatorRegistry()
     await startMetricsServer({ ...config.metrics, metrics: () => aggregator.clusterMetrics() })
   }
-  await superviseApiProcesses(config.processes)
+  await superviseApiProcesses(config.processes, logger)
 }
+const tracing = await startTracing(config.tracing)
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.databasePoolSize })
 const redis = createRedisClient(config.redis, {
   maxRetriesPerRequest: 1,
@@ -40,7 +43,7 @@ if (config.oidc) {
   try {
     oidc = { verifier: await OidcVerifier.discover(config.oidc), settings: config.oidc }
   } catch (error) {
-    console.error(
+    logger.fatal(
       `Cannot start: OIDC discovery of KILN_OIDC_ISSUER=${config.oidc.issuer} failed: ${error instanceof Error ? error.message : String(error)}`,
     )
     process.exit(1)
@@ -57,7 +60,7 @@ const app = await buildApp({
     prefix: queuePrefixFor(config.redis, config.queuePrefix),
   },
   masterKey: keyring,
-  logger: { level: config.logLevel },
+  logger,
   bodyLimitBytes: config.bodyLimitBytes,
   ...(oidc ? { oidc } : {}),
   authentication: config.authentication,
@@ -87,7 +90,7 @@ async function shutdown(signal: string) {
   app.log.info({ signal }, 'shutting down')
   // Stop accepting requests and finish in-flight ones, then release the clients.
   await app.close()
-  await Promise.allSettled([db.$disconnect(), redis.quit(), metricsServer?.close()])
+  await Promise.allSettled([db.$disconnect(), redis.quit(), metricsServer?.close(), tracing.shutdown()])
   process.exit(0)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))

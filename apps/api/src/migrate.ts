@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { parseSettings } from '@kiln/domain'
+import { LogLevelSetting, parseSettings } from '@kiln/domain'
+import { createLogger } from '@kiln/telemetry'
 import Type from 'typebox'
 import {
   describeEngineError,
@@ -17,14 +18,18 @@ import {
 
 // apps/api/src/ and apps/api/dist/ are both three levels below the repository (the image's /app).
 const prismaDir = fileURLToPath(new URL('../../../prisma/', import.meta.url))
-const { DATABASE_URL: url } = parseSettings(
-  Type.Object({ DATABASE_URL: Type.String({ minLength: 1, description: 'PostgreSQL connection string.' }) }),
+const { DATABASE_URL: url, LOG_LEVEL: level } = parseSettings(
+  Type.Object({
+    DATABASE_URL: Type.String({ minLength: 1, description: 'PostgreSQL connection string.' }),
+    LOG_LEVEL: LogLevelSetting,
+  }),
   process.env,
 )
+const logger = createLogger({ service: 'kiln-migrate', level })
 
 const schemaPath = `${prismaDir}schema.prisma`
 const created = await ensureDatabaseExists(url)
-if (created) console.log(`created database ${created}`)
+if (created) logger.info({ database: created }, `created database ${created}`)
 const { engine, adapterFactory } = await openEngine({
   schemaFiles: [[schemaPath, await readFile(schemaPath, 'utf8')]],
   datasource: { url },
@@ -35,13 +40,13 @@ try {
     migrationsList,
     filters: { externalTables: [], externalEnums: [] },
   })
-  for (const name of appliedMigrationNames) console.log(`applied ${name}`)
-  console.log(
+  for (const name of appliedMigrationNames) logger.info({ migration: name }, `applied ${name}`)
+  logger.info(
     `${migrationsList.migrationDirectories.length} migrations in prisma/migrations, ${appliedMigrationNames.length} applied now: the database is up to date`,
   )
 } catch (error) {
   const { errorCode, message } = describeEngineError(error, adapterFactory)
-  console.error(`migrate: ${errorCode ? `${errorCode}: ` : ''}${message}`)
+  logger.error({ errorCode }, `migrate: ${errorCode ? `${errorCode}: ` : ''}${message}`)
   process.exitCode = 1
 } finally {
   engine.free()

@@ -1,4 +1,4 @@
-import { parseSettings } from '@kiln/domain'
+import { LogLevelSetting, parseSettings } from '@kiln/domain'
 import Type from 'typebox'
 
 const Env = Type.Object({
@@ -11,6 +11,7 @@ const Env = Type.Object({
   KILN_OIDC_CLIENT_ID: Type.String({ minLength: 1, default: 'kiln-portal' }),
   KILN_OIDC_CLIENT_SECRET: Type.String({ minLength: 1, default: 'kiln-portal-dev-secret' }),
   ISSUER_ACCESS_TOKEN_TTL_SECONDS: Type.Integer({ minimum: 30, maximum: 86_400, default: 600 }),
+  LOG_LEVEL: LogLevelSetting,
 })
 
 export interface IssuerConfig {
@@ -21,6 +22,7 @@ export interface IssuerConfig {
   portalClientId: string
   portalClientSecret: string
   accessTokenTtlSeconds: number
+  logLevel: string
 }
 
 /** Parses the environment once, at boot, naming every bad variable. */
@@ -34,5 +36,6 @@ export function loadIssuerConfig(env: NodeJS.ProcessEnv = process.env): IssuerCo
     portalClientId: c.KILN_OIDC_CLIENT_ID,
     portalClientSecret: c.KILN_OIDC_CLIENT_SECRET,
     accessTokenTtlSeconds: c.ISSUER_ACCESS_TOKEN_TTL_SECONDS,
+    logLevel: c.LOG_LEVEL,
   }
 }

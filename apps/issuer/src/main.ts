@@ -1,3 +1,4 @@
+import { createLogger } from '@kiln/telemetry'
 import { loadIssuerConfig } from './config.ts'
 import { cliClient, demoUsers, portalClient, startIssuer } from './provider.ts'
 
@@ -5,6 +6,7 @@ import { cliClient, demoUsers, portalClient, startIssuer } from './provider.ts'
 // users and passwords are the well-known demo ones and its keys are made fresh at every start.
 
 const config = loadIssuerConfig()
+const logger = createLogger({ service: 'kiln-issuer', level: config.logLevel })
 const issuer = await startIssuer({
   host: config.host,
   port: config.port,
@@ -20,7 +22,7 @@ const issuer = await startIssuer({
     cliClient,
   ],
 })
-console.log(
+logger.warn(
   `Development OIDC issuer on ${issuer.issuer} (users ${demoUsers.map((u) => `${u.username}/${u.password}`).join(', ')}; ` +
     `access tokens for ${config.audience}). Not for production.`,
 )

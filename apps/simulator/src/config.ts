@@ -1,4 +1,4 @@
-import { parseSettings } from '@kiln/domain'
+import { LogLevelSetting, parseSettings } from '@kiln/domain'
 import Type from 'typebox'
 import { defaultDomain } from './server.ts'
 
@@ -12,6 +12,7 @@ const Env = Type.Object({
   SIMULATOR_API_HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
   SIMULATOR_API_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 6443 }),
   SIMULATOR_API_DOMAIN: Type.String({ minLength: 1, default: defaultDomain }),
+  LOG_LEVEL: LogLevelSetting,
 })
 
 export interface SimulatorConfig {
@@ -23,6 +24,7 @@ export interface SimulatorConfig {
   host: string
   port: number
   domain: string
+  logLevel: string
 }
 
 /** Parses the environment once, at boot; refuses to start naming what is missing. */
@@ -36,5 +38,6 @@ export function loadSimulatorConfig(env: NodeJS.ProcessEnv = process.env): Simul
     host: c.SIMULATOR_API_HOST,
     port: c.SIMULATOR_API_PORT,
     domain: c.SIMULATOR_API_DOMAIN.toLowerCase(),
+    logLevel: c.LOG_LEVEL,
   }
 }

@@ -1,12 +1,13 @@
 import { createDatabase } from '@kiln/db'
 import { masterKeyringFromSettings } from '@kiln/pki'
+import { createLogger, logEvent } from '@kiln/telemetry'
 import { loadSimulatorConfig } from './config.ts'
 import { startApiServer } from './server.ts'
 
 const config = loadSimulatorConfig()
 const db = createDatabase({ url: config.databaseUrl, maxConnections: 10 })
-const log = (event: Record<string, unknown>) =>
-  console.log(JSON.stringify({ time: new Date().toISOString(), ...event }))
+const logger = createLogger({ service: 'kiln-simulator', level: config.logLevel })
+const log = (event: Record<string, unknown>) => logEvent(logger, event)
 
 const { keyring, development } = masterKeyringFromSettings(config)
 if (development) {

@@ -1,5 +1,6 @@
-import { parseSettings } from '@kiln/domain'
+import { LogLevelSetting, parseSettings } from '@kiln/domain'
 import { type RedisTopology, redisTopologyFromEnv } from '@kiln/jobs'
+import { type TracingSettings, tracingSettings } from '@kiln/telemetry'
 import Type from 'typebox'
 
 const Env = Type.Object({
@@ -25,6 +26,7 @@ const Env = Type.Object({
   /** GET /metrics and /healthz on their own port; 0 turns the server off. */
   KILN_METRICS_HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
   KILN_METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9465 }),
+  LOG_LEVEL: LogLevelSetting,
 })
 
 export interface WorkerConfig {
@@ -46,6 +48,9 @@ export interface WorkerConfig {
   devMode: boolean
   /** Where /metrics and /healthz listen; port 0: nowhere. */
   metrics: { host: string; port: number }
+  logLevel: string
+  /** The standard OTEL_* variables; off unless they ask for OTLP. */
+  tracing: TracingSettings
 }
 
 /** Parses the environment once, at boot; refuses to start naming what is missing. */
@@ -66,5 +71,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     masterKeys: c.KILN_MASTER_KEYS,
     devMode: c.KILN_DEV_MODE,
     metrics: { host: c.KILN_METRICS_HOST, port: c.KILN_METRICS_PORT },
+    logLevel: c.LOG_LEVEL,
+    tracing: tracingSettings(env, 'kiln-worker'),
   }
 }

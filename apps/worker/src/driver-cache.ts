@@ -1,6 +1,7 @@
 import type { Backend } from '@kiln/db'
 import { createDriver, type Driver } from '@kiln/drivers'
 import { instrumentDriver, type WorkerMetrics } from './metrics.ts'
+import { tracedDriver } from './operation-telemetry.ts'
 
 interface Entry {
   driver: Driver
@@ -55,7 +56,7 @@ export class DriverCache {
       driver: instrumentDriver(
         this.metrics,
         backend.name,
-        createDriver(backend, { databaseUrl: this.databaseUrl }),
+        tracedDriver(createDriver(backend, { databaseUrl: this.databaseUrl }), backend),
       ),
       configuration,
       builtFrom: backend.updatedAt.getTime(),

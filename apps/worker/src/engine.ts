@@ -13,12 +13,14 @@ import {
   runOperation,
 } from '@kiln/jobs'
 import type { MasterKeyring } from '@kiln/pki'
+import { createLogger, type Logger, type LogSink, logEvent } from '@kiln/telemetry'
 import { type ConnectionOptions, DelayedError, type Job, Worker } from 'bullmq'
 import Value from 'typebox/value'
 import { type CatalogueSync, syncMachineClasses } from './catalogue.ts'
 import { DriverCache } from './driver-cache.ts'
 import { healthChecker } from './health.ts'
 import type { WorkerMetrics } from './metrics.ts'
+import { operationTelemetry } from './operation-telemetry.ts'
 import { buildOperationDefinitions, markProgressing } from './operations.ts'
 
 export interface EngineOptions {
@@ -56,7 +58,10 @@ export interface EngineOptions {
    * before repair replaces it. Default 5 min, as a MachineHealthCheck's usual NotReady timeout.
    */
   repairGraceMs?: number
-  log?: (event: Record<string, unknown>) => void
+  /** Where the engine logs (main.ts: Kiln's JSON lines on stdout). */
+  logger?: Logger
+  /** Without `logger`: receives each log record (info and above) as an object; tests read them. */
+  log?: LogSink
   /** Where the engine records its series; without it, nothing is recorded. */
   metrics?: WorkerMetrics
 }
@@ -108,7 +113,11 @@ export function isLostJobError(error: unknown): boolean {
 export async function startEngine(options: EngineOptions): Promise<Engine> {
   const { db } = options
   const workerId = options.workerId ?? `worker-${randomUUID().slice(0, 8)}`
-  const log = options.log ?? (() => {})
+  const logger =
+    options.logger ??
+    createLogger({ service: 'kiln-worker', level: options.log ? 'info' : 'silent', destination: options.log })
+  const log = (event: Record<string, unknown>) => logEvent(logger, event)
+  const telemetry = operationTelemetry(db, logger, workerId)
   const { metrics } = options
   const drivers = new DriverCache(options.databaseUrl, metrics)
   const definitions = buildOperationDefinitions({ db, drivers, masterKey: options.masterKey, metrics })
@@ -142,20 +151,21 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
         throw new DelayedError()
       }
       try {
-        const result = await runOperation(db, operationId, definitions, {
-          workerId,
-          leaseMs,
-          maxAttempts: options.maxAttempts,
-          retryHorizonMs: options.retryHorizonMs,
-          retryBaseDelayMs: options.retryBaseDelayMs,
-          retryMaxDelayMs: options.retryMaxDelayMs,
-          classify: classifyError,
-          ...(metrics ? { observer: metrics.runObserver(db) } : {}),
-        })
+        const result = await telemetry.attempt(op, (aroundStep) =>
+          runOperation(db, operationId, definitions, {
+            workerId,
+            leaseMs,
+            maxAttempts: options.maxAttempts,
+            retryHorizonMs: options.retryHorizonMs,
+            retryBaseDelayMs: options.retryBaseDelayMs,
+            retryMaxDelayMs: options.retryMaxDelayMs,
+            classify: classifyError,
+            aroundStep,
+            ...(metrics ? { observer: metrics.runObserver(db) } : {}),
+          }),
+        )
         // Busy: another worker holds it, or its next attempt is not due yet (this job fired early).
         if (result.state === 'busy') await delayUntil(Date.now() + result.retryAfterMs)
-        if (result.state === 'finished')
-          log({ msg: 'operation finished', operationId, outcome: result.outcome })
       } catch (error) {
         // Another worker took the operation over; it carries on, this job has nothing left to do.
         if (error instanceof LeaseLost) return

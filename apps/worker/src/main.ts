@@ -1,24 +1,21 @@
 import { createDatabase } from '@kiln/db'
 import { closeQueueConnection, queueConnection, queuePrefixFor, startMetricsServer } from '@kiln/jobs'
 import { masterKeyringFromSettings } from '@kiln/pki'
+import { createLogger, startTracing } from '@kiln/telemetry'
 import { loadWorkerConfig } from './config.ts'
 import { startEngine } from './engine.ts'
 import { WorkerMetrics } from './metrics.ts'
 
 const config = loadWorkerConfig()
+const tracing = await startTracing(config.tracing)
+const logger = createLogger({ service: 'kiln-worker', level: config.logLevel })
 const db = createDatabase({ url: config.databaseUrl, maxConnections: config.concurrency + 4 })
-// One JSON line per event; errors go to stderr, everything else (expected conditions too) to stdout.
-const log = (event: Record<string, unknown>) => {
-  const line = JSON.stringify({ time: new Date().toISOString(), level: 'info', ...event })
-  if (event.level === 'error') console.error(line)
-  else console.log(line)
-}
 
 const { keyring, development } = masterKeyringFromSettings(config)
 if (development) {
-  log({
-    msg: 'dev mode: cluster keys are sealed with the well-known development master key; never use this in production',
-  })
+  logger.warn(
+    'dev mode: cluster keys are sealed with the well-known development master key; never use this in production',
+  )
 }
 
 await db.$queryRaw`SELECT 1`
@@ -38,7 +35,7 @@ const engine = await startEngine({
   retryHorizonMs: config.retryHorizonMs,
   retryMaxDelayMs: config.retryMaxDelayMs,
   repairGraceMs: config.repairGraceMs,
-  log,
+  logger,
   metrics,
 })
 let stopping = false
@@ -50,22 +47,22 @@ const metricsServer =
         healthy: () => !stopping && engine.running(),
       })
     : undefined
-log({
-  msg: 'worker ready',
-  workerId: engine.workerId,
-  concurrency: config.concurrency,
-  metricsPort: metricsServer?.port ?? null,
-})
+logger.info(
+  { workerId: engine.workerId, concurrency: config.concurrency, metricsPort: metricsServer?.port ?? null },
+  'worker ready',
+)
 
 async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
-  log({ msg: 'worker stopping', signal })
+  logger.info({ signal }, 'worker stopping')
   await engine.stop()
   await metricsServer?.close()
   await closeQueueConnection(connection)
   await db.$disconnect()
-  log({ msg: 'worker stopped', signal })
+  // After the last step: the spans of the operations it finished are exported before it exits.
+  await tracing.shutdown()
+  logger.info({ signal }, 'worker stopped')
   process.exit(0)
 }
 process.once('SIGTERM', () => void shutdown('SIGTERM'))

@@ -6,6 +6,8 @@ export interface Actor {
   /** `user:<sub>` or `token:<id>`. */
   subject: string
   requestId: string
+  /** W3C traceparent of the request's span while tracing is on; operations it starts keep it. */
+  traceparent?: string | undefined
 }
 
 export interface AuditEntry {

@@ -44,6 +44,8 @@ export async function createOperation(
       params,
       steps: plannedSteps(kind) as unknown as Prisma.InputJsonValue,
       requestedBy: actor.subject,
+      requestId: actor.requestId,
+      traceparent: actor.traceparent ?? null,
       ...(applied ? { status: 'succeeded', progress: 100, startedAt: now, finishedAt: now } : {}),
     },
   })

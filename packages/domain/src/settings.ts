@@ -1,4 +1,4 @@
-import type Type from 'typebox'
+import Type from 'typebox'
 import Value from 'typebox/value'
 
 /**
@@ -16,3 +16,9 @@ export function parseSettings<T extends Type.TSchema>(
   }
   return raw as Type.Static<T>
 }
+
+/** `LOG_LEVEL`, which every Kiln process reads (default info). */
+export const LogLevelSetting = Type.Union(
+  ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+  { default: 'info' },
+)

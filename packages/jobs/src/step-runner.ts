@@ -94,6 +94,8 @@ export interface RunnerOptions {
   classify(error: unknown): ClassifiedError
   /** Hears about each run's steps and end (metrics); it must not throw. */
   observer?: RunObserver
+  /** Runs each step's handler (the worker traces and logs it there); default: just runs it. */
+  aroundStep?: <T>(operation: Operation, step: string, run: () => Promise<T>) => Promise<T>
 }
 
 /** How one run of a step ended: `retrying` is a retryable failure that will be tried again. */
@@ -330,7 +332,8 @@ export async function runOperation(
       const stepStarted = performance.now()
       const seconds = () => (performance.now() - stepStarted) / 1000
       try {
-        const result = await handler({ db, operation: op })
+        const run = () => handler({ db, operation: op })
+        const result = await (options.aroundStep ? options.aroundStep(op, step.name, run) : run())
         recorder.step(step.name, result?.skipped ? 'skipped' : 'succeeded', seconds())
         if (lost) throw new LeaseLost(operationId)
         // A success ends the step's failure streak: the next failure starts a fresh horizon.

@@ -1,4 +1,4 @@
-import { parseSettings } from '@kiln/domain'
+import { LogLevelSetting, parseSettings } from '@kiln/domain'
 import Type from 'typebox'
 
 const Env = Type.Object({
@@ -6,12 +6,14 @@ const Env = Type.Object({
   /** Comma-separated namespaces; all when absent. */
   CAPI_NAMESPACES: Type.Optional(Type.String({ minLength: 1 })),
   CAPI_INTERVAL_MS: Type.Integer({ minimum: 10, default: 200 }),
+  LOG_LEVEL: LogLevelSetting,
 })
 
 export interface StandInConfig {
   kubeconfig: string
   namespaces: string[] | undefined
   intervalMs: number
+  logLevel: string
 }
 
 /** Parses the stand-in's environment once, at boot; refuses to start naming what is missing. */
@@ -24,5 +26,6 @@ export function loadStandInConfig(env: NodeJS.ProcessEnv = process.env): StandIn
       .map((n) => n.trim())
       .filter(Boolean),
     intervalMs: c.CAPI_INTERVAL_MS,
+    logLevel: c.LOG_LEVEL,
   }
 }

@@ -1,9 +1,10 @@
+import { createLogger, logEvent } from '@kiln/telemetry'
 import { loadStandInConfig } from './config.ts'
 import { startClusterApiStandIn } from './controller.ts'
 
 const config = loadStandInConfig()
-const log = (event: Record<string, unknown>) =>
-  console.log(JSON.stringify({ time: new Date().toISOString(), ...event }))
+const logger = createLogger({ service: 'kiln-capi-stand-in', level: config.logLevel })
+const log = (event: Record<string, unknown>) => logEvent(logger, event)
 
 const standIn = startClusterApiStandIn({
   kubeconfig: config.kubeconfig,
