@@ -21,6 +21,7 @@ COPY packages/domain/package.json packages/domain/
 COPY packages/drivers/package.json packages/drivers/
 COPY packages/jobs/package.json packages/jobs/
 COPY packages/pki/package.json packages/pki/
+COPY packages/telemetry/package.json packages/telemetry/
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN PRISMA_SCHEMA_ENGINE_BINARY=prisma/engine/schema-engine.mjs npx prisma generate
@@ -44,6 +45,7 @@ COPY --from=build /app/packages/domain/package.json packages/domain/
 COPY --from=build /app/packages/drivers/package.json packages/drivers/
 COPY --from=build /app/packages/jobs/package.json packages/jobs/
 COPY --from=build /app/packages/pki/package.json packages/pki/
+COPY --from=build /app/packages/telemetry/package.json packages/telemetry/
 # No install scripts: nothing at run time needs one (@prisma/engines' would download native engines).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 # The bundles (the @kiln/* workspaces and the generated Prisma client are inside them) ...
