@@ -1,3 +1,4 @@
+import { hostname } from 'node:os'
 import { trace } from '@opentelemetry/api'
 import { type DestinationStream, type Level, type Logger, pino } from 'pino'
 
@@ -28,7 +29,7 @@ function activeTraceFields(): Record<string, string> {
 
 /**
  * The one log shape of every Kiln process: a JSON line with `time` (ISO), `level` (a label),
- * `msg` and `service`, plus the fields of the child logger that wrote it.
+ * `msg`, `service`, `pid` and `hostname`, plus the fields of the child logger that wrote it.
  */
 export function createLogger(options: LoggerOptions): Logger {
   const { destination } = options
@@ -39,7 +40,8 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(
     {
       level: options.level ?? 'info',
-      base: { service: options.service },
+      // pid and hostname tell apart the processes of one API (node:cluster) and the pods of a Deployment.
+      base: { service: options.service, pid: process.pid, hostname: hostname() },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       mixin: activeTraceFields,
