@@ -6,6 +6,10 @@ export default defineConfig({
   test: {
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
+    // The API and worker processes tests start would all serve /metrics on the same default ports
+    // (9464, 9465), and each API would fork one process per core; a test that scrapes one, or runs the
+    // API on several processes, says so itself.
+    env: { KILN_METRICS_PORT: '0', KILN_API_PROCESSES: '1' },
     testTimeout: 30_000,
     // Starting a stack (a database clone, the API, an engine, sometimes Ironic nodes) takes seconds
     // alone and minutes on a machine shared by many test runs; a hook is no race against the clock.

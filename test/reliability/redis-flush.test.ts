@@ -99,7 +99,9 @@ describe('redis flush', () => {
     // The dispatcher re-created the lost jobs (it logs how many it queued).
     const requeued = stack
       .logs()
-      .map((l) => /"dispatcher queued operations","queued":(\d+)/.exec(l)?.[1])
+      .map((l) =>
+        l.includes('"msg":"dispatcher queued operations"') ? /"queued":(\d+)/.exec(l)?.[1] : undefined,
+      )
       .reduce((sum, n) => sum + (n ? Number(n) : 0), 0)
     expect(requeued).toBeGreaterThan(0)
 

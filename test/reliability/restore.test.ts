@@ -159,7 +159,9 @@ describe('backup and restore', () => {
 
     const requeued = stack
       .logs()
-      .map((l) => /"dispatcher queued operations","queued":(\d+)/.exec(l)?.[1])
+      .map((l) =>
+        l.includes('"msg":"dispatcher queued operations"') ? /"queued":(\d+)/.exec(l)?.[1] : undefined,
+      )
       .reduce((sum, n) => sum + (n ? Number(n) : 0), 0)
     expect(requeued).toBeGreaterThanOrEqual(unfinished.length)
     console.log(
