@@ -166,8 +166,11 @@ describe('scale-out', () => {
     await sleep(500)
     // Counted when the stop begins: a graceful stop then drains, and the storm goes on meanwhile.
     const sentAtStop = sent
-    await stopped.stop()
+    // From this moment the API refuses new requests (503) while it drains.
     const apiStoppedAt = Date.now()
+    await stopped.stop()
+    // Drained and exited by itself, not killed at the end of its grace period.
+    expect(stopped.child.exitCode, 'the stopped API exited by itself').toBe(0)
     stack.log(`[test] ${stopped.name} stopped after ${sentAtStop} creates were sent`)
     expect(sentAtStop, 'the API stopped after the storm had ended').toBeLessThan(clusters)
 

@@ -88,8 +88,12 @@ async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
   app.log.info({ signal }, 'shutting down')
-  // Stop accepting requests and finish in-flight ones, then release the clients.
+  // Stop accepting requests and finish in-flight ones, then release the clients. server.close() drops
+  // only the keep-alive connections idle at that moment; one that finishes its request later would
+  // hold the close open until its keep-alive timeout, so each is closed as soon as it goes idle.
+  const closeIdle = setInterval(() => app.server.closeIdleConnections(), 100)
   await app.close()
+  clearInterval(closeIdle)
   await Promise.allSettled([db.$disconnect(), redis.quit(), metricsServer?.close(), tracing.shutdown()])
   process.exit(0)
 }
