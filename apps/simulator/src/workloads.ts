@@ -153,37 +153,20 @@ function podStatus(
       ],
       qosClass: 'BestEffort',
     }
-  if (completed)
-    return {
-      phase: 'Succeeded',
-      conditions: ['Initialized', 'Ready', 'ContainersReady', 'PodScheduled'].map((type) => ({
-        type,
-        status: type === 'Initialized' || type === 'PodScheduled' ? 'True' : 'False',
-        ...(type === 'Ready' || type === 'ContainersReady' ? { reason: 'PodCompleted' } : {}),
-        lastTransitionTime: created,
-      })),
-      hostIP: '192.168.0.1',
-      podIP,
-      podIPs: [{ ip: podIP }],
-      startTime: created,
-      containerStatuses: (spec.containers ?? []).map((c) => ({
-        name: c.name,
-        image: c.image ?? '',
-        imageID: `${c.image ?? ''}@sha256:${suffix(c.image ?? '', 16)}`,
-        ready: false,
-        started: false,
-        restartCount: 0,
-        state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: created, finishedAt: created } },
-      })),
-      qosClass: 'BestEffort',
-    }
+  // A Job's pod has run to completion; every other pod runs (ready or not yet).
+  const containerId = (container: string) =>
+    `containerd://${createHash('sha256').update(`${namespace}/${name}/${container}`).digest('hex')}`
   return {
-    phase: 'Running',
-    conditions: ['Initialized', 'Ready', 'ContainersReady', 'PodScheduled'].map((type) => ({
-      type,
-      status: type === 'Initialized' || type === 'PodScheduled' || ready ? 'True' : 'False',
-      lastTransitionTime: created,
-    })),
+    phase: completed ? 'Succeeded' : 'Running',
+    conditions: ['Initialized', 'Ready', 'ContainersReady', 'PodScheduled'].map((type) => {
+      const always = type === 'Initialized' || type === 'PodScheduled'
+      return {
+        type,
+        status: always || (!completed && ready) ? 'True' : 'False',
+        ...(completed && !always ? { reason: 'PodCompleted' } : {}),
+        lastTransitionTime: created,
+      }
+    }),
     hostIP: '192.168.0.1',
     podIP,
     podIPs: [{ ip: podIP }],
@@ -192,11 +175,13 @@ function podStatus(
       name: c.name,
       image: c.image ?? '',
       imageID: `${c.image ?? ''}@sha256:${suffix(c.image ?? '', 16)}`,
-      containerID: `containerd://${createHash('sha256').update(`${namespace}/${name}/${c.name}`).digest('hex')}`,
-      ready,
-      started: ready,
+      ...(completed ? {} : { containerID: containerId(c.name) }),
+      ready: !completed && ready,
+      started: !completed && ready,
       restartCount: 0,
-      state: { running: { startedAt: created } },
+      state: completed
+        ? { terminated: { exitCode: 0, reason: 'Completed', startedAt: created, finishedAt: created } }
+        : { running: { startedAt: created } },
     })),
     qosClass: 'BestEffort',
   }
